@@ -1,0 +1,181 @@
+//! Resolved customers, the evidence behind each link, and the dossiers a query returns.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One piece of evidence for a link: which value matched, from where, with what weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The mention kind that matched (`email`, `phone`, `person`, …).
+    pub kind: String,
+    /// The normalized value that matched.
+    pub value: String,
+    /// The record the other side of the comparison came from.
+    pub other: String,
+    /// Log-likelihood weight (bits) this comparison contributed.
+    pub weight: f64,
+}
+
+/// Why one record belongs to (or is linked to) a customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    /// The record key.
+    pub key: String,
+    /// `member`: the record describes this customer; `mentions`: a document that names it.
+    pub role: String,
+    /// The comparisons that put it there (empty for the cluster's founding record).
+    #[serde(default)]
+    pub evidence: Vec<Evidence>,
+}
+
+/// What the silos say about one customer, every variant kept.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// The most frequent full name, for display.
+    pub display_name: String,
+    /// Every name as written.
+    pub names: BTreeSet<String>,
+    /// Emails, normalized.
+    pub emails: BTreeSet<String>,
+    /// Phones in E.164.
+    pub phones: BTreeSet<String>,
+    /// Companies as written.
+    pub companies: BTreeSet<String>,
+    /// Addresses as written.
+    pub addresses: BTreeSet<String>,
+    /// Cities as written.
+    pub cities: BTreeSet<String>,
+    /// Identifiers as `kind:value`.
+    pub ids: BTreeSet<String>,
+    /// Dates of birth.
+    pub dobs: BTreeSet<String>,
+}
+
+/// A resolved customer: a stable id, a profile and its linked records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    /// Stable id, derived from the cluster's earliest member.
+    pub id: String,
+    /// What the silos say.
+    pub profile: Profile,
+    /// Every linked record, with its evidence.
+    pub links: Vec<Link>,
+}
+
+impl Customer {
+    /// The keys of every linked record.
+    pub fn keys(&self) -> Vec<String> {
+        self.links.iter().map(|l| l.key.clone()).collect()
+    }
+}
+
+/// Why a customer matched a query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchReason {
+    /// What kind of evidence: `identifier`, `email`, `phone`, `name`, `text`.
+    pub kind: String,
+    /// The query part that matched.
+    pub query: String,
+    /// The value it matched (normalized profile value or record key).
+    pub matched: String,
+}
+
+/// An open problem flagged at the top of a dossier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flag {
+    /// Short label: `disputed invoice`, `open ticket`, `unanswered email`.
+    pub label: String,
+    /// The record that raised it.
+    pub key: String,
+    /// One line of detail.
+    pub detail: String,
+}
+
+/// One record in a dossier, with a snippet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordHit {
+    /// The record key.
+    pub key: String,
+    /// Source name.
+    pub source: String,
+    /// Record kind.
+    pub kind: String,
+    /// Title.
+    pub title: String,
+    /// Highlighted snippet (HTML with `<b>`), or the start of the text.
+    pub snippet: String,
+    /// Page number for PDF pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    /// The record's date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<DateTime<Utc>>,
+    /// True when this record matched the query's words.
+    pub matched: bool,
+}
+
+/// Records of one source and kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordGroup {
+    /// Source name.
+    pub source: String,
+    /// Record kind.
+    pub kind: String,
+    /// The records, matching ones first, then newest first.
+    pub records: Vec<RecordHit>,
+}
+
+/// One event on a dossier's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// When.
+    pub date: DateTime<Utc>,
+    /// The record.
+    pub key: String,
+    /// Source name.
+    pub source: String,
+    /// One line.
+    pub title: String,
+}
+
+/// What a query returns for one customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dossier {
+    /// Customer id (`None` for the group of matching records linked to no customer).
+    pub id: Option<String>,
+    /// Rank score.
+    pub score: f64,
+    /// The profile.
+    pub profile: Profile,
+    /// Why it matched.
+    pub why: Vec<MatchReason>,
+    /// Open problems.
+    pub flags: Vec<Flag>,
+    /// Records grouped by source and kind.
+    pub groups: Vec<RecordGroup>,
+    /// All dated records, oldest first.
+    pub timeline: Vec<TimelineEntry>,
+    /// Keys of every record in the dossier.
+    pub keys: Vec<String>,
+}
+
+/// A page of ranked dossiers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResponse {
+    /// The query as received.
+    pub query: String,
+    /// Exact number of matching customers.
+    pub total: usize,
+    /// 0-based page number.
+    pub page: usize,
+    /// Dossiers per page.
+    pub per_page: usize,
+    /// The dossiers of this page, best first.
+    pub dossiers: Vec<Dossier>,
+    /// Matching records linked to no customer (first page only).
+    pub unlinked: Vec<RecordHit>,
+    /// Things the user should know (a query read as plain words, …).
+    pub notices: Vec<String>,
+}

@@ -1,0 +1,153 @@
+//! The tantivy schema shared by the indexer and the query engine.
+//!
+//! One index holds two kinds of documents, told apart by `doctype`: records
+//! (full text, fields, source, kind, date, page, linked customers) and customer
+//! profiles (names with phonetic and canonical forms, normalized identifiers).
+
+use tantivy::Index;
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
+};
+
+/// Name of the tokenizer that splits on non-alphanumerics, lowercases and folds accents.
+pub const FOLD_TOKENIZER: &str = "fold";
+
+/// `doctype` value of record documents.
+pub const DOC_RECORD: &str = "record";
+/// `doctype` value of customer documents.
+pub const DOC_CUSTOMER: &str = "customer";
+
+/// Errors opening or checking an index.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// The index on disk has other fields than this version of dossier writes.
+    #[error(
+        "the index schema does not match this version of dossier (missing field `{0}`); rebuild it with `dossier index --full`"
+    )]
+    Mismatch(String),
+}
+
+/// Handles to every field of the index schema.
+#[derive(Debug, Clone)]
+pub struct IndexSchema {
+    /// The tantivy schema.
+    pub schema: Schema,
+    /// `record` or `customer`.
+    pub doctype: Field,
+    /// Record key or customer id (exact).
+    pub key: Field,
+    /// `source:item-locator` of a record, for deleting an item's records at once.
+    pub item: Field,
+    /// Source name (exact).
+    pub source: Field,
+    /// Record kind (exact).
+    pub kind: Field,
+    /// Title (full text, stored).
+    pub title: Field,
+    /// Body text (full text with positions, stored, for phrases and snippets).
+    pub text: Field,
+    /// Field values of a record (full text).
+    pub fields: Field,
+    /// Record date (fast, for ranges and the timeline).
+    pub date: Field,
+    /// Linked customer ids of a record (exact, fast, multi-valued).
+    pub customers: Field,
+    /// Status words of a record (`disputed`, `open`, …; exact).
+    pub status: Field,
+    /// The whole record or customer as JSON (stored only).
+    pub json: Field,
+    /// Customer names (full text, folded).
+    pub name: Field,
+    /// Double Metaphone codes of customer name parts (exact).
+    pub phonetic: Field,
+    /// Canonical first names (Bob → robert) and folded name tokens (exact).
+    pub canon: Field,
+    /// Normalized identifiers, emails, phones and phone tails of a customer (exact).
+    pub ids: Field,
+    /// Companies, cities and addresses of a customer (full text, folded).
+    pub place: Field,
+}
+
+impl IndexSchema {
+    /// Builds the schema.
+    pub fn new() -> Self {
+        let mut b = Schema::builder();
+        let folded = |stored: bool, positions: bool| {
+            let idx = TextFieldIndexing::default()
+                .set_tokenizer(FOLD_TOKENIZER)
+                .set_index_option(if positions {
+                    IndexRecordOption::WithFreqsAndPositions
+                } else {
+                    IndexRecordOption::WithFreqs
+                });
+            let o = TextOptions::default().set_indexing_options(idx);
+            if stored { o.set_stored() } else { o }
+        };
+        let doctype = b.add_text_field("doctype", STRING);
+        let key = b.add_text_field("key", STRING | STORED);
+        let item = b.add_text_field("item", STRING);
+        let source = b.add_text_field("source", STRING | STORED | FAST);
+        let kind = b.add_text_field("kind", STRING | STORED);
+        let title = b.add_text_field("title", folded(true, true));
+        let text = b.add_text_field("text", folded(true, true));
+        let fields = b.add_text_field("fields", folded(false, true));
+        let date = b.add_date_field("date", INDEXED | STORED | FAST);
+        let customers = b.add_text_field("customers", STRING | STORED | FAST);
+        let status = b.add_text_field("status", STRING);
+        let json = b.add_text_field("json", STORED);
+        let name = b.add_text_field("name", folded(false, true));
+        let phonetic = b.add_text_field("phonetic", STRING);
+        let canon = b.add_text_field("canon", STRING);
+        let ids = b.add_text_field("ids", STRING);
+        let place = b.add_text_field("place", folded(false, false));
+        IndexSchema {
+            schema: b.build(),
+            doctype,
+            key,
+            item,
+            source,
+            kind,
+            title,
+            text,
+            fields,
+            date,
+            customers,
+            status,
+            json,
+            name,
+            phonetic,
+            canon,
+            ids,
+            place,
+        }
+    }
+
+    /// Registers the analyzers this schema names on an index.
+    pub fn register_tokenizers(index: &Index) {
+        let analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(RemoveLongFilter::limit(64))
+            .filter(LowerCaser)
+            .filter(AsciiFoldingFilter)
+            .build();
+        index.tokenizers().register(FOLD_TOKENIZER, analyzer);
+    }
+
+    /// Checks that an index on disk has every field this schema writes.
+    pub fn check(&self, on_disk: &Schema) -> Result<(), SchemaError> {
+        for (_, entry) in self.schema.fields() {
+            if on_disk.get_field(entry.name()).is_err() {
+                return Err(SchemaError::Mismatch(entry.name().to_string()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for IndexSchema {
+    fn default() -> Self {
+        Self::new()
+    }
+}

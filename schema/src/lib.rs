@@ -1,0 +1,15 @@
+//! Shared types of dossier: every stage (connectors → extraction → entities →
+//! resolution → index → query → server) speaks in these types and nothing else.
+
+pub mod customer;
+pub mod index;
+pub mod mention;
+pub mod record;
+
+pub use customer::{
+    Customer, Dossier, Evidence, Flag, Link, MatchReason, Profile, RecordGroup, RecordHit,
+    SearchResponse, TimelineEntry,
+};
+pub use index::{IndexSchema, SchemaError};
+pub use mention::{Mention, MentionKind};
+pub use record::{Item, ItemError, Payload, Record, RecordKind};

@@ -1,0 +1,299 @@
+//! Person names: parsing (titles, suffixes, initials, "Last, First"),
+//! nickname canonicalisation and Double Metaphone codes.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use rphonetic::DoubleMetaphone;
+
+/// A parsed person name, folded to ASCII lowercase.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PersonName {
+    /// Given name, canonical (`bob` → `robert`); may be a single initial.
+    pub first: String,
+    /// Family name.
+    pub last: String,
+    /// Every other part (middle names, initials).
+    pub middle: Vec<String>,
+}
+
+const TITLES: &[&str] = &[
+    "mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "madam", "mme", "herr", "frau",
+];
+const SUFFIXES: &[&str] = &[
+    "jr", "sr", "ii", "iii", "iv", "phd", "md", "esq", "dds", "cpa",
+];
+
+/// Nickname → canonical given name. A list of name facts compiled for dossier.
+const NICKNAMES: &[(&str, &[&str])] = &[
+    ("robert", &["bob", "bobby", "rob", "robbie", "bert"]),
+    ("william", &["bill", "billy", "will", "willy", "liam"]),
+    ("richard", &["rick", "ricky", "dick", "rich", "richie"]),
+    ("james", &["jim", "jimmy", "jamie"]),
+    ("john", &["jack", "johnny"]),
+    ("jonathan", &["jon"]),
+    ("margaret", &["maggie", "meg", "peggy", "marge", "margie"]),
+    (
+        "elizabeth",
+        &["liz", "beth", "betty", "lizzie", "eliza", "libby", "bess"],
+    ),
+    (
+        "katherine",
+        &[
+            "kate",
+            "kathy",
+            "katie",
+            "kat",
+            "catherine",
+            "kathryn",
+            "cathy",
+        ],
+    ),
+    ("jennifer", &["jen", "jenny"]),
+    ("michael", &["mike", "mikey", "mick"]),
+    ("thomas", &["tom", "tommy"]),
+    ("charles", &["charlie", "chuck"]),
+    ("joseph", &["joe", "joey"]),
+    ("daniel", &["dan", "danny"]),
+    ("david", &["dave", "davy"]),
+    ("edward", &["ed", "eddie", "ned"]),
+    ("anthony", &["tony"]),
+    ("christopher", &["chris"]),
+    ("matthew", &["matt"]),
+    ("andrew", &["andy", "drew"]),
+    ("steven", &["steve", "stephen"]),
+    ("alexander", &["alex", "xander"]),
+    ("patricia", &["pat", "patty", "trish", "tricia"]),
+    ("susan", &["sue", "susie", "suzy"]),
+    ("deborah", &["deb", "debbie", "debra"]),
+    ("rebecca", &["becky", "becca"]),
+    ("barbara", &["barb", "babs"]),
+    ("jessica", &["jess", "jessie"]),
+    ("samuel", &["sam", "sammy"]),
+    ("benjamin", &["ben", "benny"]),
+    ("nicholas", &["nick", "nicky"]),
+    ("timothy", &["tim", "timmy"]),
+    ("gregory", &["greg"]),
+    ("kenneth", &["ken", "kenny"]),
+    ("ronald", &["ron", "ronnie"]),
+    ("donald", &["don", "donnie"]),
+    ("douglas", &["doug"]),
+    ("frederick", &["fred", "freddie"]),
+    ("gerald", &["jerry", "gerry"]),
+    ("lawrence", &["larry"]),
+    ("peter", &["pete"]),
+    ("raymond", &["ray"]),
+    ("theodore", &["ted", "teddy", "theo"]),
+    ("victoria", &["vicky", "vicki", "tori"]),
+    ("virginia", &["ginny"]),
+    ("abigail", &["abby"]),
+    ("albert", &["al", "bertie"]),
+    ("amanda", &["mandy"]),
+    ("angela", &["angie"]),
+    ("cynthia", &["cindy"]),
+    ("dorothy", &["dot", "dottie", "dolly"]),
+    ("eleanor", &["ellie", "nell", "nora"]),
+    ("frances", &["fran"]),
+    ("francis", &["frank", "frankie"]),
+    ("henry", &["hank", "harry", "hal"]),
+    ("jacqueline", &["jackie"]),
+    ("joshua", &["josh"]),
+    ("judith", &["judy"]),
+    ("kimberly", &["kim"]),
+    ("leonard", &["len", "lenny", "leo"]),
+    ("louis", &["lou"]),
+    ("mary", &["molly", "polly", "mae"]),
+    ("nathaniel", &["nate", "nat", "nathan"]),
+    ("pamela", &["pam"]),
+    ("philip", &["phil", "phillip"]),
+    ("randall", &["randy"]),
+    ("russell", &["russ"]),
+    ("sandra", &["sandy"]),
+    ("stanley", &["stan"]),
+    ("terrence", &["terry"]),
+    ("valerie", &["val"]),
+    ("walter", &["walt", "wally"]),
+    ("zachary", &["zach", "zack"]),
+    ("jane", &["janie", "jayne"]),
+    ("anne", &["ann", "annie", "anna"]),
+    ("sarah", &["sara", "sally", "sadie"]),
+    ("gabriel", &["gabe"]),
+    ("ernest", &["ernie"]),
+    ("eugene", &["gene"]),
+    ("vincent", &["vince", "vinny"]),
+];
+
+fn nickname_map() -> &'static HashMap<&'static str, &'static str> {
+    static MAP: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        let mut m = HashMap::new();
+        for (canon, nicks) in NICKNAMES {
+            for n in *nicks {
+                m.entry(*n).or_insert(*canon);
+            }
+        }
+        m
+    })
+}
+
+/// The canonical form of a given name (`bob` → `robert`); other names unchanged.
+pub fn canonical_first(name: &str) -> &str {
+    nickname_map().get(name).copied().unwrap_or(name)
+}
+
+/// Folds text to ASCII lowercase words (accents dropped, punctuation to spaces).
+pub fn fold(s: &str) -> String {
+    let ascii = deunicode::deunicode(s);
+    let mut out = String::with_capacity(ascii.len());
+    let mut space = true;
+    for c in ascii.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+            space = false;
+        } else if c == '\'' {
+            continue;
+        } else if !space {
+            out.push(' ');
+            space = true;
+        }
+    }
+    if out.ends_with(' ') {
+        out.pop();
+    }
+    out
+}
+
+/// Parses a person name as written in any silo.
+pub fn parse(raw: &str) -> Option<PersonName> {
+    // "Smith, Jane A." is surname first.
+    let (surname_first, text) = match raw.split_once(',') {
+        Some((a, b)) if !a.trim().is_empty() && !b.trim().is_empty() && !a.trim().contains(' ') => {
+            (true, format!("{} {}", b.trim(), a.trim()))
+        }
+        _ => (false, raw.to_string()),
+    };
+    let _ = surname_first;
+    let folded = fold(&text);
+    let mut parts: Vec<&str> = folded.split(' ').filter(|p| !p.is_empty()).collect();
+    while parts.first().is_some_and(|p| TITLES.contains(p)) {
+        parts.remove(0);
+    }
+    while parts.len() > 1 && parts.last().is_some_and(|p| SUFFIXES.contains(p)) {
+        parts.pop();
+    }
+    if parts.is_empty()
+        || parts.len() > 6
+        || parts.iter().any(|p| p.chars().any(|c| c.is_ascii_digit()))
+    {
+        return None;
+    }
+    if parts.len() == 1 {
+        return Some(PersonName {
+            first: String::new(),
+            last: parts[0].to_string(),
+            middle: vec![],
+        });
+    }
+    let last = parts.pop().unwrap_or_default().to_string();
+    let first = canonical_first(parts.remove(0)).to_string();
+    Some(PersonName {
+        first,
+        last,
+        middle: parts.into_iter().map(str::to_string).collect(),
+    })
+}
+
+fn metaphone() -> &'static DoubleMetaphone {
+    static DM: OnceLock<DoubleMetaphone> = OnceLock::new();
+    DM.get_or_init(DoubleMetaphone::default)
+}
+
+/// Double Metaphone codes (primary, alternate) of one ASCII word.
+pub fn phonetic(word: &str) -> (String, String) {
+    // rphonetic panics on non-ASCII input such as "García": fold first.
+    let w = fold(word).replace(' ', "");
+    if w.is_empty() {
+        return (String::new(), String::new());
+    }
+    let r = metaphone().double_metaphone(&w);
+    (r.primary(), r.alternate())
+}
+
+/// True when two words sound alike (any Double Metaphone code in common).
+pub fn sounds_alike(a: &str, b: &str) -> bool {
+    let (a1, a2) = phonetic(a);
+    let (b1, b2) = phonetic(b);
+    !a1.is_empty() && (a1 == b1 || a1 == b2 || a2 == b1 || (a2 == b2 && !a2.is_empty()))
+}
+
+impl PersonName {
+    /// `first last`, the normalized form.
+    pub fn norm(&self) -> String {
+        if self.first.is_empty() {
+            self.last.clone()
+        } else {
+            format!("{} {}", self.first, self.last)
+        }
+    }
+
+    /// How well two given names agree: 2 same (after nicknames), 1 initial or sound-alike, 0 unknown, -1 differ.
+    pub fn first_agreement(&self, other: &PersonName) -> i8 {
+        let (a, b) = (self.first.as_str(), other.first.as_str());
+        if a.is_empty() || b.is_empty() {
+            return 0;
+        }
+        if a == b {
+            return 2;
+        }
+        if a.len() == 1 || b.len() == 1 {
+            return if a.as_bytes()[0] == b.as_bytes()[0] {
+                1
+            } else {
+                -1
+            };
+        }
+        if sounds_alike(a, b) || strsim::jaro_winkler(a, b) > 0.9 {
+            return 1;
+        }
+        -1
+    }
+
+    /// How well two family names agree: 2 same, 1 sound-alike or one typo, -1 differ.
+    pub fn last_agreement(&self, other: &PersonName) -> i8 {
+        let (a, b) = (self.last.as_str(), other.last.as_str());
+        if a == b {
+            return 2;
+        }
+        if sounds_alike(a, b) || strsim::damerau_levenshtein(a, b) <= 1 && a.len() > 3 {
+            return 1;
+        }
+        -1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_titles_suffixes_and_surname_first() {
+        let n = parse("Dr. Robert J. Smith Jr.").unwrap();
+        assert_eq!((n.first.as_str(), n.last.as_str()), ("robert", "smith"));
+        let n = parse("Smith, Bob").unwrap();
+        assert_eq!(n.norm(), "robert smith");
+        assert_eq!(parse("García Márquez").unwrap().last, "marquez");
+        assert!(parse("Order 12345").is_none());
+    }
+
+    #[test]
+    fn phonetics_and_agreement() {
+        assert!(sounds_alike("smyth", "smith"));
+        assert!(sounds_alike("García", "garcia"));
+        let a = parse("Jayne Smyth").unwrap();
+        let b = parse("Jane Smith").unwrap();
+        assert_eq!(a.first_agreement(&b), 2, "jayne is a jane");
+        assert_eq!(a.last_agreement(&b), 1);
+        let c = parse("John Smith").unwrap();
+        assert_eq!(b.first_agreement(&c), -1);
+    }
+}

@@ -1,0 +1,248 @@
+//! The index stage: writes records and customer profiles into tantivy, with
+//! one writer and atomic commits whose payload names the run.
+
+use std::path::Path;
+
+use dossier_schema::index::{DOC_CUSTOMER, DOC_RECORD};
+use dossier_schema::{Customer, IndexSchema, Record};
+use tantivy::directory::MmapDirectory;
+use tantivy::indexer::LogMergePolicy;
+use tantivy::schema::Value;
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::entities::names;
+use crate::entities::normalize;
+
+/// Errors of the index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// tantivy failed.
+    #[error("index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    /// Another process holds the writer lock.
+    #[error(
+        "another dossier is indexing into {0} (its lock is held); wait for it to finish, or remove a stale lock after a crash"
+    )]
+    Busy(String),
+    /// The schema on disk is not ours.
+    #[error("{0}")]
+    Schema(#[from] dossier_schema::SchemaError),
+    /// The folder could not be created.
+    #[error("index folder {0}: {1}")]
+    Io(String, String),
+    /// A stored document did not decode.
+    #[error("index: corrupt stored document: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// An open index with its schema handles and a reader.
+pub struct IndexStore {
+    /// The tantivy index.
+    pub index: Index,
+    /// Field handles.
+    pub fields: IndexSchema,
+    /// A reader, reloaded manually after each commit so results are visible at once.
+    pub reader: IndexReader,
+}
+
+/// Status words found in fields such as `status` or `invoice_status`.
+pub fn status_words(r: &Record) -> Vec<String> {
+    r.fields
+        .iter()
+        .filter(|(k, _)| {
+            let k = k.to_ascii_lowercase();
+            k == "status" || k.ends_with("_status") || k.ends_with(" status") || k == "disposition"
+        })
+        .flat_map(|(_, v)| {
+            names::fold(v)
+                .split(' ')
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+impl IndexStore {
+    /// Opens the index in `dir`, creating it when absent.
+    pub fn open(dir: &Path) -> Result<IndexStore, IndexError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| IndexError::Io(dir.display().to_string(), e.to_string()))?;
+        let fields = IndexSchema::new();
+        let mmap = MmapDirectory::open(dir)
+            .map_err(|e| IndexError::Io(dir.display().to_string(), e.to_string()))?;
+        let index = Index::open_or_create(mmap, fields.schema.clone())?;
+        fields.check(&index.schema())?;
+        IndexSchema::register_tokenizers(&index);
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(IndexStore {
+            index,
+            fields,
+            reader,
+        })
+    }
+
+    /// Takes the single writer; a second indexer gets [`IndexError::Busy`].
+    pub fn writer(&self, dir: &Path) -> Result<IndexWriter<TantivyDocument>, IndexError> {
+        let w: IndexWriter<TantivyDocument> = match self.index.writer_with_num_threads(2, 128 << 20)
+        {
+            Ok(w) => w,
+            Err(tantivy::TantivyError::LockFailure(_, _)) => {
+                return Err(IndexError::Busy(dir.display().to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut policy = LogMergePolicy::default();
+        // Re-indexing in place deletes many documents: let deletes trigger merges.
+        policy.set_del_docs_ratio_before_merge(0.3);
+        w.set_merge_policy(Box::new(policy));
+        Ok(w)
+    }
+
+    /// Deletes every record of one item.
+    pub fn delete_item(&self, w: &IndexWriter<TantivyDocument>, source: &str, item: &str) {
+        w.delete_term(Term::from_field_text(
+            self.fields.item,
+            &Record::key_for(source, item),
+        ));
+    }
+
+    /// Deletes one record by key.
+    pub fn delete_record(&self, w: &IndexWriter<TantivyDocument>, key: &str) {
+        w.delete_term(Term::from_field_text(self.fields.key, key));
+    }
+
+    /// Adds a record document linked to `customers`.
+    pub fn add_record(
+        &self,
+        w: &IndexWriter<TantivyDocument>,
+        r: &Record,
+        customers: &[String],
+    ) -> Result<(), IndexError> {
+        let f = &self.fields;
+        let mut d = TantivyDocument::default();
+        d.add_text(f.doctype, DOC_RECORD);
+        d.add_text(f.key, &r.key);
+        d.add_text(f.item, Record::key_for(&r.source, &r.item));
+        d.add_text(f.source, &r.source);
+        d.add_text(f.kind, r.kind.as_str());
+        d.add_text(f.title, &r.title);
+        d.add_text(f.text, &r.text);
+        let mut fields = String::new();
+        for (k, v) in &r.fields {
+            fields.push_str(k);
+            fields.push(' ');
+            fields.push_str(v);
+            fields.push('\n');
+        }
+        d.add_text(f.fields, &fields);
+        if let Some(dt) = r.date {
+            d.add_date(
+                f.date,
+                tantivy::DateTime::from_timestamp_secs(dt.timestamp()),
+            );
+        }
+        for c in customers {
+            d.add_text(f.customers, c);
+        }
+        for s in status_words(r) {
+            d.add_text(f.status, &s);
+        }
+        d.add_text(f.json, serde_json::to_string(r)?);
+        w.add_document(d)?;
+        Ok(())
+    }
+
+    /// Replaces every customer document.
+    pub fn replace_customers(
+        &self,
+        w: &IndexWriter<TantivyDocument>,
+        customers: &[Customer],
+    ) -> Result<(), IndexError> {
+        let f = &self.fields;
+        w.delete_term(Term::from_field_text(f.doctype, DOC_CUSTOMER));
+        for c in customers {
+            let mut d = TantivyDocument::default();
+            d.add_text(f.doctype, DOC_CUSTOMER);
+            d.add_text(f.key, &c.id);
+            let p = &c.profile;
+            for n in &p.names {
+                d.add_text(f.name, n);
+                if let Some(parsed) = names::parse(n) {
+                    d.add_text(f.canon, &parsed.first);
+                    d.add_text(f.canon, &parsed.last);
+                }
+                for word in names::fold(n).split(' ').filter(|w| w.len() > 1) {
+                    d.add_text(f.canon, word);
+                    let (a, b) = names::phonetic(word);
+                    if !a.is_empty() {
+                        d.add_text(f.phonetic, &a);
+                    }
+                    if !b.is_empty() && b != a {
+                        d.add_text(f.phonetic, &b);
+                    }
+                }
+            }
+            for e in &p.emails {
+                d.add_text(f.ids, e);
+            }
+            for ph in &p.phones {
+                d.add_text(f.ids, ph);
+                if let Some(t) = normalize::phone_tail(ph) {
+                    d.add_text(f.ids, &t);
+                }
+            }
+            for id in &p.ids {
+                d.add_text(f.ids, id);
+                if let Some((_, bare)) = id.split_once(':') {
+                    d.add_text(f.ids, bare);
+                }
+            }
+            for v in p.companies.iter().chain(&p.cities).chain(&p.addresses) {
+                d.add_text(f.place, v);
+            }
+            let stored = Customer {
+                id: c.id.clone(),
+                profile: c.profile.clone(),
+                links: Vec::new(),
+            };
+            d.add_text(f.json, serde_json::to_string(&stored)?);
+            w.add_document(d)?;
+        }
+        Ok(())
+    }
+
+    /// Commits with the run id as payload and makes the result visible.
+    pub fn commit(&self, w: &mut IndexWriter<TantivyDocument>, run: i64) -> Result<(), IndexError> {
+        let mut prepared = w.prepare_commit()?;
+        prepared.set_payload(&format!("run={run}"));
+        prepared.commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// The stored record with `key`, if any.
+    pub fn record(&self, key: &str) -> Result<Option<Record>, IndexError> {
+        let searcher = self.reader.searcher();
+        let q = tantivy::query::TermQuery::new(
+            Term::from_field_text(self.fields.key, key),
+            tantivy::schema::IndexRecordOption::Basic,
+        );
+        let hits = searcher.search(
+            &q,
+            &tantivy::collector::TopDocs::with_limit(1).order_by_score(),
+        )?;
+        for (_, addr) in hits {
+            let doc: TantivyDocument = searcher.doc(addr)?;
+            if let Some(j) = doc.get_first(self.fields.json).and_then(|v| v.as_str()) {
+                if let Ok(r) = serde_json::from_str::<Record>(j) {
+                    return Ok(Some(r));
+                }
+            }
+        }
+        Ok(None)
+    }
+}

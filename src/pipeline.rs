@@ -1,0 +1,331 @@
+//! One index run: connectors list items → changed items are extracted →
+//! entities found → customers resolved → records and profiles indexed →
+//! one tantivy commit → the state store records what was done.
+//!
+//! The tantivy commit comes first: a crash before the state write leaves the
+//! items looking new, and the next run replaces their documents (deletes go by
+//! item), so nothing is duplicated or lost.
+
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use dossier_connectors::{Extractor, connector_for, extract::Extracted};
+use dossier_schema::{Item, ItemError, Payload, Record};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
+use crate::config::Config;
+use crate::entities::Entities;
+use crate::index::IndexStore;
+use crate::resolve::{self, RecordEntities};
+use crate::state::{RunCommit, RunReport, SourceReport, State};
+
+/// Errors that stop a run (per-item and per-source problems never do).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// A `--source` named no configured source.
+    #[error("no source named `{0}` in the config (see `[[sources]]`)")]
+    UnknownSource(String),
+}
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Re-extract every item, not only new and changed ones.
+    pub full: bool,
+    /// Only these sources (all when empty).
+    pub sources: Vec<String>,
+    /// Show progress bars (on a terminal).
+    pub progress: bool,
+}
+
+/// Paths of the index and state store under the config's index folder.
+pub fn paths(cfg: &Config) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = cfg.index_dir();
+    (dir.join("tantivy"), dir.join("state.sqlite"))
+}
+
+fn bar(show: bool, len: u64, what: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    b.set_message(what.to_string());
+    b
+}
+
+/// Extracts one item; a panic inside a parser costs this item only.
+fn extract_item(x: &Extractor, item: &Item) -> Result<Extracted, String> {
+    match &item.payload {
+        Payload::Records(rs) => Ok(Extracted {
+            records: rs.clone(),
+            warnings: Vec::new(),
+        }),
+        Payload::File(path) => {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| x.extract_file(&item.locator, path)))
+            {
+                Ok(Ok(e)) => Ok(e),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("the parser crashed on this file (panic); it was skipped".into()),
+            }
+        }
+    }
+}
+
+/// Runs one index pass and returns its report.
+pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
+    let t0 = Instant::now();
+    for s in &opts.sources {
+        if cfg.source(s).is_none() {
+            return Err(RunError::UnknownSource(s.clone()));
+        }
+    }
+    let (index_dir, state_path) = paths(cfg);
+    let store = IndexStore::open(&index_dir)?;
+    let mut writer = store.writer(&index_dir)?;
+    let mut state = State::open(&state_path)?;
+    let (run_id, started) = state.begin_run(opts.full)?;
+    let entities = Entities::new(cfg);
+
+    let mut commit = RunCommit {
+        run: run_id,
+        ..Default::default()
+    };
+    let mut report = RunReport {
+        id: run_id,
+        started,
+        status: "completed".into(),
+        full: opts.full,
+        ..Default::default()
+    };
+    let mut fresh: Vec<(Record, Vec<dossier_schema::Mention>)> = Vec::new();
+    let mut touched_items: HashSet<(String, String)> = HashSet::new();
+
+    for spec in cfg
+        .sources
+        .iter()
+        .filter(|s| opts.sources.is_empty() || opts.sources.contains(&s.name))
+    {
+        let ts = Instant::now();
+        let mut sr = SourceReport {
+            source: spec.name.clone(),
+            ..Default::default()
+        };
+        let known = state.item_versions(&spec.name)?;
+        let mut items: Vec<Item> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let listing = connector_for(spec, &cfg.base).and_then(|mut c| {
+            c.scan(&mut |item| {
+                sr.seen += 1;
+                seen.insert(item.locator.clone());
+                match known.get(&item.locator) {
+                    Some(v) if *v == item.version && !opts.full => sr.unchanged += 1,
+                    Some(_) => {
+                        sr.changed += 1;
+                        items.push(item);
+                    }
+                    None => {
+                        sr.new += 1;
+                        items.push(item);
+                    }
+                }
+                true
+            })
+        });
+        match listing {
+            Ok(scan) => {
+                sr.complete = scan.complete;
+                report.errors.extend(scan.errors);
+            }
+            Err(e) => {
+                tracing::warn!("{e}");
+                sr.error = Some(e.to_string());
+                report.errors.push(ItemError {
+                    source: spec.name.clone(),
+                    locator: spec.location.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        // Deletes only after a complete listing: an unreachable silo must not empty the index.
+        if sr.complete && sr.error.is_none() {
+            for locator in known.keys().filter(|l| !seen.contains(*l)) {
+                store.delete_item(&writer, &spec.name, locator);
+                commit
+                    .removed_items
+                    .push((spec.name.clone(), locator.clone()));
+                touched_items.insert((spec.name.clone(), locator.clone()));
+                sr.deleted += 1;
+            }
+        }
+
+        let x = Extractor::new(spec);
+        let pb = bar(opts.progress, items.len() as u64, &spec.name);
+        let results: Vec<(usize, Result<Extracted, String>)> = items
+            .par_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let r = extract_item(&x, item);
+                pb.inc(1);
+                (i, r)
+            })
+            .collect();
+        pb.finish_and_clear();
+        for (i, res) in results {
+            let item = &items[i];
+            store.delete_item(&writer, &spec.name, &item.locator);
+            touched_items.insert((spec.name.clone(), item.locator.clone()));
+            match res {
+                Ok(ex) => {
+                    report.errors.extend(ex.warnings);
+                    sr.records += ex.records.len() as u64;
+                    let with_mentions: Vec<_> = ex
+                        .records
+                        .into_par_iter()
+                        .map(|r| {
+                            let m = entities.mentions(&r);
+                            (r, m)
+                        })
+                        .collect();
+                    fresh.extend(with_mentions);
+                    commit.items.push((
+                        spec.name.clone(),
+                        item.locator.clone(),
+                        item.version.clone(),
+                    ));
+                }
+                Err(reason) => {
+                    sr.failed += 1;
+                    report.errors.push(ItemError {
+                        source: spec.name.clone(),
+                        locator: item.locator.clone(),
+                        reason,
+                    });
+                    // A failed item is remembered with its version so an unchanged bad file is not retried every run.
+                    commit.items.push((
+                        spec.name.clone(),
+                        item.locator.clone(),
+                        item.version.clone(),
+                    ));
+                }
+            }
+        }
+        sr.millis = ts.elapsed().as_millis() as u64;
+        if opts.progress {
+            eprintln!(
+                "{:>12}  {} items: {} new, {} changed, {} unchanged, {} deleted, {} failed; {} records",
+                sr.source,
+                sr.seen,
+                sr.new,
+                sr.changed,
+                sr.unchanged,
+                sr.deleted,
+                sr.failed,
+                sr.records
+            );
+        }
+        report.sources.push(sr);
+    }
+
+    // Resolution over every record: the stored ones not replaced this run, plus the fresh ones.
+    let old_links = state.all_links()?;
+    let mut all: Vec<RecordEntities> = state
+        .all_entities()?
+        .into_iter()
+        .filter(|(source, item, _)| !touched_items.contains(&(source.clone(), item.clone())))
+        .map(|(_, _, e)| e)
+        .collect();
+    for (r, m) in &fresh {
+        let e = RecordEntities {
+            key: r.key.clone(),
+            kind: r.kind,
+            parent: r.parent.clone(),
+            mentions: m.clone(),
+        };
+        commit
+            .records
+            .push((r.source.clone(), r.item.clone(), e.clone()));
+        all.push(e);
+    }
+    let resolution = resolve::resolve(&all, &resolve::Weights::default());
+
+    // Records of this run, with their customers.
+    let fresh_keys: HashSet<String> = fresh.iter().map(|(r, _)| r.key.clone()).collect();
+    let pb = bar(opts.progress, fresh.len() as u64, "indexing");
+    for (r, m) in &mut fresh {
+        r.mentions = std::mem::take(m);
+        let ids = resolution
+            .links
+            .get(&r.key)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        store.add_record(&writer, r, ids)?;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    // Unchanged records whose customers changed are rewritten from their stored copy.
+    let empty = Vec::new();
+    let mut rewritten = 0usize;
+    for e in &all {
+        if fresh_keys.contains(&e.key) {
+            continue;
+        }
+        let new = resolution.links.get(&e.key).unwrap_or(&empty);
+        let old = old_links.get(&e.key).unwrap_or(&empty);
+        if new != old {
+            if let Some(r) = store.record(&e.key)? {
+                store.delete_record(&writer, &e.key);
+                store.add_record(&writer, &r, new)?;
+                rewritten += 1;
+            }
+        }
+    }
+    tracing::debug!(rewritten, "records relinked");
+    store.replace_customers(&writer, &resolution.customers)?;
+
+    // Redirects: an old id whose records now live under another id points there.
+    let new_ids: HashSet<&str> = resolution.customers.iter().map(|c| c.id.as_str()).collect();
+    let mut old_members: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (k, ids) in &old_links {
+        for id in ids {
+            old_members.entry(id.as_str()).or_default().push(k.as_str());
+        }
+    }
+    for (old, keys) in old_members {
+        if new_ids.contains(old) {
+            continue;
+        }
+        let mut votes: HashMap<&str, usize> = HashMap::new();
+        for k in keys {
+            for id in resolution.links.get(k).into_iter().flatten() {
+                *votes.entry(id.as_str()).or_default() += 1;
+            }
+        }
+        if let Some((new, _)) = votes
+            .into_iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        {
+            commit.redirects.push((old.to_string(), new.to_string()));
+        }
+    }
+
+    store.commit(&mut writer, run_id)?;
+    report.customers = resolution.customers.len() as u64;
+    report.millis = t0.elapsed().as_millis() as u64;
+    commit.customers = Some(resolution.customers);
+    commit.report = report.clone();
+    state.commit_run(&commit)?;
+    Ok(report)
+}

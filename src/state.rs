@@ -1,0 +1,401 @@
+//! The state store: an embedded SQLite database beside the tantivy index for
+//! what the index should not hold: item versions, each record's mentions,
+//! customers and links, id redirects, run reports with per-item errors, and
+//! the audit log. Migrations are versioned with `PRAGMA user_version`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use dossier_schema::{Customer, ItemError};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::resolve::RecordEntities;
+
+/// Errors of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// SQLite failed.
+    #[error("state store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored value did not decode.
+    #[error("state store: corrupt value: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The store was written by a newer dossier.
+    #[error(
+        "state store version {0} is newer than this dossier understands ({1}); upgrade dossier"
+    )]
+    TooNew(i64, i64),
+}
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE items(source TEXT NOT NULL, locator TEXT NOT NULL, version TEXT NOT NULL, run INTEGER NOT NULL,
+        PRIMARY KEY(source, locator));
+     CREATE TABLE records(key TEXT PRIMARY KEY, source TEXT NOT NULL, item TEXT NOT NULL, entities TEXT NOT NULL);
+     CREATE INDEX records_item ON records(source, item);
+     CREATE TABLE customers(id TEXT PRIMARY KEY, data TEXT NOT NULL);
+     CREATE TABLE links(key TEXT NOT NULL, customer TEXT NOT NULL, PRIMARY KEY(key, customer));
+     CREATE INDEX links_customer ON links(customer);
+     CREATE TABLE redirects(old TEXT PRIMARY KEY, new TEXT NOT NULL, at TEXT NOT NULL);
+     CREATE TABLE runs(id INTEGER PRIMARY KEY, started TEXT NOT NULL, finished TEXT, status TEXT NOT NULL,
+        full INTEGER NOT NULL, report TEXT);
+     CREATE TABLE item_errors(run INTEGER NOT NULL, source TEXT NOT NULL, locator TEXT NOT NULL, reason TEXT NOT NULL);
+     CREATE INDEX item_errors_run ON item_errors(run);
+     CREATE TABLE audit(id INTEGER PRIMARY KEY, at TEXT NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL,
+        customer TEXT, detail TEXT);",
+];
+
+/// Per-source counts of one run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SourceReport {
+    /// Source name.
+    pub source: String,
+    /// Items listed.
+    pub seen: u64,
+    /// Items new since the last run.
+    pub new: u64,
+    /// Items changed since the last run.
+    pub changed: u64,
+    /// Items unchanged (skipped).
+    pub unchanged: u64,
+    /// Items removed.
+    pub deleted: u64,
+    /// Items that failed.
+    pub failed: u64,
+    /// Records written.
+    pub records: u64,
+    /// True when the listing completed (deletes applied).
+    pub complete: bool,
+    /// Why the source could not be listed, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Wall time in milliseconds.
+    pub millis: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunReport {
+    /// Run id.
+    pub id: i64,
+    /// Start time (RFC 3339).
+    pub started: String,
+    /// `completed`, `failed` or `running`.
+    pub status: String,
+    /// True for `--full`.
+    pub full: bool,
+    /// Per source.
+    pub sources: Vec<SourceReport>,
+    /// Customers after the run.
+    pub customers: u64,
+    /// Wall time in milliseconds.
+    pub millis: u64,
+    /// Per-item errors.
+    #[serde(default)]
+    pub errors: Vec<ItemError>,
+}
+
+/// The state store.
+pub struct State {
+    conn: Connection,
+}
+
+impl State {
+    /// Opens (creating and migrating) the store at `path`.
+    pub fn open(path: &Path) -> Result<State, StateError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let latest = MIGRATIONS.len() as i64;
+        if version > latest {
+            return Err(StateError::TooNew(version, latest));
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(m)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(State { conn })
+    }
+
+    /// Item versions of a source: locator → version.
+    pub fn item_versions(&self, source: &str) -> Result<HashMap<String, String>, StateError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT locator, version FROM items WHERE source = ?1")?;
+        let rows = st.query_map([source], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Record keys of the given items.
+    pub fn record_keys_of_item(&self, source: &str, item: &str) -> Result<Vec<String>, StateError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT key FROM records WHERE source = ?1 AND item = ?2")?;
+        let rows = st.query_map([source, item], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every record's entities with its source and item, for resolution.
+    pub fn all_entities(&self) -> Result<Vec<(String, String, RecordEntities)>, StateError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT source, item, entities FROM records ORDER BY key")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (source, item, e) = row?;
+            out.push((source, item, serde_json::from_str(&e)?));
+        }
+        Ok(out)
+    }
+
+    /// Current record → customers links.
+    pub fn all_links(&self) -> Result<HashMap<String, Vec<String>>, StateError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT key, customer FROM links ORDER BY key, customer")?;
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (k, c) = row?;
+            out.entry(k).or_default().push(c);
+        }
+        Ok(out)
+    }
+
+    /// Starts a run; returns its id.
+    pub fn begin_run(&self, full: bool) -> Result<(i64, String), StateError> {
+        let started = chrono::Utc::now().to_rfc3339();
+        self.conn.execute(
+            "INSERT INTO runs(started, status, full) VALUES (?1, 'running', ?2)",
+            params![started, full],
+        )?;
+        Ok((self.conn.last_insert_rowid(), started))
+    }
+
+    /// Everything a run learned, written in one transaction after the index commit.
+    pub fn commit_run(&mut self, c: &RunCommit) -> Result<(), StateError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut del_item =
+                tx.prepare_cached("DELETE FROM items WHERE source = ?1 AND locator = ?2")?;
+            let mut del_recs =
+                tx.prepare_cached("DELETE FROM records WHERE source = ?1 AND item = ?2")?;
+            for (source, locator) in &c.removed_items {
+                del_item.execute([source, locator])?;
+                del_recs.execute([source, locator])?;
+            }
+            let mut put_item = tx.prepare_cached("INSERT OR REPLACE INTO items(source, locator, version, run) VALUES (?1, ?2, ?3, ?4)")?;
+            for (source, locator, version) in &c.items {
+                del_recs.execute([source, locator])?;
+                put_item.execute(params![source, locator, version, c.run])?;
+            }
+            let mut put_rec = tx.prepare_cached("INSERT OR REPLACE INTO records(key, source, item, entities) VALUES (?1, ?2, ?3, ?4)")?;
+            for (source, item, e) in &c.records {
+                put_rec.execute(params![e.key, source, item, serde_json::to_string(e)?])?;
+            }
+            if let Some(customers) = &c.customers {
+                tx.execute("DELETE FROM customers", [])?;
+                tx.execute("DELETE FROM links", [])?;
+                let mut put_c =
+                    tx.prepare_cached("INSERT INTO customers(id, data) VALUES (?1, ?2)")?;
+                let mut put_l = tx
+                    .prepare_cached("INSERT OR IGNORE INTO links(key, customer) VALUES (?1, ?2)")?;
+                for cu in customers {
+                    put_c.execute(params![cu.id, serde_json::to_string(cu)?])?;
+                    for l in &cu.links {
+                        put_l.execute(params![l.key, cu.id])?;
+                    }
+                }
+                let now = chrono::Utc::now().to_rfc3339();
+                let mut put_r = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO redirects(old, new, at) VALUES (?1, ?2, ?3)",
+                )?;
+                for (old, new) in &c.redirects {
+                    put_r.execute(params![old, new, now])?;
+                }
+            }
+            let mut put_e = tx.prepare_cached(
+                "INSERT INTO item_errors(run, source, locator, reason) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for e in &c.report.errors {
+                put_e.execute(params![c.run, e.source, e.locator, e.reason])?;
+            }
+            let mut report = c.report.clone();
+            report.errors.clear();
+            tx.execute(
+                "UPDATE runs SET finished = ?1, status = ?2, report = ?3 WHERE id = ?4",
+                params![
+                    chrono::Utc::now().to_rfc3339(),
+                    report.status,
+                    serde_json::to_string(&report)?,
+                    c.run
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks a run failed.
+    pub fn fail_run(&self, run: i64, why: &str) -> Result<(), StateError> {
+        self.conn.execute(
+            "UPDATE runs SET finished = ?1, status = 'failed', report = ?2 WHERE id = ?3",
+            params![
+                chrono::Utc::now().to_rfc3339(),
+                serde_json::json!({ "error": why }).to_string(),
+                run
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The last `n` runs, newest first, with their per-item errors (at most `max_errors` each).
+    pub fn runs(&self, n: usize, max_errors: usize) -> Result<Vec<RunReport>, StateError> {
+        let mut st = self.conn.prepare(
+            "SELECT id, started, status, full, report FROM runs ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = st.query_map([n as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, started, status, full, report) = row?;
+            let mut rep: RunReport = report
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default();
+            rep.id = id;
+            rep.started = started;
+            rep.status = status;
+            rep.full = full;
+            let mut es = self.conn.prepare_cached(
+                "SELECT source, locator, reason FROM item_errors WHERE run = ?1 LIMIT ?2",
+            )?;
+            let errs = es.query_map(params![id, max_errors as i64], |r| {
+                Ok(ItemError {
+                    source: r.get(0)?,
+                    locator: r.get(1)?,
+                    reason: r.get(2)?,
+                })
+            })?;
+            rep.errors = errs.collect::<Result<_, _>>()?;
+            out.push(rep);
+        }
+        Ok(out)
+    }
+
+    /// Every customer, ordered by id.
+    pub fn customers(&self) -> Result<Vec<Customer>, StateError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT data FROM customers ORDER BY id")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for s in rows {
+            out.push(serde_json::from_str(&s?)?);
+        }
+        Ok(out)
+    }
+
+    /// One customer, following redirects of merged or split ids.
+    pub fn customer(&self, id: &str) -> Result<Option<Customer>, StateError> {
+        let mut id = id.to_string();
+        for _ in 0..16 {
+            let c: Option<String> = self
+                .conn
+                .query_row("SELECT data FROM customers WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if let Some(s) = c {
+                return Ok(Some(serde_json::from_str(&s)?));
+            }
+            match self
+                .conn
+                .query_row("SELECT new FROM redirects WHERE old = ?1", [&id], |r| {
+                    r.get::<_, String>(0)
+                })
+                .optional()?
+            {
+                Some(next) => id = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Appends to the audit log.
+    pub fn audit(
+        &self,
+        who: &str,
+        action: &str,
+        customer: Option<&str>,
+        detail: &str,
+    ) -> Result<(), StateError> {
+        self.conn.execute(
+            "INSERT INTO audit(at, who, action, customer, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                chrono::Utc::now().to_rfc3339(),
+                who,
+                action,
+                customer,
+                detail
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// Everything one run writes to the state store.
+#[derive(Debug, Default)]
+pub struct RunCommit {
+    /// Run id.
+    pub run: i64,
+    /// Items (re)indexed: (source, locator, version).
+    pub items: Vec<(String, String, String)>,
+    /// Items removed: (source, locator).
+    pub removed_items: Vec<(String, String)>,
+    /// Records' entities: (source, item, entities).
+    pub records: Vec<(String, String, RecordEntities)>,
+    /// The new customers (all of them), when resolution ran.
+    pub customers: Option<Vec<Customer>>,
+    /// Old id → new id.
+    pub redirects: Vec<(String, String)>,
+    /// The report.
+    pub report: RunReport,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.sqlite");
+        {
+            let s = State::open(&p).unwrap();
+            let (run, _) = s.begin_run(false).unwrap();
+            assert_eq!(run, 1);
+        }
+        let s = State::open(&p).unwrap();
+        assert_eq!(s.runs(5, 10).unwrap().len(), 1);
+    }
+}
