@@ -114,9 +114,7 @@ fn default_listen() -> String {
 
 impl Default for ServerSection {
     fn default() -> Self {
-        ServerSection {
-            listen: default_listen(),
-        }
+        ServerSection { listen: default_listen() }
     }
 }
 
@@ -146,17 +144,13 @@ pub struct Config {
     pub base: PathBuf,
 }
 
-const MENTION_KINDS: &[&str] = &[
-    "person", "email", "phone", "company", "address", "city", "dob", "status",
-];
+const MENTION_KINDS: &[&str] = &["person", "email", "phone", "company", "address", "city", "dob", "status"];
 
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::parse(&text, &path.display().to_string(), &base)
     }
@@ -169,73 +163,40 @@ impl Config {
                 .map(|s| {
                     let before = &text[..s.start.min(text.len())];
                     let line = before.matches('\n').count() + 1;
-                    let column = before
-                        .rsplit('\n')
-                        .next()
-                        .map(|l| l.chars().count() + 1)
-                        .unwrap_or(1);
+                    let column = before.rsplit('\n').next().map(|l| l.chars().count() + 1).unwrap_or(1);
                     (line, column)
                 })
                 .unwrap_or((1, 1));
-            ConfigError::Parse {
-                path: name.to_string(),
-                line,
-                column,
-                message: e.message().to_string(),
-            }
+            ConfigError::Parse { path: name.to_string(), line, column, message: e.message().to_string() }
         })?;
-        cfg.base = if base.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            base.to_path_buf()
-        };
+        cfg.base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base.to_path_buf() };
         cfg.validate(name)?;
         Ok(cfg)
     }
 
     fn validate(&self, name: &str) -> Result<(), ConfigError> {
-        let bad = |message: String| ConfigError::Invalid {
-            path: name.to_string(),
-            message,
-        };
+        let bad = |message: String| ConfigError::Invalid { path: name.to_string(), message };
         let mut seen = BTreeSet::new();
         let id_kinds: BTreeSet<&str> = self.identifiers.iter().map(|i| i.name.as_str()).collect();
         for i in &self.identifiers {
-            regex::Regex::new(&i.pattern)
-                .map_err(|e| bad(format!("identifier `{}`: bad pattern: {e}", i.name)))?;
+            regex::Regex::new(&i.pattern).map_err(|e| bad(format!("identifier `{}`: bad pattern: {e}", i.name)))?;
         }
         for s in &self.sources {
-            if s.name.is_empty()
-                || !s
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(bad(format!(
-                    "source name `{}`: use letters, digits, `-` and `_` only",
-                    s.name
-                )));
+            if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(bad(format!("source name `{}`: use letters, digits, `-` and `_` only", s.name)));
             }
             if !seen.insert(s.name.as_str()) {
                 return Err(bad(format!("source `{}` is defined twice", s.name)));
             }
             for r in &s.roles {
                 if !self.roles.contains_key(r) {
-                    return Err(bad(format!(
-                        "source `{}` names role `{r}`, which no [roles.{r}] defines",
-                        s.name
-                    )));
+                    return Err(bad(format!("source `{}` names role `{r}`, which no [roles.{r}] defines", s.name)));
                 }
             }
-            let maps = s
-                .fields
-                .iter()
-                .chain(s.tables.iter().flat_map(|t| t.fields.iter()));
+            let maps = s.fields.iter().chain(s.tables.iter().flat_map(|t| t.fields.iter()));
             for (field, kind) in maps {
                 let ok = MENTION_KINDS.contains(&kind.as_str())
-                    || kind
-                        .strip_prefix("id:")
-                        .is_some_and(|k| id_kinds.contains(k));
+                    || kind.strip_prefix("id:").is_some_and(|k| id_kinds.contains(k));
                 if !ok {
                     return Err(bad(format!(
                         "source `{}`: field `{field}` maps to `{kind}`; expected one of {} or id:KIND with KIND from [[identifiers]]",
@@ -251,10 +212,7 @@ impl Config {
         }
         for k in &self.keys {
             if !self.roles.contains_key(&k.role) {
-                return Err(bad(format!(
-                    "key `{}` grants role `{}`, which is not defined",
-                    k.name, k.role
-                )));
+                return Err(bad(format!("key `{}` grants role `{}`, which is not defined", k.name, k.role)));
             }
         }
         Ok(())
@@ -286,12 +244,8 @@ mod tests {
 
     #[test]
     fn unknown_key_names_line() {
-        let text = format!(
-            "{MIN}\n[[sources]]\nname = \"a\"\nkind = \"files\"\nlocation = \".\"\ncolour = \"red\"\n"
-        );
-        let e = Config::parse(&text, "t.toml", Path::new("."))
-            .unwrap_err()
-            .to_string();
+        let text = format!("{MIN}\n[[sources]]\nname = \"a\"\nkind = \"files\"\nlocation = \".\"\ncolour = \"red\"\n");
+        let e = Config::parse(&text, "t.toml", Path::new(".")).unwrap_err().to_string();
         assert!(e.starts_with("t.toml:8:"), "{e}");
         assert!(e.contains("colour"), "{e}");
     }
@@ -299,23 +253,16 @@ mod tests {
     #[test]
     fn bad_kind_and_role_are_explained() {
         let text = format!("{MIN}\n[[sources]]\nname = \"a\"\nkind = \"ftp\"\nlocation = \".\"\n");
-        let e = Config::parse(&text, "t.toml", Path::new("."))
-            .unwrap_err()
-            .to_string();
+        let e = Config::parse(&text, "t.toml", Path::new(".")).unwrap_err().to_string();
         assert!(e.contains("t.toml:6:") && e.contains("ftp"), "{e}");
-        let text = format!(
-            "{MIN}\n[[sources]]\nname = \"a\"\nkind = \"files\"\nlocation = \".\"\nroles = [\"legal\"]\n"
-        );
-        let e = Config::parse(&text, "t.toml", Path::new("."))
-            .unwrap_err()
-            .to_string();
+        let text =
+            format!("{MIN}\n[[sources]]\nname = \"a\"\nkind = \"files\"\nlocation = \".\"\nroles = [\"legal\"]\n");
+        let e = Config::parse(&text, "t.toml", Path::new(".")).unwrap_err().to_string();
         assert!(e.contains("role `legal`"), "{e}");
         let text = format!(
             "{MIN}\n[[sources]]\nname = \"a\"\nkind = \"files\"\nlocation = \".\"\nfields = {{ x = \"id:order\" }}\n"
         );
-        let e = Config::parse(&text, "t.toml", Path::new("."))
-            .unwrap_err()
-            .to_string();
+        let e = Config::parse(&text, "t.toml", Path::new(".")).unwrap_err().to_string();
         assert!(e.contains("id:KIND"), "{e}");
     }
 }

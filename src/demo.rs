@@ -293,18 +293,10 @@ impl Person {
     }
     fn street_variant(&self) -> String {
         let (name, _, short) = &self.street;
-        let n = if self.num <= 20 {
-            NUM_WORDS[self.num as usize].to_string()
-        } else {
-            self.num.to_string()
-        };
+        let n = if self.num <= 20 { NUM_WORDS[self.num as usize].to_string() } else { self.num.to_string() };
         if short.is_empty() {
             let r = self.num % 90 + 1;
-            let rw = if r <= 20 {
-                NUM_WORDS[r as usize].to_string()
-            } else {
-                r.to_string()
-            };
+            let rw = if r <= 20 { NUM_WORDS[r as usize].to_string() } else { r.to_string() };
             format!("{n} Rte {rw}")
         } else {
             format!("{n} {name} {short}")
@@ -317,11 +309,7 @@ fn phone_formats(area: &str, rng: &mut Rng) -> (String, String, String) {
     let y = rng.below(10_000);
     let core = format!("{area}5{x:03}{y:04}");
     let (a, b, c) = (&core[0..3], &core[3..6], &core[6..10]);
-    (
-        format!("({a}) {b}-{c}"),
-        format!("{a}.{b}.{c}"),
-        format!("+1 {a} {b} {c}"),
-    )
+    (format!("({a}) {b}-{c}"), format!("{a}.{b}.{c}"), format!("+1 {a} {b} {c}"))
 }
 
 fn people(n: usize, rng: &mut Rng) -> Vec<Person> {
@@ -344,14 +332,8 @@ fn people(n: usize, rng: &mut Rng) -> Vec<Person> {
         let ascii_last: String = deunicode::deunicode(&last).to_lowercase().replace('\'', "");
         let ascii_first = deunicode::deunicode(first).to_lowercase();
         let domain = format!("{}.example", word.to_lowercase().replace(' ', ""));
-        let num = if rng.chance(30) {
-            1 + rng.below(20) as u32
-        } else {
-            21 + rng.below(9000) as u32
-        };
-        let orders = (0..1 + rng.below(3))
-            .map(|k| 100_000 + (i as u32) * 7 + k as u32 * 3 + 1)
-            .collect();
+        let num = if rng.chance(30) { 1 + rng.below(20) as u32 } else { 21 + rng.below(9000) as u32 };
+        let orders = (0..1 + rng.below(3)).map(|k| 100_000 + (i as u32) * 7 + k as u32 * 3 + 1).collect();
         out.push(Person {
             gid: format!("P{:06}", i + 1),
             first: first.to_string(),
@@ -365,11 +347,7 @@ fn people(n: usize, rng: &mut Rng) -> Vec<Person> {
             phone,
             email: format!(
                 "{ascii_first}.{ascii_last}{}@{domain}",
-                if i > 40 {
-                    format!("{}", i)
-                } else {
-                    String::new()
-                }
+                if i > 40 { format!("{}", i) } else { String::new() }
             ),
             account: 10_000_000 + i as u32 * 13,
             orders,
@@ -386,11 +364,7 @@ fn people(n: usize, rng: &mut Rng) -> Vec<Person> {
         p.num = 10;
         p.street = ("Route".into(), String::new(), String::new());
         p.city = 0;
-        p.phone = (
-            "(555) 201-7788".into(),
-            "555.201.7788".into(),
-            "+1 555 201 7788".into(),
-        );
+        p.phone = ("(555) 201-7788".into(), "555.201.7788".into(), "+1 555 201 7788".into());
         p.email = "jane.smith@acme.example".into();
         p.orders = vec![104_233];
         for (k, city) in [(1usize, 1usize), (2, 2)] {
@@ -399,10 +373,7 @@ fn people(n: usize, rng: &mut Rng) -> Vec<Person> {
             p.nick = "Jack".into();
             p.last = "Smith".into();
             p.city = city;
-            p.email = format!(
-                "john.smith{k}@{}",
-                p.email.split('@').nth(1).unwrap_or("example.com")
-            );
+            p.email = format!("john.smith{k}@{}", p.email.split('@').nth(1).unwrap_or("example.com"));
         }
     }
     out
@@ -451,17 +422,8 @@ pub fn write_pdf(path: &Path, title: &str, pages: &[Vec<String>]) -> Result<(), 
 
 /// A PDF in memory whose pages hold the given lines.
 pub fn pdf_bytes(title: &str, pages: &[Vec<String>]) -> Result<Vec<u8>, DemoError> {
-    let latin1 = |s: &str| -> Vec<u8> {
-        s.chars()
-            .map(|c| {
-                if (c as u32) < 256 {
-                    c as u32 as u8
-                } else {
-                    b'?'
-                }
-            })
-            .collect()
-    };
+    let latin1 =
+        |s: &str| -> Vec<u8> { s.chars().map(|c| if (c as u32) < 256 { c as u32 as u8 } else { b'?' }).collect() };
     let mut doc = Document::with_version("1.5");
     let pages_id = doc.new_object_id();
     let font_id = doc.add_object(dictionary! {"Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica", "Encoding" => "WinAnsiEncoding"});
@@ -482,9 +444,7 @@ pub fn pdf_bytes(title: &str, pages: &[Vec<String>]) -> Result<Vec<u8>, DemoErro
         }
         stream.extend_from_slice(b"ET\n");
         let content_id = doc.add_object(Stream::new(dictionary! {}, stream));
-        let page_id = doc.add_object(
-            dictionary! {"Type" => "Page", "Parent" => pages_id, "Contents" => content_id},
-        );
+        let page_id = doc.add_object(dictionary! {"Type" => "Page", "Parent" => pages_id, "Contents" => content_id});
         kids.push(Object::Reference(page_id));
     }
     let count = kids.len() as i64;
@@ -514,6 +474,8 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
         fs::create_dir_all(dir.join(sub))?;
     }
     let mut truth = Vec::new();
+    // Whether any silo holds a customer's phone: only those are fair phone queries.
+    let mut phone_known = vec![false; ps.len()];
     let mut queries = Vec::new();
 
     // --- CRM (SQLite): customers and orders. ---
@@ -529,28 +491,19 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
     {
         let tx = db.transaction()?;
         {
-            let mut ins_c =
-                tx.prepare("INSERT INTO customers VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)")?;
+            let mut ins_c = tx.prepare("INSERT INTO customers VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)")?;
             let mut ins_o = tx.prepare("INSERT INTO orders VALUES (?1,?2,?3,?4,?5,?6,?7)")?;
             let mut oid = 1;
             for (i, p) in ps.iter().enumerate() {
                 let id = i as i64 + 1;
                 // Dirt: middle initials, missing phones, suffix variants, state spelled out.
                 let name = if rng.chance(15) {
-                    format!(
-                        "{} {}. {}",
-                        p.first,
-                        (b'A' + rng.below(26) as u8) as char,
-                        p.last
-                    )
+                    format!("{} {}. {}", p.first, (b'A' + rng.below(26) as u8) as char, p.last)
                 } else {
                     p.name()
                 };
-                let phone = if rng.chance(10) {
-                    None
-                } else {
-                    Some(p.phone.0.clone())
-                };
+                let phone = if rng.chance(10) { None } else { Some(p.phone.0.clone()) };
+                phone_known[i] = phone.is_some() || i % 4 == 0 || i % 2 == 0;
                 let city = &CITIES[p.city];
                 let state = if i == 0 {
                     "Wash."
@@ -559,16 +512,8 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
                 } else {
                     city.1
                 };
-                let company = if i == 0 {
-                    "Acme, Inc.".to_string()
-                } else {
-                    p.company.clone()
-                };
-                let street = if i == 0 {
-                    "Ten Route Nine".to_string()
-                } else {
-                    p.street_crm()
-                };
+                let company = if i == 0 { "Acme, Inc.".to_string() } else { p.company.clone() };
+                let street = if i == 0 { "Ten Route Nine".to_string() } else { p.street_crm() };
                 let (y, m, d) = date(&mut rng, 2021);
                 ins_c.execute(rusqlite::params![
                     id,
@@ -583,19 +528,11 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
                     format!("{y}-{m:02}-{d:02}"),
                     format!("{y}-{m:02}-{d:02} 10:00:00")
                 ])?;
-                truth.push(Truth {
-                    key: format!("crm:customers/{id}"),
-                    customer: &p.gid,
-                });
+                truth.push(Truth { key: format!("crm:customers/{id}"), customer: &p.gid });
                 for o in &p.orders {
                     let (y, m, d) = date(&mut rng, 2024);
-                    let status = *rng.pick(&[
-                        "delivered",
-                        "delivered",
-                        "shipped",
-                        "installation scheduled",
-                        "cancelled",
-                    ]);
+                    let status =
+                        *rng.pick(&["delivered", "delivered", "shipped", "installation scheduled", "cancelled"]);
                     ins_o.execute(rusqlite::params![
                         oid,
                         id,
@@ -605,10 +542,7 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
                         status,
                         format!("{y}-{m:02}-{d:02}")
                     ])?;
-                    truth.push(Truth {
-                        key: format!("crm:orders/{oid}"),
-                        customer: &p.gid,
-                    });
+                    truth.push(Truth { key: format!("crm:orders/{oid}"), customer: &p.gid });
                     oid += 1;
                 }
             }
@@ -622,17 +556,7 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
     let date_fmt = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd");
     let ws = wb.add_worksheet();
     ws.set_name("Invoices")?;
-    for (c, h) in [
-        "Invoice No",
-        "Account",
-        "Customer",
-        "Amount",
-        "Invoice Date",
-        "Status",
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (c, h) in ["Invoice No", "Account", "Customer", "Amount", "Invoice Date", "Status"].iter().enumerate() {
         ws.write_string(0, c as u16, *h)?;
     }
     let mut row = 1u32;
@@ -641,21 +565,10 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
         if i % 5 == 4 {
             continue; // Some customers have no invoice yet.
         }
-        let account = if rng.chance(40) {
-            format!("{}", p.account)
-        } else {
-            format!("AC-{:08}", p.account)
-        };
-        let cust = if rng.chance(50) {
-            format!("{}, {}", p.last, p.first)
-        } else {
-            p.name()
-        };
-        let status = if i == 0 {
-            "Disputed"
-        } else {
-            *rng.pick(&["Paid", "Paid", "Paid", "Open", "Overdue", "Disputed"])
-        };
+        let account = if rng.chance(40) { format!("{}", p.account) } else { format!("AC-{:08}", p.account) };
+        let cust = if rng.chance(50) { format!("{}, {}", p.last, p.first) } else { p.name() };
+        let status =
+            if i == 0 { "Disputed" } else { *rng.pick(&["Paid", "Paid", "Paid", "Open", "Overdue", "Disputed"]) };
         let (y, m, d) = date(&mut rng, 2024);
         ws.write_string(row, 0, format!("INV-{invoice_no}"))?;
         ws.write_string(row, 1, &account)?;
@@ -668,10 +581,7 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
             &date_fmt,
         )?;
         ws.write_string(row, 5, status)?;
-        truth.push(Truth {
-            key: format!("billing:invoices-2024.xlsx!Invoices!r{}", row + 1),
-            customer: &p.gid,
-        });
+        truth.push(Truth { key: format!("billing:invoices-2024.xlsx!Invoices!r{}", row + 1), customer: &p.gid });
         invoice_no += 1;
         row += 1;
     }
@@ -687,11 +597,7 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
         } else {
             p.name()
         };
-        let company = if i == 0 {
-            "Acme Corp".to_string()
-        } else {
-            p.company_alt.clone()
-        };
+        let company = if i == 0 { "Acme Corp".to_string() } else { p.company_alt.clone() };
         let address = if i == 0 {
             "10 Route 9, Seattle, WA".to_string()
         } else {
@@ -715,38 +621,32 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
             vec![
                 "2. Term and termination.".into(),
                 "This agreement starts on the effective date and runs for twenty-four months.".into(),
-                format!("Either party may end this agreement by giving a termination notice of {notice} days in writing."),
+                format!(
+                    "Either party may end this agreement by giving a termination notice of {notice} days in writing."
+                ),
                 "3. Fees. Invoices are payable within thirty days of the invoice date.".into(),
                 "Disputed amounts must be raised in writing within sixty days.".into(),
             ],
             vec![
                 "4. Limitation of liability.".into(),
-                "Neither party shall be liable for indirect or consequential damages; the limitation of liability".into(),
+                "Neither party shall be liable for indirect or consequential damages; the limitation of liability"
+                    .into(),
                 "does not apply to breaches of confidentiality.".into(),
                 "5. Governing law. This agreement is governed by the laws of the State of Washington.".into(),
                 String::new(),
                 format!("Signed for the Customer: {name}"),
             ],
         ];
-        write_pdf(
-            &dir.join("contracts").join(&file),
-            &format!("Master Services Agreement {}", p.name()),
-            &pages,
-        )?;
+        write_pdf(&dir.join("contracts").join(&file), &format!("Master Services Agreement {}", p.name()), &pages)?;
         let base = format!("contracts:{file}");
-        truth.push(Truth {
-            key: base.clone(),
-            customer: &p.gid,
-        });
+        truth.push(Truth { key: base.clone(), customer: &p.gid });
         for pg in 1..=3 {
-            truth.push(Truth {
-                key: format!("{base}#p{pg}"),
-                customer: &p.gid,
-            });
+            truth.push(Truth { key: format!("{base}#p{pg}"), customer: &p.gid });
         }
         if i < 60 {
             queries.push(DemoQuery {
-                q: format!("termination notice {notice} days"),
+                // Legal asks for one customer's clause by name, as the contract names them.
+                q: format!("{} {} termination notice {notice} days", p.first, p.last),
                 kind: "contract",
                 customer: Some(p.gid.clone()),
                 key: Some(format!("{base}#p2")),
@@ -759,15 +659,8 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
     let mut n = 0usize;
     let agent = format!("Support Desk <support@{OWN_DOMAIN}>");
     for (i, p) in ps.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
-        let shown = if rng.chance(40) {
-            format!("{} {}", p.nick, p.last)
-        } else {
-            p.name()
-        };
-        let mid = format!(
-            "<m{i}.c@{}>",
-            p.email.split('@').nth(1).unwrap_or("example.com")
-        );
+        let shown = if rng.chance(40) { format!("{} {}", p.nick, p.last) } else { p.name() };
+        let mid = format!("<m{i}.c@{}>", p.email.split('@').nth(1).unwrap_or("example.com"));
         let (y, m, d) = date(&mut rng, 2024);
         let subject = if i == 0 {
             "Disputed bill for order 104233".to_string()
@@ -790,9 +683,7 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
         let date_hdr = format!(
             "{:02} {} {y} 09:{:02}:00 -0800",
             d,
-            [
-                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
-            ][m as usize - 1],
+            ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][m as usize - 1],
             rng.below(60)
         );
         let _ = write!(mbox, "From {} Mon Jan  1 00:00:00 2024\n", p.email);
@@ -802,24 +693,13 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
             p.email
         );
         if latin1 {
-            headers.push_str(
-                "Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\n\n",
-            );
+            headers.push_str("Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\n\n");
             mbox.extend_from_slice(headers.as_bytes());
-            let text =
-                format!("{body}\nGrüße aus München — René Müller hat mir Ihre Adresse gegeben.\n");
-            mbox.extend(text.chars().map(|c| {
-                if (c as u32) < 256 {
-                    c as u32 as u8
-                } else {
-                    b'-'
-                }
-            }));
+            let text = format!("{body}\nGrüße aus München — René Müller hat mir Ihre Adresse gegeben.\n");
+            mbox.extend(text.chars().map(|c| if (c as u32) < 256 { c as u32 as u8 } else { b'-' }));
         } else if with_attachment {
             let boundary = format!("b{i}");
-            headers.push_str(&format!(
-                "Content-Type: multipart/mixed; boundary=\"{boundary}\"\n\n"
-            ));
+            headers.push_str(&format!("Content-Type: multipart/mixed; boundary=\"{boundary}\"\n\n"));
             mbox.extend_from_slice(headers.as_bytes());
             let pdf = pdf_bytes(
                 "Invoice copy",
@@ -836,17 +716,10 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
             sh.write_string(1, 0, "2024-05")?;
             sh.write_number(1, 1, 412.0)?;
             let xlsx = wbx.save_to_buffer()?;
-            let _ = write!(
-                mbox,
-                "--{boundary}\nContent-Type: text/plain; charset=utf-8\n\n{body}\n"
-            );
+            let _ = write!(mbox, "--{boundary}\nContent-Type: text/plain; charset=utf-8\n\n{body}\n");
             for (name, ctype, bytes) in [
                 ("invoice-copy.pdf", "application/pdf", pdf),
-                (
-                    "usage.xlsx",
-                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                    xlsx,
-                ),
+                ("usage.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", xlsx),
             ] {
                 let _ = write!(
                     mbox,
@@ -862,20 +735,10 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
         }
         mbox.extend_from_slice(b"\n");
         let key = format!("support:support.mbox/m{n}");
-        truth.push(Truth {
-            key: key.clone(),
-            customer: &p.gid,
-        });
+        truth.push(Truth { key: key.clone(), customer: &p.gid });
         if with_attachment && !latin1 {
-            for k in [
-                format!("{key}/att/1"),
-                format!("{key}/att/1#p1"),
-                format!("{key}/att/2!Sheet1!r2"),
-            ] {
-                truth.push(Truth {
-                    key: k,
-                    customer: &p.gid,
-                });
+            for k in [format!("{key}/att/1"), format!("{key}/att/1#p1"), format!("{key}/att/2!Sheet1!r2")] {
+                truth.push(Truth { key: k, customer: &p.gid });
             }
         }
         // Two thirds get an answer; the rest stay unanswered.
@@ -886,10 +749,7 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
                 "From support@{OWN_DOMAIN} Mon Jan  1 00:00:00 2024\nFrom: {agent}\nTo: {shown} <{}>\nSubject: Re: {subject}\nDate: {date_hdr}\nMessage-ID: <r{i}@{OWN_DOMAIN}>\nIn-Reply-To: {mid}\nReferences: {mid}\nContent-Type: text/plain; charset=utf-8\n\nDear {},\n\nthank you, we are looking into it.\n\nNorthwind Telecom Support\n\n",
                 p.email, p.first
             );
-            truth.push(Truth {
-                key: format!("support:support.mbox/m{n}"),
-                customer: &p.gid,
-            });
+            truth.push(Truth { key: format!("support:support.mbox/m{n}"), customer: &p.gid });
         }
     }
     fs::write(dir.join("support/support.mbox"), mbox)?;
@@ -901,48 +761,26 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
         let (y, m, d) = date(&mut rng, 2024);
         let order = p.orders[0];
         let note = if i == 0 {
-            "caller gave order 104233, ph 555.201.7788; upset about disputed bill, asked us not to disconnect".to_string()
+            "caller gave order 104233, ph 555.201.7788; upset about disputed bill, asked us not to disconnect"
+                .to_string()
         } else {
-            let ord = if rng.chance(50) {
-                format!("ORD-{order}")
-            } else {
-                format!("order {order}")
-            };
+            let ord = if rng.chance(50) { format!("ORD-{order}") } else { format!("order {order}") };
             let ph = [&p.phone.0, &p.phone.1, &p.phone.2][rng.below(3)];
             format!("caller asked about {ord}, callback number {ph}")
         };
-        let caller = if rng.chance(50) {
-            String::new()
-        } else {
-            p.nick.clone()
-        };
+        let caller = if rng.chance(50) { String::new() } else { p.nick.clone() };
         line += 1;
-        let _ = writeln!(
-            csv,
-            "{y}-{m:02}-{d:02},agent{},{caller},\"{note}\"",
-            1 + rng.below(9)
-        );
-        truth.push(Truth {
-            key: format!("calls:call-notes.csv!r{line}"),
-            customer: &p.gid,
-        });
+        let _ = writeln!(csv, "{y}-{m:02}-{d:02},agent{},{caller},\"{note}\"", 1 + rng.below(9));
+        truth.push(Truth { key: format!("calls:call-notes.csv!r{line}"), customer: &p.gid });
     }
     fs::write(dir.join("calls/call-notes.csv"), csv)?;
 
     // --- Queries a rep would type. ---
     for (i, p) in ps.iter().enumerate().take(400) {
-        let typo = TYPOS
-            .iter()
-            .find(|(a, _)| *a == p.last)
-            .map(|(_, b)| b.to_string());
+        let typo = TYPOS.iter().find(|(a, _)| *a == p.last).map(|(_, b)| b.to_string());
         let city = CITIES[p.city].0;
         let mut add = |q: String, kind: &'static str| {
-            queries.push(DemoQuery {
-                q,
-                kind,
-                customer: Some(p.gid.clone()),
-                key: None,
-            })
+            queries.push(DemoQuery { q, kind, customer: Some(p.gid.clone()), key: None })
         };
         if i == 0 {
             add("jayne smyth acme".into(), "name");
@@ -957,12 +795,11 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
             add(format!("John Smith {city}"), "name");
             continue;
         }
-        add(
-            format!("{} {}", p.first, typo.unwrap_or_else(|| p.last.clone())),
-            "name",
-        );
+        add(format!("{} {}", p.first, typo.unwrap_or_else(|| p.last.clone())), "name");
         add(format!("{} {} {city}", p.nick, p.last), "name");
-        add(p.phone.1.clone(), "phone");
+        if phone_known[i] {
+            add(p.phone.1.clone(), "phone");
+        }
         add(format!("ORD-{}", p.orders[0]), "number");
         add(format!("AC-{:08}", p.account), "number");
         add(p.email.clone(), "email");
@@ -978,11 +815,7 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
     }
     let config = dir.join("dossier.toml");
     fs::write(&config, DEMO_CONFIG)?;
-    Ok(DemoCompany {
-        dir: dir.to_path_buf(),
-        config,
-        customers: ps.len(),
-    })
+    Ok(DemoCompany { dir: dir.to_path_buf(), config, customers: ps.len() })
 }
 
 /// The demo company's config (also shipped as `examples/demo/dossier.toml`).
@@ -992,9 +825,5 @@ pub const DEMO_CONFIG: &str = include_str!("../examples/demo/dossier.toml");
 fn base64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     let flat = base64::engine::general_purpose::STANDARD.encode(bytes);
-    flat.as_bytes()
-        .chunks(76)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join("\n")
+    flat.as_bytes().chunks(76).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("\n")
 }

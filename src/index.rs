@@ -53,42 +53,39 @@ pub fn status_words(r: &Record) -> Vec<String> {
             let k = k.to_ascii_lowercase();
             k == "status" || k.ends_with("_status") || k.ends_with(" status") || k == "disposition"
         })
-        .flat_map(|(_, v)| {
-            names::fold(v)
-                .split(' ')
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|(_, v)| names::fold(v).split(' ').map(str::to_string).collect::<Vec<_>>())
         .filter(|w| !w.is_empty())
         .collect()
+}
+
+/// The exact terms a normalized strong value is found by: itself, a phone's
+/// last seven digits, an identifier without its kind.
+pub fn id_terms(norm: &str) -> Vec<String> {
+    let mut out = vec![norm.to_string()];
+    if norm.starts_with('+') {
+        out.extend(normalize::phone_tail(norm));
+    } else if let Some((_, bare)) = norm.split_once(':') {
+        out.push(bare.to_string());
+    }
+    out
 }
 
 impl IndexStore {
     /// Opens the index in `dir`, creating it when absent.
     pub fn open(dir: &Path) -> Result<IndexStore, IndexError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| IndexError::Io(dir.display().to_string(), e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(|e| IndexError::Io(dir.display().to_string(), e.to_string()))?;
         let fields = IndexSchema::new();
-        let mmap = MmapDirectory::open(dir)
-            .map_err(|e| IndexError::Io(dir.display().to_string(), e.to_string()))?;
+        let mmap = MmapDirectory::open(dir).map_err(|e| IndexError::Io(dir.display().to_string(), e.to_string()))?;
         let index = Index::open_or_create(mmap, fields.schema.clone())?;
         fields.check(&index.schema())?;
         IndexSchema::register_tokenizers(&index);
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
-        Ok(IndexStore {
-            index,
-            fields,
-            reader,
-        })
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(IndexStore { index, fields, reader })
     }
 
     /// Takes the single writer; a second indexer gets [`IndexError::Busy`].
     pub fn writer(&self, dir: &Path) -> Result<IndexWriter<TantivyDocument>, IndexError> {
-        let w: IndexWriter<TantivyDocument> = match self.index.writer_with_num_threads(2, 128 << 20)
-        {
+        let w: IndexWriter<TantivyDocument> = match self.index.writer_with_num_threads(2, 128 << 20) {
             Ok(w) => w,
             Err(tantivy::TantivyError::LockFailure(_, _)) => {
                 return Err(IndexError::Busy(dir.display().to_string()));
@@ -104,10 +101,7 @@ impl IndexStore {
 
     /// Deletes every record of one item.
     pub fn delete_item(&self, w: &IndexWriter<TantivyDocument>, source: &str, item: &str) {
-        w.delete_term(Term::from_field_text(
-            self.fields.item,
-            &Record::key_for(source, item),
-        ));
+        w.delete_term(Term::from_field_text(self.fields.item, &Record::key_for(source, item)));
     }
 
     /// Deletes one record by key.
@@ -140,16 +134,20 @@ impl IndexStore {
         }
         d.add_text(f.fields, &fields);
         if let Some(dt) = r.date {
-            d.add_date(
-                f.date,
-                tantivy::DateTime::from_timestamp_secs(dt.timestamp()),
-            );
+            d.add_date(f.date, tantivy::DateTime::from_timestamp_secs(dt.timestamp()));
         }
         for c in customers {
             d.add_text(f.customers, c);
         }
         for s in status_words(r) {
             d.add_text(f.status, &s);
+        }
+        // Normalized ids, emails and phones found anywhere in the record, so a
+        // number in a call note is found in every format too.
+        for m in r.mentions.iter().filter(|m| m.kind.is_strong()) {
+            for t in id_terms(&m.norm) {
+                d.add_text(f.ids, &t);
+            }
         }
         d.add_text(f.json, serde_json::to_string(r)?);
         w.add_document(d)?;
@@ -186,29 +184,15 @@ impl IndexStore {
                     }
                 }
             }
-            for e in &p.emails {
-                d.add_text(f.ids, e);
-            }
-            for ph in &p.phones {
-                d.add_text(f.ids, ph);
-                if let Some(t) = normalize::phone_tail(ph) {
+            for v in p.emails.iter().chain(&p.phones).chain(&p.ids) {
+                for t in id_terms(v) {
                     d.add_text(f.ids, &t);
-                }
-            }
-            for id in &p.ids {
-                d.add_text(f.ids, id);
-                if let Some((_, bare)) = id.split_once(':') {
-                    d.add_text(f.ids, bare);
                 }
             }
             for v in p.companies.iter().chain(&p.cities).chain(&p.addresses) {
                 d.add_text(f.place, v);
             }
-            let stored = Customer {
-                id: c.id.clone(),
-                profile: c.profile.clone(),
-                links: Vec::new(),
-            };
+            let stored = Customer { id: c.id.clone(), profile: c.profile.clone(), links: Vec::new() };
             d.add_text(f.json, serde_json::to_string(&stored)?);
             w.add_document(d)?;
         }
@@ -231,10 +215,7 @@ impl IndexStore {
             Term::from_field_text(self.fields.key, key),
             tantivy::schema::IndexRecordOption::Basic,
         );
-        let hits = searcher.search(
-            &q,
-            &tantivy::collector::TopDocs::with_limit(1).order_by_score(),
-        )?;
+        let hits = searcher.search(&q, &tantivy::collector::TopDocs::with_limit(1).order_by_score())?;
         for (_, addr) in hits {
             let doc: TantivyDocument = searcher.doc(addr)?;
             if let Some(j) = doc.get_first(self.fields.json).and_then(|v| v.as_str()) {

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod demo;
 pub mod entities;
+pub mod eval;
 pub mod index;
 pub mod pipeline;
 pub mod query;

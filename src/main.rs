@@ -16,21 +16,10 @@ use dossier::state::RunReport;
 /// which records belong to the same customer without a shared id, and answers
 /// with ranked customer dossiers.
 #[derive(Parser)]
-#[command(
-    name = "dossier",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "dossier", version, propagate_version = true, max_term_width = 100)]
 struct Cli {
     /// The config file.
-    #[arg(
-        long,
-        short = 'c',
-        global = true,
-        default_value = "dossier.toml",
-        env = "DOSSIER_CONFIG"
-    )]
+    #[arg(long, short = 'c', global = true, default_value = "dossier.toml", env = "DOSSIER_CONFIG")]
     config: PathBuf,
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
@@ -100,6 +89,15 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Measure resolution and search quality on a demo company's ground truth.
+    Eval {
+        /// Folder of the demo company (holds truth.jsonl and queries.jsonl).
+        #[arg(long, default_value = "demo-company")]
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Resolved customers.
     Customers {
         #[command(subcommand)]
@@ -126,9 +124,7 @@ fn init_logging(json: bool, verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("DOSSIER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         b.json().init();
     } else {
@@ -137,13 +133,7 @@ fn init_logging(json: bool, verbose: u8) {
 }
 
 fn print_report(r: &RunReport) {
-    println!(
-        "run {} {}: {} customers, {:.1}s",
-        r.id,
-        r.status,
-        r.customers,
-        r.millis as f64 / 1000.0
-    );
+    println!("run {} {}: {} customers, {:.1}s", r.id, r.status, r.customers, r.millis as f64 / 1000.0);
     for s in &r.sources {
         println!(
             "  {:<12} {:>6} items  {:>5} new {:>5} changed {:>6} unchanged {:>4} deleted {:>4} failed  {:>7} records{}",
@@ -155,10 +145,7 @@ fn print_report(r: &RunReport) {
             s.deleted,
             s.failed,
             s.records,
-            s.error
-                .as_deref()
-                .map(|e| format!("  ERROR: {e}"))
-                .unwrap_or_default()
+            s.error.as_deref().map(|e| format!("  ERROR: {e}")).unwrap_or_default()
         );
     }
     if !r.errors.is_empty() {
@@ -171,14 +158,7 @@ fn print_report(r: &RunReport) {
 
 fn index(cfg: &Config, full: bool, sources: Vec<String>) -> Result<RunReport> {
     let progress = std::io::stderr().is_terminal();
-    let report = pipeline::run(
-        cfg,
-        &RunOptions {
-            full,
-            sources,
-            progress,
-        },
-    )?;
+    let report = pipeline::run(cfg, &RunOptions { full, sources, progress })?;
     Ok(report)
 }
 
@@ -186,8 +166,7 @@ fn serve(cfg: &Config, listen: Option<String>) -> Result<()> {
     let engine = Engine::open(cfg)?;
     let listen = listen.unwrap_or_else(|| cfg.server.listen.clone());
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(dossier::server::serve(engine, &listen))
-        .with_context(|| format!("serving on {listen}"))?;
+    rt.block_on(dossier::server::serve(engine, &listen)).with_context(|| format!("serving on {listen}"))?;
     Ok(())
 }
 
@@ -195,17 +174,9 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_json, cli.verbose);
     match cli.command {
-        Command::Demo {
-            dir,
-            customers,
-            no_serve,
-            listen,
-        } => {
+        Command::Demo { dir, customers, no_serve, listen } => {
             if !dossier::demo::exists(&dir) {
-                eprintln!(
-                    "generating the demo company ({customers} customers) in {}",
-                    dir.display()
-                );
+                eprintln!("generating the demo company ({customers} customers) in {}", dir.display());
                 dossier::demo::generate(&dir, customers)
                     .with_context(|| format!("generating the demo in {}", dir.display()))?;
             }
@@ -221,12 +192,7 @@ fn main() -> Result<()> {
             let report = index(&cfg, full, sources)?;
             print_report(&report);
         }
-        Command::Search {
-            query,
-            json,
-            page,
-            per_page,
-        } => {
+        Command::Search { query, json, page, per_page } => {
             let cfg = Config::load(&cli.config)?;
             if per_page == 0 || per_page > 1000 {
                 bail!("--per-page must be between 1 and 1000");
@@ -276,6 +242,27 @@ fn main() -> Result<()> {
                 }
             }
         }
+        Command::Eval { dir, json } => {
+            let cfg = Config::load(&dir.join("dossier.toml"))?;
+            let engine = Engine::open(&cfg)?;
+            let r = dossier::eval::evaluate(&engine, &dir)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("records in ground truth: {}", r.records);
+                println!(
+                    "records grouped into customers: pairwise precision {:.4}  recall {:.4}  F1 {:.4}",
+                    r.pair_precision, r.pair_recall, r.pair_f1
+                );
+                println!(
+                    "record→customer links:          precision {:.4}  recall {:.4}",
+                    r.link_precision, r.link_recall
+                );
+                for (kind, s) in &r.queries {
+                    println!("queries {kind:<9} n={:<5} hit@1 {:.3}  MRR {:.3}", s.n, s.hit_at_1, s.mrr);
+                }
+            }
+        }
         Command::Serve { listen } => {
             let cfg = Config::load(&cli.config)?;
             serve(&cfg, listen)?;
@@ -302,7 +289,8 @@ fn main() -> Result<()> {
                     use std::io::Write;
                     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
                     for c in engine.customers()? {
-                        let line = serde_json::json!({ "id": c.id, "keys": c.keys(), "profile": c.profile, "links": c.links });
+                        let line =
+                            serde_json::json!({ "id": c.id, "keys": c.keys(), "profile": c.profile, "links": c.links });
                         writeln!(out, "{line}")?;
                     }
                 }
@@ -313,22 +301,14 @@ fn main() -> Result<()> {
                     if c.id != id {
                         println!("{id} was merged into {}", c.id);
                     }
-                    println!(
-                        "{} [{}]: {} records",
-                        c.profile.display_name,
-                        c.id,
-                        c.links.len()
-                    );
+                    println!("{} [{}]: {} records", c.profile.display_name, c.id, c.links.len());
                     for l in &c.links {
                         println!("  {} ({})", l.key, l.role);
                         if l.evidence.is_empty() && l.role == "member" {
                             println!("      founding record of this customer");
                         }
                         for e in &l.evidence {
-                            println!(
-                                "      {} {:?} with {} ({:+.1})",
-                                e.kind, e.value, e.other, e.weight
-                            );
+                            println!("      {} {:?} with {} ({:+.1})", e.kind, e.value, e.other, e.weight);
                         }
                     }
                 }

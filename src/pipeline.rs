@@ -69,13 +69,9 @@ fn bar(show: bool, len: u64, what: &str) -> ProgressBar {
 /// Extracts one item; a panic inside a parser costs this item only.
 fn extract_item(x: &Extractor, item: &Item) -> Result<Extracted, String> {
     match &item.payload {
-        Payload::Records(rs) => Ok(Extracted {
-            records: rs.clone(),
-            warnings: Vec::new(),
-        }),
+        Payload::Records(rs) => Ok(Extracted { records: rs.clone(), warnings: Vec::new() }),
         Payload::File(path) => {
-            match std::panic::catch_unwind(AssertUnwindSafe(|| x.extract_file(&item.locator, path)))
-            {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| x.extract_file(&item.locator, path))) {
                 Ok(Ok(e)) => Ok(e),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err("the parser crashed on this file (panic); it was skipped".into()),
@@ -99,30 +95,15 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let (run_id, started) = state.begin_run(opts.full)?;
     let entities = Entities::new(cfg);
 
-    let mut commit = RunCommit {
-        run: run_id,
-        ..Default::default()
-    };
-    let mut report = RunReport {
-        id: run_id,
-        started,
-        status: "completed".into(),
-        full: opts.full,
-        ..Default::default()
-    };
+    let mut commit = RunCommit { run: run_id, ..Default::default() };
+    let mut report =
+        RunReport { id: run_id, started, status: "completed".into(), full: opts.full, ..Default::default() };
     let mut fresh: Vec<(Record, Vec<dossier_schema::Mention>)> = Vec::new();
     let mut touched_items: HashSet<(String, String)> = HashSet::new();
 
-    for spec in cfg
-        .sources
-        .iter()
-        .filter(|s| opts.sources.is_empty() || opts.sources.contains(&s.name))
-    {
+    for spec in cfg.sources.iter().filter(|s| opts.sources.is_empty() || opts.sources.contains(&s.name)) {
         let ts = Instant::now();
-        let mut sr = SourceReport {
-            source: spec.name.clone(),
-            ..Default::default()
-        };
+        let mut sr = SourceReport { source: spec.name.clone(), ..Default::default() };
         let known = state.item_versions(&spec.name)?;
         let mut items: Vec<Item> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
@@ -163,9 +144,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         if sr.complete && sr.error.is_none() {
             for locator in known.keys().filter(|l| !seen.contains(*l)) {
                 store.delete_item(&writer, &spec.name, locator);
-                commit
-                    .removed_items
-                    .push((spec.name.clone(), locator.clone()));
+                commit.removed_items.push((spec.name.clone(), locator.clone()));
                 touched_items.insert((spec.name.clone(), locator.clone()));
                 sr.deleted += 1;
             }
@@ -200,25 +179,13 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                         })
                         .collect();
                     fresh.extend(with_mentions);
-                    commit.items.push((
-                        spec.name.clone(),
-                        item.locator.clone(),
-                        item.version.clone(),
-                    ));
+                    commit.items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
                 }
                 Err(reason) => {
                     sr.failed += 1;
-                    report.errors.push(ItemError {
-                        source: spec.name.clone(),
-                        locator: item.locator.clone(),
-                        reason,
-                    });
+                    report.errors.push(ItemError { source: spec.name.clone(), locator: item.locator.clone(), reason });
                     // A failed item is remembered with its version so an unchanged bad file is not retried every run.
-                    commit.items.push((
-                        spec.name.clone(),
-                        item.locator.clone(),
-                        item.version.clone(),
-                    ));
+                    commit.items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
                 }
             }
         }
@@ -226,14 +193,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         if opts.progress {
             eprintln!(
                 "{:>12}  {} items: {} new, {} changed, {} unchanged, {} deleted, {} failed; {} records",
-                sr.source,
-                sr.seen,
-                sr.new,
-                sr.changed,
-                sr.unchanged,
-                sr.deleted,
-                sr.failed,
-                sr.records
+                sr.source, sr.seen, sr.new, sr.changed, sr.unchanged, sr.deleted, sr.failed, sr.records
             );
         }
         report.sources.push(sr);
@@ -248,15 +208,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         .map(|(_, _, e)| e)
         .collect();
     for (r, m) in &fresh {
-        let e = RecordEntities {
-            key: r.key.clone(),
-            kind: r.kind,
-            parent: r.parent.clone(),
-            mentions: m.clone(),
-        };
-        commit
-            .records
-            .push((r.source.clone(), r.item.clone(), e.clone()));
+        let e = RecordEntities { key: r.key.clone(), kind: r.kind, parent: r.parent.clone(), mentions: m.clone() };
+        commit.records.push((r.source.clone(), r.item.clone(), e.clone()));
         all.push(e);
     }
     let resolution = resolve::resolve(&all, &resolve::Weights::default());
@@ -266,11 +219,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let pb = bar(opts.progress, fresh.len() as u64, "indexing");
     for (r, m) in &mut fresh {
         r.mentions = std::mem::take(m);
-        let ids = resolution
-            .links
-            .get(&r.key)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        let ids = resolution.links.get(&r.key).map(Vec::as_slice).unwrap_or(&[]);
         store.add_record(&writer, r, ids)?;
         pb.inc(1);
     }
@@ -313,10 +262,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                 *votes.entry(id.as_str()).or_default() += 1;
             }
         }
-        if let Some((new, _)) = votes
-            .into_iter()
-            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
-        {
+        if let Some((new, _)) = votes.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0))) {
             commit.redirects.push((old.to_string(), new.to_string()));
         }
     }

@@ -8,13 +8,10 @@ use std::sync::Mutex;
 
 use dossier_schema::index::{DOC_CUSTOMER, DOC_RECORD};
 use dossier_schema::{
-    Customer, Dossier, Flag, MatchReason, Record, RecordGroup, RecordHit, SearchResponse,
-    TimelineEntry,
+    Customer, Dossier, Flag, MatchReason, Record, RecordGroup, RecordHit, SearchResponse, TimelineEntry,
 };
 use tantivy::collector::{DocSetCollector, TopDocs};
-use tantivy::query::{
-    AllQuery, BooleanQuery, FuzzyTermQuery, Occur, Query, QueryParser, TermQuery,
-};
+use tantivy::query::{AllQuery, BooleanQuery, FuzzyTermQuery, Occur, Query, QueryParser, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
@@ -46,22 +43,12 @@ const MAX_DOSSIER_RECORDS: usize = 500;
 const MAX_TEXT_HITS: usize = 1000;
 /// Words that carry no meaning in a name or id search.
 const STOP: &[&str] = &[
-    "the", "and", "or", "not", "of", "a", "an", "in", "on", "for", "to", "with", "ph", "phone",
-    "order", "account", "invoice", "no", "number",
+    "the", "and", "or", "not", "of", "a", "an", "in", "on", "for", "to", "with", "ph", "phone", "order", "account",
+    "invoice", "no", "number",
 ];
 /// Status words that raise a flag.
-const PROBLEMS: &[&str] = &[
-    "disputed",
-    "dispute",
-    "overdue",
-    "open",
-    "pending",
-    "investigation",
-    "escalated",
-    "unpaid",
-    "past",
-    "hold",
-];
+const PROBLEMS: &[&str] =
+    &["disputed", "dispute", "overdue", "open", "pending", "investigation", "escalated", "unpaid", "past", "hold"];
 
 /// A parsed query.
 #[derive(Debug, Default, Clone)]
@@ -178,16 +165,12 @@ pub fn parse(q: &str, ent: &Entities) -> ParsedQuery {
                     p.ids.push((n, token.to_string(), "identifier"));
                 }
             }
-            let bare: String = token
-                .chars()
-                .filter(char::is_ascii_alphanumeric)
-                .collect::<String>()
-                .to_ascii_lowercase();
+            let bare: String =
+                token.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_lowercase();
             let bare = bare.trim_start_matches(|c: char| c.is_ascii_alphabetic());
             let bare = bare.trim_start_matches('0');
             if !bare.is_empty() {
-                p.ids
-                    .push((bare.to_string(), token.to_string(), "identifier"));
+                p.ids.push((bare.to_string(), token.to_string(), "identifier"));
             }
             if digits.len() == 7 {
                 p.ids.push((digits.clone(), token.to_string(), "phone"));
@@ -246,10 +229,7 @@ impl Engine {
     }
 
     fn term(&self, f: tantivy::schema::Field, v: &str) -> Box<dyn Query> {
-        Box::new(TermQuery::new(
-            Term::from_field_text(f, v),
-            IndexRecordOption::Basic,
-        ))
+        Box::new(TermQuery::new(Term::from_field_text(f, v), IndexRecordOption::Basic))
     }
 
     fn customer_doc(&self, s: &Searcher, addr: DocAddress) -> Option<Customer> {
@@ -262,26 +242,15 @@ impl Engine {
     }
 
     fn customers_only(&self, q: Box<dyn Query>) -> BooleanQuery {
-        BooleanQuery::new(vec![
-            (
-                Occur::Must,
-                self.term(self.store.fields.doctype, DOC_CUSTOMER),
-            ),
-            (Occur::Must, q),
-        ])
+        BooleanQuery::new(vec![(Occur::Must, self.term(self.store.fields.doctype, DOC_CUSTOMER)), (Occur::Must, q)])
     }
 
     /// Record filter from `source:`, `kind:`, `status:` and `date:`.
     fn record_filter(&self, p: &ParsedQuery) -> Vec<(Occur, Box<dyn Query>)> {
         let f = &self.store.fields;
-        let mut must: Vec<(Occur, Box<dyn Query>)> =
-            vec![(Occur::Must, self.term(f.doctype, DOC_RECORD))];
+        let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, self.term(f.doctype, DOC_RECORD))];
         let any = |field, vals: &[String]| -> Box<dyn Query> {
-            Box::new(BooleanQuery::new(
-                vals.iter()
-                    .map(|v| (Occur::Should, self.term(field, v)))
-                    .collect(),
-            ))
+            Box::new(BooleanQuery::new(vals.iter().map(|v| (Occur::Should, self.term(field, v))).collect()))
         };
         if !p.sources.is_empty() {
             must.push((Occur::Must, any(f.source, &p.sources)));
@@ -307,37 +276,28 @@ impl Engine {
     }
 
     /// Answers a query with a page of ranked dossiers.
-    pub fn search(
-        &self,
-        q: &str,
-        page: usize,
-        per_page: usize,
-    ) -> Result<SearchResponse, QueryError> {
+    pub fn search(&self, q: &str, page: usize, per_page: usize) -> Result<SearchResponse, QueryError> {
         let searcher = self.store.reader.searcher();
         let f = &self.store.fields;
         let p = parse(q, &self.entities);
         let mut notices = Vec::new();
         let mut cands: HashMap<DocAddress, Candidate> = HashMap::new();
-        let filtered = !(p.sources.is_empty()
-            && p.kinds.is_empty()
-            && p.statuses.is_empty()
-            && p.date.is_none());
+        let filtered = !(p.sources.is_empty() && p.kinds.is_empty() && p.statuses.is_empty() && p.date.is_none());
 
         // Identifiers, emails and phones: exact terms on customers.
+        let mut id_records: Vec<(DocAddress, String, String, &'static str)> = Vec::new();
         for (term, raw, kind) in &p.ids {
             let q = self.customers_only(self.term(f.ids, term));
             for addr in self.docs(&searcher, &q)? {
                 let c = cands.entry(addr).or_default();
-                c.id_hits += if *kind == "identifier" && !term.contains(':') {
-                    0.9
-                } else {
-                    1.0
-                };
-                c.why.push(MatchReason {
-                    kind: kind.to_string(),
-                    query: raw.clone(),
-                    matched: term.clone(),
-                });
+                c.id_hits += if *kind == "identifier" && !term.contains(':') { 0.9 } else { 1.0 };
+                c.why.push(MatchReason { kind: kind.to_string(), query: raw.clone(), matched: term.clone() });
+            }
+            // Records that carry the value in their text (a call note) count for their customers too.
+            let mut rq = self.record_filter(&p);
+            rq.push((Occur::Must, self.term(f.ids, term)));
+            for (_, addr) in searcher.search(&BooleanQuery::new(rq), &TopDocs::with_limit(200).order_by_score())? {
+                id_records.push((addr, term.clone(), raw.clone(), kind));
             }
         }
 
@@ -354,48 +314,23 @@ impl Engine {
                 }
             };
             let canon = names::canonical_first(w).to_string();
-            let exact: Vec<(Occur, Box<dyn Query>)> = vec![
-                (Occur::Should, self.term(f.canon, w)),
-                (Occur::Should, self.term(f.canon, &canon)),
-            ];
-            add(
-                self.docs(
-                    &searcher,
-                    &self.customers_only(Box::new(BooleanQuery::new(exact))),
-                )?,
-                3.0,
-                true,
-            );
+            let exact: Vec<(Occur, Box<dyn Query>)> =
+                vec![(Occur::Should, self.term(f.canon, w)), (Occur::Should, self.term(f.canon, &canon))];
+            add(self.docs(&searcher, &self.customers_only(Box::new(BooleanQuery::new(exact))))?, 3.0, true);
             let (code, alt) = names::phonetic(w);
             if !code.is_empty() {
-                let mut ph: Vec<(Occur, Box<dyn Query>)> =
-                    vec![(Occur::Should, self.term(f.phonetic, &code))];
+                let mut ph: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Should, self.term(f.phonetic, &code))];
                 if !alt.is_empty() && alt != code {
                     ph.push((Occur::Should, self.term(f.phonetic, &alt)));
                 }
-                add(
-                    self.docs(
-                        &searcher,
-                        &self.customers_only(Box::new(BooleanQuery::new(ph))),
-                    )?,
-                    2.0,
-                    true,
-                );
+                add(self.docs(&searcher, &self.customers_only(Box::new(BooleanQuery::new(ph))))?, 2.0, true);
             }
             if w.len() >= 4 {
                 let dist = if w.len() >= 8 { 2 } else { 1 };
                 let fz = FuzzyTermQuery::new(Term::from_field_text(f.name, w), dist, true);
-                add(
-                    self.docs(&searcher, &self.customers_only(Box::new(fz)))?,
-                    2.0,
-                    true,
-                );
+                add(self.docs(&searcher, &self.customers_only(Box::new(fz)))?, 2.0, true);
             }
-            add(
-                self.docs(&searcher, &self.customers_only(self.term(f.place, w)))?,
-                1.0,
-                false,
-            );
+            add(self.docs(&searcher, &self.customers_only(self.term(f.place, w)))?, 1.0, false);
             for (d, (s, is_name)) in best {
                 let e = name_scores.entry(d).or_insert((0.0, 0, false));
                 e.0 += s;
@@ -405,17 +340,10 @@ impl Engine {
         }
         let need = p.name_words.len().div_ceil(2).max(1);
         for (d, (score, matched, is_name)) in name_scores {
-            if matched >= need
-                && is_name
-                && (matched >= 2 || p.name_words.len() == 1 || score >= 3.0)
-            {
+            if matched >= need && is_name && (matched >= 2 || p.name_words.len() == 1 || score >= 3.0) {
                 let c = cands.entry(d).or_default();
                 c.name = score;
-                c.why.push(MatchReason {
-                    kind: "name".into(),
-                    query: p.name_words.join(" "),
-                    matched: String::new(),
-                });
+                c.why.push(MatchReason { kind: "name".into(), query: p.name_words.join(" "), matched: String::new() });
             }
         }
 
@@ -424,8 +352,7 @@ impl Engine {
         let mut text_query: Option<Box<dyn Query>> = None;
         let mut customer_addr_by_id: HashMap<String, DocAddress> = HashMap::new();
         if !p.text.trim().is_empty() || filtered {
-            let mut parser =
-                QueryParser::for_index(&self.store.index, vec![f.title, f.text, f.fields]);
+            let mut parser = QueryParser::for_index(&self.store.index, vec![f.title, f.text, f.fields]);
             parser.set_conjunction_by_default();
             parser.set_field_boost(f.title, 2.0);
             let tq: Box<dyn Query> = if p.text.trim().is_empty() {
@@ -433,22 +360,21 @@ impl Engine {
             } else {
                 let (tq, errors) = parser.parse_query_lenient(&p.text);
                 if !errors.is_empty() {
-                    notices.push(format!("Parts of the query could not be read as search syntax and were searched as plain words: {}", errors.len()));
+                    notices.push(format!(
+                        "Parts of the query could not be read as search syntax and were searched as plain words: {}",
+                        errors.len()
+                    ));
                 }
                 tq
             };
             let mut clauses = self.record_filter(&p);
             clauses.push((Occur::Must, tq.box_clone()));
             let full = BooleanQuery::new(clauses);
-            let hits =
-                searcher.search(&full, &TopDocs::with_limit(MAX_TEXT_HITS).order_by_score())?;
+            let hits = searcher.search(&full, &TopDocs::with_limit(MAX_TEXT_HITS).order_by_score())?;
             let max = hits.first().map(|h| h.0).unwrap_or(1.0).max(1e-6);
             for (score, addr) in hits {
                 let d: TantivyDocument = searcher.doc(addr)?;
-                let ids: Vec<String> = d
-                    .get_all(f.customers)
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect();
+                let ids: Vec<String> = d.get_all(f.customers).filter_map(|v| v.as_str().map(str::to_string)).collect();
                 if ids.is_empty() {
                     if unlinked.len() < 20 {
                         if let Some(r) = self.record_of(&d) {
@@ -458,23 +384,25 @@ impl Engine {
                     continue;
                 }
                 for id in ids {
-                    let caddr = match customer_addr_by_id.get(&id) {
-                        Some(a) => *a,
-                        None => {
-                            let q = self.customers_only(self.term(f.key, &id));
-                            let Some(a) = self.docs(&searcher, &q)?.into_iter().next() else {
-                                continue;
-                            };
-                            customer_addr_by_id.insert(id.clone(), a);
-                            a
-                        }
-                    };
+                    let Some(caddr) = self.customer_addr(&searcher, &mut customer_addr_by_id, &id)? else { continue };
                     let c = cands.entry(caddr).or_default();
                     c.text = c.text.max(score / max);
                     c.hits.push(addr);
                 }
             }
             text_query = Some(tq);
+        }
+        for (addr, term, raw, kind) in id_records {
+            let d: TantivyDocument = searcher.doc(addr)?;
+            for id in d.get_all(f.customers).filter_map(|v| v.as_str().map(str::to_string)) {
+                let Some(caddr) = self.customer_addr(&searcher, &mut customer_addr_by_id, &id)? else { continue };
+                let c = cands.entry(caddr).or_default();
+                if !c.why.iter().any(|w| w.matched == term) {
+                    c.id_hits += 0.8;
+                    c.why.push(MatchReason { kind: kind.to_string(), query: raw.clone(), matched: term.clone() });
+                }
+                c.hits.push(addr);
+            }
         }
         if filtered {
             // With filters, a customer must have a matching record.
@@ -484,10 +412,7 @@ impl Engine {
         // Rank: identifiers outrank names, which outrank text.
         let mut ranked: Vec<(f64, String, DocAddress)> = Vec::with_capacity(cands.len());
         for (addr, c) in &cands {
-            let score = 1000.0 * c.id_hits
-                + 10.0 * c.name
-                + 5.0 * c.text as f64
-                + (c.hits.len().min(20) as f64) * 0.01;
+            let score = 1000.0 * c.id_hits + 10.0 * c.name + 5.0 * c.text as f64 + (c.hits.len().min(20) as f64) * 0.01;
             if let Some(cu) = self.customer_doc(&searcher, *addr) {
                 ranked.push((score, cu.id, *addr));
             }
@@ -496,9 +421,7 @@ impl Engine {
         let total = ranked.len();
         let mut dossiers = Vec::new();
         let snippets = match &text_query {
-            Some(tq) if !p.text.trim().is_empty() => {
-                SnippetGenerator::create(&searcher, tq.as_ref(), f.text).ok()
-            }
+            Some(tq) if !p.text.trim().is_empty() => SnippetGenerator::create(&searcher, tq.as_ref(), f.text).ok(),
             _ => None,
         };
         for (score, id, addr) in ranked.into_iter().skip(page * per_page).take(per_page) {
@@ -508,11 +431,7 @@ impl Engine {
             for a in c.hits.iter().take(5) {
                 if let Ok(d) = searcher.doc::<TantivyDocument>(*a) {
                     if let Some(k) = d.get_first(f.key).and_then(|v| v.as_str()) {
-                        why.push(MatchReason {
-                            kind: "text".into(),
-                            query: p.text.clone(),
-                            matched: k.to_string(),
-                        });
+                        why.push(MatchReason { kind: "text".into(), query: p.text.clone(), matched: k.to_string() });
                     }
                 }
             }
@@ -521,13 +440,7 @@ impl Engine {
             // Name reasons say which names matched.
             for w in &mut why {
                 if w.kind == "name" {
-                    w.matched = d
-                        .profile
-                        .names
-                        .iter()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(" / ");
+                    w.matched = d.profile.names.iter().cloned().collect::<Vec<_>>().join(" / ");
                 }
             }
             d.why = why;
@@ -544,6 +457,24 @@ impl Engine {
         })
     }
 
+    /// The customer document of `id`, cached per query.
+    fn customer_addr(
+        &self,
+        s: &Searcher,
+        cache: &mut HashMap<String, DocAddress>,
+        id: &str,
+    ) -> Result<Option<DocAddress>, QueryError> {
+        if let Some(a) = cache.get(id) {
+            return Ok(Some(*a));
+        }
+        let q = self.customers_only(self.term(self.store.fields.key, id));
+        let a = self.docs(s, &q)?.into_iter().next();
+        if let Some(a) = a {
+            cache.insert(id.to_string(), a);
+        }
+        Ok(a)
+    }
+
     fn record_of(&self, d: &TantivyDocument) -> Option<Record> {
         serde_json::from_str(d.get_first(self.store.fields.json)?.as_str()?).ok()
     }
@@ -556,12 +487,7 @@ impl Engine {
         };
         let Some(real) = real else { return Ok(None) };
         let searcher = self.store.reader.searcher();
-        Ok(Some(self.dossier(
-            &searcher,
-            &real,
-            &HashSet::new(),
-            None,
-        )?))
+        Ok(Some(self.dossier(&searcher, &real, &HashSet::new(), None)?))
     }
 
     /// One record in full.
@@ -571,20 +497,12 @@ impl Engine {
 
     /// Every customer with links and evidence, from the state store.
     pub fn customers(&self) -> Result<Vec<Customer>, QueryError> {
-        Ok(self
-            .state
-            .lock()
-            .map_err(|_| QueryError::Poisoned)?
-            .customers()?)
+        Ok(self.state.lock().map_err(|_| QueryError::Poisoned)?.customers()?)
     }
 
     /// One customer with links and evidence, following redirects.
     pub fn customer_links(&self, id: &str) -> Result<Option<Customer>, QueryError> {
-        Ok(self
-            .state
-            .lock()
-            .map_err(|_| QueryError::Poisoned)?
-            .customer(id)?)
+        Ok(self.state.lock().map_err(|_| QueryError::Poisoned)?.customer(id)?)
     }
 
     /// Runs a closure on the state store.
@@ -612,10 +530,7 @@ impl Engine {
             (Occur::Must, self.term(f.doctype, DOC_RECORD)),
             (Occur::Must, self.term(f.customers, id)),
         ]);
-        let addrs = s.search(
-            &rq,
-            &TopDocs::with_limit(MAX_DOSSIER_RECORDS).order_by_score(),
-        )?;
+        let addrs = s.search(&rq, &TopDocs::with_limit(MAX_DOSSIER_RECORDS).order_by_score())?;
         let mut records: Vec<(Record, bool, String)> = Vec::new();
         for (_, a) in addrs {
             let d: TantivyDocument = s.doc(a)?;
@@ -626,21 +541,13 @@ impl Engine {
             let snippet = match (is_match, snippets) {
                 (true, Some(g)) => {
                     let sn = g.snippet_from_doc(&d);
-                    if sn.fragment().is_empty() {
-                        preview(&r.text)
-                    } else {
-                        sn.to_html()
-                    }
+                    if sn.fragment().is_empty() { preview(&r.text) } else { sn.to_html() }
                 }
                 _ => preview(&r.text),
             };
             records.push((r, is_match, snippet));
         }
-        records.sort_by(|a, b| {
-            b.1.cmp(&a.1)
-                .then(b.0.date.cmp(&a.0.date))
-                .then(a.0.key.cmp(&b.0.key))
-        });
+        records.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.date.cmp(&a.0.date)).then(a.0.key.cmp(&b.0.key)));
         let mut flags = Vec::new();
         let mut replied: HashSet<String> = HashSet::new();
         for (r, _, _) in &records {
@@ -653,9 +560,7 @@ impl Engine {
             if let Some(w) = words.iter().find(|w| PROBLEMS.contains(&String::as_str(w))) {
                 let what = if r.key.to_ascii_lowercase().contains("invoice")
                     || r.title.to_ascii_lowercase().contains("invoice")
-                    || r.fields
-                        .keys()
-                        .any(|k| k.to_ascii_lowercase().contains("invoice"))
+                    || r.fields.keys().any(|k| k.to_ascii_lowercase().contains("invoice"))
                 {
                     "invoice"
                 } else if r.kind == dossier_schema::RecordKind::Ticket || r.key.contains("ticket") {
@@ -696,38 +601,23 @@ impl Engine {
                     title: r.title.clone(),
                 });
             }
-            groups
-                .entry((r.source.clone(), r.kind.as_str().to_string()))
-                .or_default()
-                .push(hit(r, snippet.clone(), *is_match));
+            groups.entry((r.source.clone(), r.kind.as_str().to_string())).or_default().push(hit(
+                r,
+                snippet.clone(),
+                *is_match,
+            ));
         }
         timeline.sort_by(|a, b| a.date.cmp(&b.date).then(a.key.cmp(&b.key)));
         keys.sort();
-        let mut groups: Vec<RecordGroup> = groups
-            .into_iter()
-            .map(|((source, kind), records)| RecordGroup {
-                source,
-                kind,
-                records,
-            })
-            .collect();
+        let mut groups: Vec<RecordGroup> =
+            groups.into_iter().map(|((source, kind), records)| RecordGroup { source, kind, records }).collect();
         groups.sort_by_key(|g| std::cmp::Reverse(g.records.iter().filter(|r| r.matched).count()));
-        Ok(Dossier {
-            id: Some(id.to_string()),
-            score: 0.0,
-            profile,
-            why: Vec::new(),
-            flags,
-            groups,
-            timeline,
-            keys,
-        })
+        Ok(Dossier { id: Some(id.to_string()), score: 0.0, profile, why: Vec::new(), flags, groups, timeline, keys })
     }
 }
 
 fn regex_email(s: &str) -> Option<String> {
-    s.split(|c: char| c == '<' || c == '>' || c.is_whitespace() || c == ',')
-        .find_map(normalize::email)
+    s.split(|c: char| c == '<' || c == '>' || c.is_whitespace() || c == ',').find_map(normalize::email)
 }
 
 fn preview(text: &str) -> String {
@@ -736,9 +626,7 @@ fn preview(text: &str) -> String {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 fn hit(r: &Record, snippet: String, matched: bool) -> RecordHit {
@@ -747,11 +635,7 @@ fn hit(r: &Record, snippet: String, matched: bool) -> RecordHit {
         source: r.source.clone(),
         kind: r.kind.as_str().to_string(),
         title: r.title.clone(),
-        snippet: if snippet.is_empty() {
-            preview(&r.text)
-        } else {
-            snippet
-        },
+        snippet: if snippet.is_empty() { preview(&r.text) } else { snippet },
         page: r.page,
         date: r.date,
         matched,

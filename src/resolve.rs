@@ -57,6 +57,10 @@ pub struct Weights {
     pub company: f64,
     /// Same address.
     pub address: f64,
+    /// Both have addresses and none is shared.
+    pub address_differ: f64,
+    /// Both have emails and none is shared (people do have two, so it is mild).
+    pub email_differ: f64,
     /// Same city.
     pub city: f64,
     /// Different city.
@@ -83,6 +87,8 @@ impl Default for Weights {
             first_differ: -4.0,
             company: 2.5,
             address: 4.0,
+            address_differ: -3.0,
+            email_differ: -1.5,
             city: 1.5,
             city_differ: -2.5,
             dob: 5.0,
@@ -127,10 +133,7 @@ impl Clusters {
         if ra == rb {
             return true;
         }
-        if !self.dobs[ra].is_empty()
-            && !self.dobs[rb].is_empty()
-            && self.dobs[ra].is_disjoint(&self.dobs[rb])
-        {
+        if !self.dobs[ra].is_empty() && !self.dobs[rb].is_empty() && self.dobs[ra].is_disjoint(&self.dobs[rb]) {
             return false;
         }
         if !self.firsts[ra].is_empty() && !self.firsts[rb].is_empty() {
@@ -145,8 +148,7 @@ impl Clusters {
                 return false;
             }
         }
-        let (small, big) = if self.firsts[ra].len() + self.dobs[ra].len()
-            < self.firsts[rb].len() + self.dobs[rb].len()
+        let (small, big) = if self.firsts[ra].len() + self.dobs[ra].len() < self.firsts[rb].len() + self.dobs[rb].len()
         {
             (ra, rb)
         } else {
@@ -191,11 +193,7 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
     for (ri, r) in records.iter().enumerate() {
         for m in r.mentions.iter().filter(|m| m.party != LOOSE) {
             let oi = *index.entry((ri, m.party)).or_insert_with(|| {
-                obs.push(Obs {
-                    record: ri,
-                    party: m.party,
-                    ..Default::default()
-                });
+                obs.push(Obs { record: ri, party: m.party, ..Default::default() });
                 obs.len() - 1
             });
             let o = &mut obs[oi];
@@ -235,10 +233,8 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
     }
     let mut generic: HashMap<String, usize> = HashMap::new();
     for (v, hs) in &holders {
-        let surnames: BTreeSet<String> = hs
-            .iter()
-            .flat_map(|&i| obs[i].names.iter().map(|n| names::phonetic(&n.last).0))
-            .collect();
+        let surnames: BTreeSet<String> =
+            hs.iter().flat_map(|&i| obs[i].names.iter().map(|n| names::phonetic(&n.last).0)).collect();
         if surnames.len() > GENERIC_PEOPLE || (v.contains('@') && normalize::generic_email(v)) {
             generic.insert(v.to_string(), surnames.len());
         }
@@ -265,10 +261,7 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
         for n in &o.names {
             let code = names::phonetic(&n.last).0;
             let initial = n.first.chars().next().map(String::from).unwrap_or_default();
-            blocks
-                .entry(format!("n|{code}|{initial}"))
-                .or_default()
-                .push(i);
+            blocks.entry(format!("n|{code}|{initial}")).or_default().push(i);
             for c in &o.cities {
                 blocks.entry(format!("c|{code}|{c}")).or_default().push(i);
             }
@@ -340,15 +333,23 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
         if let Some(c) = shared(&oa.companies, &ob.companies) {
             ev.push(("company".into(), c, w.company));
         }
-        if let Some(c) = shared(&oa.addresses, &ob.addresses) {
-            ev.push(("address".into(), c, w.address));
+        match shared(&oa.addresses, &ob.addresses) {
+            Some(c) => ev.push(("address".into(), c, w.address)),
+            None if !oa.addresses.is_empty() && !ob.addresses.is_empty() => {
+                ev.push(("address".into(), "differs".into(), w.address_differ))
+            }
+            None => {}
+        }
+        let emails = |o: &Obs| {
+            o.strong.iter().filter(|(k, _)| *k == MentionKind::Email).map(|(_, v)| v.clone()).collect::<BTreeSet<_>>()
+        };
+        let (ea, eb) = (emails(oa), emails(ob));
+        if !ea.is_empty() && !eb.is_empty() && ea.is_disjoint(&eb) {
+            ev.push(("email".into(), "differs".into(), w.email_differ));
         }
         match shared(&oa.cities, &ob.cities) {
             Some(c) => ev.push(("city".into(), c, w.city)),
-            None if !oa.cities.is_empty()
-                && !ob.cities.is_empty()
-                && oa.addresses.is_disjoint(&ob.addresses) =>
-            {
+            None if !oa.cities.is_empty() && !ob.cities.is_empty() && oa.addresses.is_disjoint(&ob.addresses) => {
                 ev.push(("city".into(), "differs".into(), w.city_differ))
             }
             None => {}
@@ -361,24 +362,15 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
             None => {}
         }
         let total: f64 = ev.iter().map(|e| e.2).sum();
-        let strong = ev
-            .iter()
-            .any(|e| matches!(e.0.as_str(), "email" | "phone" | "identifier"));
+        let strong = ev.iter().any(|e| matches!(e.0.as_str(), "email" | "phone" | "identifier") && e.2 > 0.0);
         // Names alone (no strong id) need corroboration beyond the name itself.
-        let corroborated = strong
-            || ev.iter().any(|e| {
-                matches!(e.0.as_str(), "company" | "address" | "city" | "dob") && e.2 > 0.0
-            });
+        let corroborated =
+            strong || ev.iter().any(|e| matches!(e.0.as_str(), "company" | "address" | "city" | "dob") && e.2 > 0.0);
         if total >= w.threshold && corroborated && (has_name || strong) {
             let other = records[ob.record].key.clone();
             let evidence = ev
                 .into_iter()
-                .map(|(kind, value, weight)| Evidence {
-                    kind,
-                    value,
-                    other: other.clone(),
-                    weight,
-                })
+                .map(|(kind, value, weight)| Evidence { kind, value, other: other.clone(), weight })
                 .collect();
             scored.push((total, a, b, evidence));
         }
@@ -390,13 +382,7 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
         parent: (0..obs.len()).collect(),
         firsts: obs
             .iter()
-            .map(|o| {
-                o.names
-                    .iter()
-                    .filter(|n| !n.first.is_empty())
-                    .map(|n| n.first.clone())
-                    .collect()
-            })
+            .map(|o| o.names.iter().filter(|n| !n.first.is_empty()).map(|n| n.first.clone()).collect())
             .collect(),
         dobs: obs.iter().map(|o| o.dobs.clone()).collect(),
     };
@@ -405,12 +391,7 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
         if cl.union(a, b) {
             evidence_of.entry(b).or_insert_with(|| ev.clone());
             evidence_of.entry(a).or_insert_with(|| {
-                ev.iter()
-                    .map(|e| Evidence {
-                        other: records[obs[b].record].key.clone(),
-                        ..e.clone()
-                    })
-                    .collect()
+                ev.iter().map(|e| Evidence { other: records[obs[b].record].key.clone(), ..e.clone() }).collect()
             });
         }
     }
@@ -429,10 +410,7 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
         let founder = ms
             .iter()
             .min_by(|&&x, &&y| {
-                records[obs[x].record]
-                    .key
-                    .cmp(&records[obs[y].record].key)
-                    .then(obs[x].party.cmp(&obs[y].party))
+                records[obs[x].record].key.cmp(&records[obs[y].record].key).then(obs[x].party.cmp(&obs[y].party))
             })
             .copied()
             .unwrap_or(ms[0]);
@@ -472,47 +450,23 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
             }
             for (_, v) in &obs[i].strong {
                 if !generic.contains_key(v) {
-                    value_owner
-                        .entry(v.as_str())
-                        .or_default()
-                        .insert(id.clone());
+                    value_owner.entry(v.as_str()).or_default().insert(id.clone());
                 }
             }
-            let ev = if i == founder {
-                Vec::new()
-            } else {
-                evidence_of.get(&i).cloned().unwrap_or_default()
-            };
-            link_role
-                .entry((r.key.clone(), id.clone()))
-                .or_insert(("member".into(), ev));
+            let ev = if i == founder { Vec::new() } else { evidence_of.get(&i).cloned().unwrap_or_default() };
+            link_role.entry((r.key.clone(), id.clone())).or_insert(("member".into(), ev));
         }
         profile.display_name = name_counts
             .iter()
             .max_by(|a, b| a.1.cmp(b.1).then(b.0.len().cmp(&a.0.len()).reverse()))
             .map(|(n, _)| n.clone())
-            .unwrap_or_else(|| {
-                profile
-                    .emails
-                    .iter()
-                    .next()
-                    .cloned()
-                    .unwrap_or_else(|| id.clone())
-            });
-        customers.push(Customer {
-            id,
-            profile,
-            links: Vec::new(),
-        });
+            .unwrap_or_else(|| profile.emails.iter().next().cloned().unwrap_or_else(|| id.clone()));
+        customers.push(Customer { id, profile, links: Vec::new() });
     }
 
     // 8. Loose strong values link documents to the one customer holding them.
     for r in records {
-        for m in r
-            .mentions
-            .iter()
-            .filter(|m| m.party == LOOSE && m.kind.is_strong())
-        {
+        for m in r.mentions.iter().filter(|m| m.party == LOOSE && m.kind.is_strong()) {
             let Some(owners) = value_owner.get(m.norm.as_str()) else {
                 continue;
             };
@@ -521,19 +475,17 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
                 continue;
             }
             for id in owners {
-                link_role
-                    .entry((r.key.clone(), id.clone()))
-                    .or_insert_with(|| {
-                        (
-                            "mentions".into(),
-                            vec![Evidence {
-                                kind: m.kind.as_str().into(),
-                                value: m.norm.clone(),
-                                other: r.key.clone(),
-                                weight: 0.0,
-                            }],
-                        )
-                    });
+                link_role.entry((r.key.clone(), id.clone())).or_insert_with(|| {
+                    (
+                        "mentions".into(),
+                        vec![Evidence {
+                            kind: m.kind.as_str().into(),
+                            value: m.norm.clone(),
+                            other: r.key.clone(),
+                            weight: 0.0,
+                        }],
+                    )
+                });
             }
         }
     }
@@ -543,8 +495,7 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
 
     // 9. Parts inherit: a page or attachment with no customer of its own takes its
     //    parent's, and a document takes the customers of its pages.
-    let by_key: HashMap<&str, &RecordEntities> =
-        records.iter().map(|r| (r.key.as_str(), r)).collect();
+    let by_key: HashMap<&str, &RecordEntities> = records.iter().map(|r| (r.key.as_str(), r)).collect();
     let mut inherited: Vec<(String, String, String)> = Vec::new();
     for r in records {
         if r.kind == RecordKind::Page {
@@ -572,21 +523,13 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
                 break;
             }
             depth += 1;
-            p = if depth < 8 {
-                by_key.get(pk).and_then(|x| x.parent.as_deref())
-            } else {
-                None
-            };
+            p = if depth < 8 { by_key.get(pk).and_then(|x| x.parent.as_deref()) } else { None };
         }
     }
 
     let mut by_customer: HashMap<String, Vec<Link>> = HashMap::new();
     for ((key, id), (role, evidence)) in link_role {
-        by_customer.entry(id).or_default().push(Link {
-            key,
-            role,
-            evidence,
-        });
+        by_customer.entry(id).or_default().push(Link { key, role, evidence });
     }
     for c in &mut customers {
         let mut ls = by_customer.remove(&c.id).unwrap_or_default();
@@ -600,11 +543,7 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
     }
     let mut generic: Vec<(String, usize)> = generic.into_iter().collect();
     generic.sort();
-    Resolution {
-        customers,
-        links,
-        generic,
-    }
+    Resolution { customers, links, generic }
 }
 
 fn add_link(
@@ -614,23 +553,13 @@ fn add_link(
     id: &str,
     from: &str,
 ) {
-    links
-        .entry(key.to_string())
-        .or_default()
-        .push(id.to_string());
-    roles
-        .entry((key.to_string(), id.to_string()))
-        .or_insert_with(|| {
-            (
-                "part".into(),
-                vec![Evidence {
-                    kind: "part_of".into(),
-                    value: from.to_string(),
-                    other: from.to_string(),
-                    weight: 0.0,
-                }],
-            )
-        });
+    links.entry(key.to_string()).or_default().push(id.to_string());
+    roles.entry((key.to_string(), id.to_string())).or_insert_with(|| {
+        (
+            "part".into(),
+            vec![Evidence { kind: "part_of".into(), value: from.to_string(), other: from.to_string(), weight: 0.0 }],
+        )
+    });
 }
 
 #[cfg(test)]
@@ -639,23 +568,11 @@ mod tests {
     use dossier_schema::Mention;
 
     fn m(kind: MentionKind, norm: &str, party: u16) -> Mention {
-        Mention {
-            kind,
-            raw: norm.into(),
-            norm: norm.into(),
-            field: None,
-            offset: None,
-            party,
-        }
+        Mention { kind, raw: norm.into(), norm: norm.into(), field: None, offset: None, party }
     }
 
     fn rec(key: &str, kind: RecordKind, ms: Vec<Mention>) -> RecordEntities {
-        RecordEntities {
-            key: key.into(),
-            kind,
-            parent: None,
-            mentions: ms,
-        }
+        RecordEntities { key: key.into(), kind, parent: None, mentions: ms }
     }
 
     use MentionKind::*;
@@ -678,35 +595,16 @@ mod tests {
             rec(
                 "legal:k.pdf#p1",
                 RecordKind::Page,
-                vec![
-                    m(Person, "jane smyth", 0),
-                    m(Company, "acme", 0),
-                    m(Address, "10 rte 9 seattle wa", 0),
-                ],
+                vec![m(Person, "jane smyth", 0), m(Company, "acme", 0), m(Address, "10 rte 9 seattle wa", 0)],
             ),
             rec(
                 "mail:box/m1",
                 RecordKind::Email,
-                vec![
-                    m(Email, "jane.smith@acme.example", 0),
-                    m(Person, "jane smith", 0),
-                ],
+                vec![m(Email, "jane.smith@acme.example", 0), m(Person, "jane smith", 0)],
             ),
-            rec(
-                "calls:n!r2",
-                RecordKind::SheetRow,
-                vec![m(Identifier, "order:104233", LOOSE)],
-            ),
-            rec(
-                "crm:c/2",
-                RecordKind::Row,
-                vec![m(Person, "john smith", 0), m(City, "boston", 0)],
-            ),
-            rec(
-                "crm:c/3",
-                RecordKind::Row,
-                vec![m(Person, "john smith", 0), m(City, "austin", 0)],
-            ),
+            rec("calls:n!r2", RecordKind::SheetRow, vec![m(Identifier, "order:104233", LOOSE)]),
+            rec("crm:c/2", RecordKind::Row, vec![m(Person, "john smith", 0), m(City, "boston", 0)]),
+            rec("crm:c/3", RecordKind::Row, vec![m(Person, "john smith", 0), m(City, "austin", 0)]),
         ];
         let r = resolve(&records, &Weights::default());
         let jane = &r.links["crm:c/1"];
@@ -721,16 +619,8 @@ mod tests {
     #[test]
     fn a_document_with_two_parties_links_both_and_bridges_neither() {
         let records = vec![
-            rec(
-                "crm:a",
-                RecordKind::Row,
-                vec![m(Person, "ann lee", 0), m(Email, "ann@x.example", 0)],
-            ),
-            rec(
-                "crm:b",
-                RecordKind::Row,
-                vec![m(Person, "bob stone", 0), m(Email, "bob@y.example", 0)],
-            ),
+            rec("crm:a", RecordKind::Row, vec![m(Person, "ann lee", 0), m(Email, "ann@x.example", 0)]),
+            rec("crm:b", RecordKind::Row, vec![m(Person, "bob stone", 0), m(Email, "bob@y.example", 0)]),
             rec(
                 "legal:c#p1",
                 RecordKind::Page,
@@ -750,35 +640,17 @@ mod tests {
     #[test]
     fn shared_office_phone_is_generic_and_conflicting_first_names_do_not_merge() {
         let mut records = Vec::new();
-        for (i, n) in ["amy adams", "bo brown", "cy cole", "di dunn", "ed eve"]
-            .iter()
-            .enumerate()
-        {
-            records.push(rec(
-                &format!("crm:{i}"),
-                RecordKind::Row,
-                vec![m(Person, n, 0), m(Phone, "+15550000001", 0)],
-            ));
+        for (i, n) in ["amy adams", "bo brown", "cy cole", "di dunn", "ed eve"].iter().enumerate() {
+            records.push(rec(&format!("crm:{i}"), RecordKind::Row, vec![m(Person, n, 0), m(Phone, "+15550000001", 0)]));
         }
-        records.push(rec(
-            "crm:h1",
-            RecordKind::Row,
-            vec![m(Person, "john smith", 0), m(Phone, "+15552220000", 0)],
-        ));
-        records.push(rec(
-            "crm:h2",
-            RecordKind::Row,
-            vec![m(Person, "mary smith", 0), m(Phone, "+15552220000", 0)],
-        ));
+        records.push(rec("crm:h1", RecordKind::Row, vec![m(Person, "john smith", 0), m(Phone, "+15552220000", 0)]));
+        records.push(rec("crm:h2", RecordKind::Row, vec![m(Person, "mary smith", 0), m(Phone, "+15552220000", 0)]));
         let r = resolve(&records, &Weights::default());
         assert_eq!(
             r.customers.len(),
             7,
             "{:?}",
-            r.customers
-                .iter()
-                .map(|c| &c.profile.display_name)
-                .collect::<Vec<_>>()
+            r.customers.iter().map(|c| &c.profile.display_name).collect::<Vec<_>>()
         );
         assert!(r.generic.iter().any(|(v, _)| v == "+15550000001"));
     }
@@ -786,29 +658,13 @@ mod tests {
     #[test]
     fn ids_are_stable_and_evidence_is_kept() {
         let records = vec![
-            rec(
-                "b:2",
-                RecordKind::Row,
-                vec![m(Person, "jane smith", 0), m(Email, "j@s.example", 0)],
-            ),
-            rec(
-                "a:1",
-                RecordKind::Row,
-                vec![m(Person, "jane smith", 0), m(Email, "j@s.example", 0)],
-            ),
+            rec("b:2", RecordKind::Row, vec![m(Person, "jane smith", 0), m(Email, "j@s.example", 0)]),
+            rec("a:1", RecordKind::Row, vec![m(Person, "jane smith", 0), m(Email, "j@s.example", 0)]),
         ];
         let r = resolve(&records, &Weights::default());
         assert_eq!(r.customers.len(), 1);
         assert_eq!(r.customers[0].id, customer_id("a:1", 0));
-        let l = r.customers[0]
-            .links
-            .iter()
-            .find(|l| l.key == "b:2")
-            .unwrap();
-        assert!(
-            l.evidence
-                .iter()
-                .any(|e| e.kind == "email" && e.other == "a:1")
-        );
+        let l = r.customers[0].links.iter().find(|l| l.key == "b:2").unwrap();
+        assert!(l.evidence.iter().any(|e| e.kind == "email" && e.other == "a:1"));
     }
 }

@@ -20,13 +20,8 @@ impl Schedule {
         let t = s.trim();
         if let Some(rest) = t.strip_prefix("every ") {
             let rest = rest.trim();
-            let (num, unit) = rest.split_at(
-                rest.find(|c: char| !c.is_ascii_digit())
-                    .unwrap_or(rest.len()),
-            );
-            let n: u64 = num
-                .parse()
-                .map_err(|_| format!("`{t}`: expected a number, as in `every 15m`"))?;
+            let (num, unit) = rest.split_at(rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len()));
+            let n: u64 = num.parse().map_err(|_| format!("`{t}`: expected a number, as in `every 15m`"))?;
             let secs = match unit.trim() {
                 "s" => n,
                 "m" => n * 60,
@@ -39,9 +34,9 @@ impl Schedule {
             }
             return Ok(Schedule::Every(Duration::from_secs(secs)));
         }
-        cron::Schedule::from_str(t)
-            .map(|c| Schedule::Cron(Box::new(c)))
-            .map_err(|e| format!("`{t}` is neither `every N[smhd]` nor a cron expression (sec min hour day month weekday): {e}"))
+        cron::Schedule::from_str(t).map(|c| Schedule::Cron(Box::new(c))).map_err(|e| {
+            format!("`{t}` is neither `every N[smhd]` nor a cron expression (sec min hour day month weekday): {e}")
+        })
     }
 
     /// The next run after `after`.
@@ -62,12 +57,7 @@ mod tests {
         let now = Utc::now();
         let s = Schedule::parse("every 15m").unwrap();
         assert_eq!((s.next_after(now).unwrap() - now).num_minutes(), 15);
-        assert!(
-            Schedule::parse("0 */5 * * * *")
-                .unwrap()
-                .next_after(now)
-                .is_some()
-        );
+        assert!(Schedule::parse("0 */5 * * * *").unwrap().next_after(now).is_some());
         assert!(Schedule::parse("every 0m").is_err());
         assert!(Schedule::parse("sometimes").unwrap_err().contains("cron"));
     }

@@ -29,21 +29,14 @@ pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.0,
-            Json(json!({ "error": self.1, "status": self.0.as_u16() })),
-        )
-            .into_response()
+        (self.0, Json(json!({ "error": self.1, "status": self.0.as_u16() }))).into_response()
     }
 }
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         tracing::error!("query failed: {e}");
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the search failed; see the server log".into(),
-        )
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the search failed; see the server log".into())
     }
 }
 
@@ -58,94 +51,53 @@ pub struct SearchParams {
     per_page: Option<usize>,
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|_| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the request was cancelled".into(),
-        )
-    })?
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the request was cancelled".into()))?
 }
 
-async fn search(
-    State(st): State<Arc<AppState>>,
-    Query(p): Query<SearchParams>,
-) -> Result<impl IntoResponse, ApiError> {
+async fn search(State(st): State<Arc<AppState>>, Query(p): Query<SearchParams>) -> Result<impl IntoResponse, ApiError> {
     let q = p.q.unwrap_or_default();
     if q.len() > MAX_QUERY {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("the query is longer than {MAX_QUERY} bytes"),
-        ));
+        return Err(ApiError(StatusCode::BAD_REQUEST, format!("the query is longer than {MAX_QUERY} bytes")));
     }
     if q.trim().is_empty() {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "give a query as ?q=…".into(),
-        ));
+        return Err(ApiError(StatusCode::BAD_REQUEST, "give a query as ?q=…".into()));
     }
     let per_page = p.per_page.unwrap_or(10);
     if per_page == 0 || per_page > MAX_PER_PAGE {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("per_page must be between 1 and {MAX_PER_PAGE}"),
-        ));
+        return Err(ApiError(StatusCode::BAD_REQUEST, format!("per_page must be between 1 and {MAX_PER_PAGE}")));
     }
     let page = p.page.unwrap_or(0).min(10_000);
     let resp = blocking(move || Ok(st.engine.search(&q, page, per_page)?)).await?;
     Ok(Json(resp))
 }
 
-async fn customer(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
+async fn customer(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     if id.len() > 64 {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "not a customer id".into(),
-        ));
+        return Err(ApiError(StatusCode::BAD_REQUEST, "not a customer id".into()));
     }
     let shown = id.clone();
     match blocking(move || Ok(st.engine.customer(&id)?)).await? {
         Some(d) => Ok(Json(d)),
-        None => Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no customer {shown}"),
-        )),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no customer {shown}"))),
     }
 }
 
-async fn record(
-    State(st): State<Arc<AppState>>,
-    Path(key): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
+async fn record(State(st): State<Arc<AppState>>, Path(key): Path<String>) -> Result<impl IntoResponse, ApiError> {
     if key.len() > 2048 {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "record key too long".into(),
-        ));
+        return Err(ApiError(StatusCode::BAD_REQUEST, "record key too long".into()));
     }
     let shown = key.clone();
     match blocking(move || Ok(st.engine.record(&key)?)).await? {
         Some(r) => Ok(Json(r)),
-        None => Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no record {shown}"),
-        )),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no record {shown}"))),
     }
 }
 
 async fn runs(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
-    let r = blocking(move || {
-        Ok(st
-            .engine
-            .with_state(|s| s.runs(20, 100))?
-            .map_err(QueryError::from)?)
-    })
-    .await?;
+    let r = blocking(move || Ok(st.engine.with_state(|s| s.runs(20, 100))?.map_err(QueryError::from)?)).await?;
     Ok(Json(r))
 }
 
@@ -158,10 +110,7 @@ async fn page() -> impl IntoResponse {
 }
 
 async fn not_found() -> ApiError {
-    ApiError(
-        StatusCode::NOT_FOUND,
-        "no such route; see /api/health, /api/search?q=…".into(),
-    )
+    ApiError(StatusCode::NOT_FOUND, "no such route; see /api/health, /api/search?q=…".into())
 }
 
 /// The router.

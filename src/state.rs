@@ -22,9 +22,7 @@ pub enum StateError {
     #[error("state store: corrupt value: {0}")]
     Json(#[from] serde_json::Error),
     /// The store was written by a newer dossier.
-    #[error(
-        "state store version {0} is newer than this dossier understands ({1}); upgrade dossier"
-    )]
+    #[error("state store version {0} is newer than this dossier understands ({1}); upgrade dossier")]
     TooNew(i64, i64),
 }
 
@@ -124,34 +122,23 @@ impl State {
 
     /// Item versions of a source: locator → version.
     pub fn item_versions(&self, source: &str) -> Result<HashMap<String, String>, StateError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT locator, version FROM items WHERE source = ?1")?;
+        let mut st = self.conn.prepare("SELECT locator, version FROM items WHERE source = ?1")?;
         let rows = st.query_map([source], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Record keys of the given items.
     pub fn record_keys_of_item(&self, source: &str, item: &str) -> Result<Vec<String>, StateError> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT key FROM records WHERE source = ?1 AND item = ?2")?;
+        let mut st = self.conn.prepare_cached("SELECT key FROM records WHERE source = ?1 AND item = ?2")?;
         let rows = st.query_map([source, item], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every record's entities with its source and item, for resolution.
     pub fn all_entities(&self) -> Result<Vec<(String, String, RecordEntities)>, StateError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT source, item, entities FROM records ORDER BY key")?;
-        let rows = st.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
+        let mut st = self.conn.prepare("SELECT source, item, entities FROM records ORDER BY key")?;
+        let rows =
+            st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
         let mut out = Vec::new();
         for row in rows {
             let (source, item, e) = row?;
@@ -162,9 +149,7 @@ impl State {
 
     /// Current record → customers links.
     pub fn all_links(&self) -> Result<HashMap<String, Vec<String>>, StateError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT key, customer FROM links ORDER BY key, customer")?;
+        let mut st = self.conn.prepare("SELECT key, customer FROM links ORDER BY key, customer")?;
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         for row in rows {
@@ -177,10 +162,8 @@ impl State {
     /// Starts a run; returns its id.
     pub fn begin_run(&self, full: bool) -> Result<(i64, String), StateError> {
         let started = chrono::Utc::now().to_rfc3339();
-        self.conn.execute(
-            "INSERT INTO runs(started, status, full) VALUES (?1, 'running', ?2)",
-            params![started, full],
-        )?;
+        self.conn
+            .execute("INSERT INTO runs(started, status, full) VALUES (?1, 'running', ?2)", params![started, full])?;
         Ok((self.conn.last_insert_rowid(), started))
     }
 
@@ -188,30 +171,30 @@ impl State {
     pub fn commit_run(&mut self, c: &RunCommit) -> Result<(), StateError> {
         let tx = self.conn.transaction()?;
         {
-            let mut del_item =
-                tx.prepare_cached("DELETE FROM items WHERE source = ?1 AND locator = ?2")?;
-            let mut del_recs =
-                tx.prepare_cached("DELETE FROM records WHERE source = ?1 AND item = ?2")?;
+            let mut del_item = tx.prepare_cached("DELETE FROM items WHERE source = ?1 AND locator = ?2")?;
+            let mut del_recs = tx.prepare_cached("DELETE FROM records WHERE source = ?1 AND item = ?2")?;
             for (source, locator) in &c.removed_items {
                 del_item.execute([source, locator])?;
                 del_recs.execute([source, locator])?;
             }
-            let mut put_item = tx.prepare_cached("INSERT OR REPLACE INTO items(source, locator, version, run) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut put_item = tx.prepare_cached(
+                "INSERT OR REPLACE INTO items(source, locator, version, run) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for (source, locator, version) in &c.items {
                 del_recs.execute([source, locator])?;
                 put_item.execute(params![source, locator, version, c.run])?;
             }
-            let mut put_rec = tx.prepare_cached("INSERT OR REPLACE INTO records(key, source, item, entities) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut put_rec = tx.prepare_cached(
+                "INSERT OR REPLACE INTO records(key, source, item, entities) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for (source, item, e) in &c.records {
                 put_rec.execute(params![e.key, source, item, serde_json::to_string(e)?])?;
             }
             if let Some(customers) = &c.customers {
                 tx.execute("DELETE FROM customers", [])?;
                 tx.execute("DELETE FROM links", [])?;
-                let mut put_c =
-                    tx.prepare_cached("INSERT INTO customers(id, data) VALUES (?1, ?2)")?;
-                let mut put_l = tx
-                    .prepare_cached("INSERT OR IGNORE INTO links(key, customer) VALUES (?1, ?2)")?;
+                let mut put_c = tx.prepare_cached("INSERT INTO customers(id, data) VALUES (?1, ?2)")?;
+                let mut put_l = tx.prepare_cached("INSERT OR IGNORE INTO links(key, customer) VALUES (?1, ?2)")?;
                 for cu in customers {
                     put_c.execute(params![cu.id, serde_json::to_string(cu)?])?;
                     for l in &cu.links {
@@ -219,16 +202,14 @@ impl State {
                     }
                 }
                 let now = chrono::Utc::now().to_rfc3339();
-                let mut put_r = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO redirects(old, new, at) VALUES (?1, ?2, ?3)",
-                )?;
+                let mut put_r =
+                    tx.prepare_cached("INSERT OR REPLACE INTO redirects(old, new, at) VALUES (?1, ?2, ?3)")?;
                 for (old, new) in &c.redirects {
                     put_r.execute(params![old, new, now])?;
                 }
             }
-            let mut put_e = tx.prepare_cached(
-                "INSERT INTO item_errors(run, source, locator, reason) VALUES (?1, ?2, ?3, ?4)",
-            )?;
+            let mut put_e =
+                tx.prepare_cached("INSERT INTO item_errors(run, source, locator, reason) VALUES (?1, ?2, ?3, ?4)")?;
             for e in &c.report.errors {
                 put_e.execute(params![c.run, e.source, e.locator, e.reason])?;
             }
@@ -236,12 +217,7 @@ impl State {
             report.errors.clear();
             tx.execute(
                 "UPDATE runs SET finished = ?1, status = ?2, report = ?3 WHERE id = ?4",
-                params![
-                    chrono::Utc::now().to_rfc3339(),
-                    report.status,
-                    serde_json::to_string(&report)?,
-                    c.run
-                ],
+                params![chrono::Utc::now().to_rfc3339(), report.status, serde_json::to_string(&report)?, c.run],
             )?;
         }
         tx.commit()?;
@@ -252,20 +228,15 @@ impl State {
     pub fn fail_run(&self, run: i64, why: &str) -> Result<(), StateError> {
         self.conn.execute(
             "UPDATE runs SET finished = ?1, status = 'failed', report = ?2 WHERE id = ?3",
-            params![
-                chrono::Utc::now().to_rfc3339(),
-                serde_json::json!({ "error": why }).to_string(),
-                run
-            ],
+            params![chrono::Utc::now().to_rfc3339(), serde_json::json!({ "error": why }).to_string(), run],
         )?;
         Ok(())
     }
 
     /// The last `n` runs, newest first, with their per-item errors (at most `max_errors` each).
     pub fn runs(&self, n: usize, max_errors: usize) -> Result<Vec<RunReport>, StateError> {
-        let mut st = self.conn.prepare(
-            "SELECT id, started, status, full, report FROM runs ORDER BY id DESC LIMIT ?1",
-        )?;
+        let mut st =
+            self.conn.prepare("SELECT id, started, status, full, report FROM runs ORDER BY id DESC LIMIT ?1")?;
         let rows = st.query_map([n as i64], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -278,22 +249,15 @@ impl State {
         let mut out = Vec::new();
         for row in rows {
             let (id, started, status, full, report) = row?;
-            let mut rep: RunReport = report
-                .and_then(|s| serde_json::from_str(&s).ok())
-                .unwrap_or_default();
+            let mut rep: RunReport = report.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
             rep.id = id;
             rep.started = started;
             rep.status = status;
             rep.full = full;
-            let mut es = self.conn.prepare_cached(
-                "SELECT source, locator, reason FROM item_errors WHERE run = ?1 LIMIT ?2",
-            )?;
+            let mut es =
+                self.conn.prepare_cached("SELECT source, locator, reason FROM item_errors WHERE run = ?1 LIMIT ?2")?;
             let errs = es.query_map(params![id, max_errors as i64], |r| {
-                Ok(ItemError {
-                    source: r.get(0)?,
-                    locator: r.get(1)?,
-                    reason: r.get(2)?,
-                })
+                Ok(ItemError { source: r.get(0)?, locator: r.get(1)?, reason: r.get(2)? })
             })?;
             rep.errors = errs.collect::<Result<_, _>>()?;
             out.push(rep);
@@ -303,9 +267,7 @@ impl State {
 
     /// Every customer, ordered by id.
     pub fn customers(&self) -> Result<Vec<Customer>, StateError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT data FROM customers ORDER BY id")?;
+        let mut st = self.conn.prepare("SELECT data FROM customers ORDER BY id")?;
         let rows = st.query_map([], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for s in rows {
@@ -318,20 +280,14 @@ impl State {
     pub fn customer(&self, id: &str) -> Result<Option<Customer>, StateError> {
         let mut id = id.to_string();
         for _ in 0..16 {
-            let c: Option<String> = self
-                .conn
-                .query_row("SELECT data FROM customers WHERE id = ?1", [&id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
+            let c: Option<String> =
+                self.conn.query_row("SELECT data FROM customers WHERE id = ?1", [&id], |r| r.get(0)).optional()?;
             if let Some(s) = c {
                 return Ok(Some(serde_json::from_str(&s)?));
             }
             match self
                 .conn
-                .query_row("SELECT new FROM redirects WHERE old = ?1", [&id], |r| {
-                    r.get::<_, String>(0)
-                })
+                .query_row("SELECT new FROM redirects WHERE old = ?1", [&id], |r| r.get::<_, String>(0))
                 .optional()?
             {
                 Some(next) => id = next,
@@ -342,22 +298,10 @@ impl State {
     }
 
     /// Appends to the audit log.
-    pub fn audit(
-        &self,
-        who: &str,
-        action: &str,
-        customer: Option<&str>,
-        detail: &str,
-    ) -> Result<(), StateError> {
+    pub fn audit(&self, who: &str, action: &str, customer: Option<&str>, detail: &str) -> Result<(), StateError> {
         self.conn.execute(
             "INSERT INTO audit(at, who, action, customer, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                chrono::Utc::now().to_rfc3339(),
-                who,
-                action,
-                customer,
-                detail
-            ],
+            params![chrono::Utc::now().to_rfc3339(), who, action, customer, detail],
         )?;
         Ok(())
     }

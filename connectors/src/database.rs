@@ -97,11 +97,7 @@ fn mysql_cells(row: &sqlx::mysql::MySqlRow) -> Cells {
 }
 
 fn fmt_f64(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
-    }
+    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v}") }
 }
 
 impl DatabaseConnector {
@@ -121,19 +117,11 @@ impl DatabaseConnector {
             }
             _ => loc,
         };
-        Ok(DatabaseConnector {
-            name: spec.name.clone(),
-            kind: spec.kind,
-            url,
-            tables: spec.tables.clone(),
-        })
+        Ok(DatabaseConnector { name: spec.name.clone(), kind: spec.kind, url, tables: spec.tables.clone() })
     }
 
     fn db_err(&self, e: impl std::fmt::Display) -> ConnectorError {
-        ConnectorError::Database {
-            source_name: self.name.clone(),
-            reason: e.to_string(),
-        }
+        ConnectorError::Database { source_name: self.name.clone(), reason: e.to_string() }
     }
 }
 
@@ -146,27 +134,13 @@ fn quote_ident(kind: SourceKind, name: &str) -> String {
 
 /// Builds the record and item of one row.
 fn row_item(source: &str, t: &TableSpec, cells: Cells) -> Result<Item, String> {
-    let get = |c: &str| {
-        cells
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(c))
-            .and_then(|(_, v)| v.clone())
-    };
+    let get = |c: &str| cells.iter().find(|(n, _)| n.eq_ignore_ascii_case(c)).and_then(|(_, v)| v.clone());
     let mut key_parts = Vec::with_capacity(t.key.len());
     for k in &t.key {
-        key_parts.push(
-            get(k).ok_or_else(|| {
-                format!("table `{}`: key column `{k}` is missing or NULL", t.name)
-            })?,
-        );
+        key_parts.push(get(k).ok_or_else(|| format!("table `{}`: key column `{k}` is missing or NULL", t.name))?);
     }
     let locator = format!("{}/{}", t.name, key_parts.join(","));
-    let mut r = Record::new(
-        source,
-        &locator,
-        Record::key_for(source, &locator),
-        RecordKind::Row,
-    );
+    let mut r = Record::new(source, &locator, Record::key_for(source, &locator), RecordKind::Row);
     let mut text = String::new();
     let mut hasher = blake3::Hasher::new();
     for (name, value) in &cells {
@@ -187,32 +161,20 @@ fn row_item(source: &str, t: &TableSpec, cells: Cells) -> Result<Item, String> {
     r.fields.insert("table".into(), t.name.clone());
     r.text = text;
     r.title = match &t.title {
-        Some(tpl) => cells.iter().fold(tpl.clone(), |acc, (n, v)| {
-            acc.replace(&format!("{{{n}}}"), v.as_deref().unwrap_or(""))
-        }),
+        Some(tpl) => {
+            cells.iter().fold(tpl.clone(), |acc, (n, v)| acc.replace(&format!("{{{n}}}"), v.as_deref().unwrap_or("")))
+        }
         None => format!("{} {}", t.name, key_parts.join(",")),
     };
-    let date_col = t.date.clone().or_else(|| {
-        cells
-            .iter()
-            .map(|(n, _)| n)
-            .find(|n| crate::text::is_date_field(n))
-            .cloned()
-    });
-    r.date = date_col
-        .and_then(|c| get(&c))
-        .and_then(|v| crate::text::parse_date(&v));
+    let date_col =
+        t.date.clone().or_else(|| cells.iter().map(|(n, _)| n).find(|n| crate::text::is_date_field(n)).cloned());
+    r.date = date_col.and_then(|c| get(&c)).and_then(|v| crate::text::parse_date(&v));
     let version = match t.updated.as_deref().and_then(get) {
         Some(v) => format!("u:{v}"),
         None => format!("h:{}", &hasher.finalize().to_hex()[..16]),
     };
     let size = r.text.len() as u64;
-    Ok(Item {
-        locator,
-        version,
-        size,
-        payload: Payload::Records(vec![r]),
-    })
+    Ok(Item { locator, version, size, payload: Payload::Records(vec![r]) })
 }
 
 impl Connector for DatabaseConnector {
@@ -221,29 +183,21 @@ impl Connector for DatabaseConnector {
     }
 
     fn scan(&mut self, sink: &mut dyn FnMut(Item) -> bool) -> Result<ScanReport, ConnectorError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| self.db_err(e))?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| self.db_err(e))?;
         rt.block_on(self.scan_async(sink))
     }
 }
 
 impl DatabaseConnector {
-    async fn scan_async(
-        &self,
-        sink: &mut dyn FnMut(Item) -> bool,
-    ) -> Result<ScanReport, ConnectorError> {
-        let mut report = ScanReport {
-            complete: true,
-            errors: Vec::new(),
-        };
+    async fn scan_async(&self, sink: &mut dyn FnMut(Item) -> bool) -> Result<ScanReport, ConnectorError> {
+        let mut report = ScanReport { complete: true, errors: Vec::new() };
         let timeout = std::time::Duration::from_secs(15);
         macro_rules! run_tables {
             ($pool:expr, $cells:expr) => {{
                 let pool = $pool;
                 for t in &self.tables {
-                    let q = t.query.clone().unwrap_or_else(|| format!("SELECT * FROM {}", quote_ident(self.kind, &t.name)));
+                    let q =
+                        t.query.clone().unwrap_or_else(|| format!("SELECT * FROM {}", quote_ident(self.kind, &t.name)));
                     // The query text is the operator's own configuration, not user input.
                     let mut rows = sqlx::query(sqlx::AssertSqlSafe(q.as_str())).fetch(&pool);
                     loop {

@@ -63,10 +63,7 @@ pub enum Format {
 
 /// Decides the format from the first bytes, then the name.
 pub fn sniff(name: &str, bytes: &[u8]) -> Option<Format> {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
     let head = &bytes[..bytes.len().min(1024)];
     let body = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
     if body.starts_with(b"%PDF") || ext == "pdf" {
@@ -108,10 +105,7 @@ fn looks_like_mail(head: &[u8]) -> bool {
             continue;
         }
         match line.split_once(':') {
-            Some((name, _))
-                if !name.is_empty()
-                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
-            {
+            Some((name, _)) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
                 header_lines += 1
             }
             _ => return false,
@@ -159,22 +153,12 @@ impl Extractor {
 
     /// Reads and extracts one file item.
     pub fn extract_file(&self, locator: &str, path: &Path) -> Result<Extracted, ExtractError> {
-        let len = std::fs::metadata(path)
-            .map_err(|e| ExtractError::Io(e.to_string()))?
-            .len();
+        let len = std::fs::metadata(path).map_err(|e| ExtractError::Io(e.to_string()))?.len();
         if len > self.limits.max_file_bytes {
-            return Err(ExtractError::TooLarge(format!(
-                "{len} bytes, limit {}",
-                self.limits.max_file_bytes
-            )));
+            return Err(ExtractError::TooLarge(format!("{len} bytes, limit {}", self.limits.max_file_bytes)));
         }
         let bytes = std::fs::read(path).map_err(|e| ExtractError::Io(e.to_string()))?;
-        let place = Place {
-            item: locator,
-            key: Record::key_for(&self.source, locator),
-            parent: None,
-            depth: 0,
-        };
+        let place = Place { item: locator, key: Record::key_for(&self.source, locator), parent: None, depth: 0 };
         let mut out = Extracted::default();
         self.extract_bytes(&place, locator, &bytes, &mut out)?;
         Ok(out)
@@ -189,10 +173,7 @@ impl Extractor {
         out: &mut Extracted,
     ) -> Result<(), ExtractError> {
         if bytes.is_empty() {
-            return Err(ExtractError::Invalid {
-                kind: "file",
-                reason: "empty (0 bytes)".into(),
-            });
+            return Err(ExtractError::Invalid { kind: "file", reason: "empty (0 bytes)".into() });
         }
         let format = if self.tickets.is_some() && place.depth == 0 {
             match sniff(name, bytes) {
@@ -205,9 +186,7 @@ impl Extractor {
         let before = out.records.len();
         match format {
             Some(Format::Pdf) => crate::pdf::extract(self, place, name, bytes, out)?,
-            Some(Format::Workbook) => {
-                crate::sheet::extract_workbook(self, place, name, bytes, out)?
-            }
+            Some(Format::Workbook) => crate::sheet::extract_workbook(self, place, name, bytes, out)?,
             Some(Format::Csv) => crate::sheet::extract_csv(self, place, name, bytes, out)?,
             Some(Format::Mbox) => crate::mail::extract_mbox(self, place, bytes, out)?,
             Some(Format::Eml) => crate::mail::extract_message(self, place, bytes, out)?,
@@ -216,21 +195,12 @@ impl Extractor {
             }
             Some(Format::Json) | Some(Format::Text) => self.extract_text(place, name, bytes, out),
             None => {
-                return Err(ExtractError::Unsupported(
-                    name.rsplit('/').next().unwrap_or(name).to_string(),
-                ));
+                return Err(ExtractError::Unsupported(name.rsplit('/').next().unwrap_or(name).to_string()));
             }
         }
         if out.records.len() - before > self.limits.max_records {
             out.records.truncate(before + self.limits.max_records);
-            self.warn(
-                out,
-                place,
-                format!(
-                    "more than {} records; the rest were not indexed",
-                    self.limits.max_records
-                ),
-            );
+            self.warn(out, place, format!("more than {} records; the rest were not indexed", self.limits.max_records));
         }
         Ok(())
     }
@@ -255,21 +225,13 @@ impl Extractor {
         if crate::text::truncate(&mut r.text, self.limits.max_text_bytes) {
             let msg = format!("text cut at {} bytes", self.limits.max_text_bytes);
             r.note = Some(msg.clone());
-            out.warnings.push(ItemError {
-                source: self.source.clone(),
-                locator: r.key.clone(),
-                reason: msg,
-            });
+            out.warnings.push(ItemError { source: self.source.clone(), locator: r.key.clone(), reason: msg });
         }
     }
 
     /// Records a non-fatal problem.
     pub fn warn(&self, out: &mut Extracted, place: &Place, reason: String) {
-        out.warnings.push(ItemError {
-            source: self.source.clone(),
-            locator: place.key.clone(),
-            reason,
-        });
+        out.warnings.push(ItemError { source: self.source.clone(), locator: place.key.clone(), reason });
     }
 }
 
@@ -280,14 +242,8 @@ mod tests {
     #[test]
     fn sniffs_by_content_then_name() {
         assert_eq!(sniff("x.bin", b"%PDF-1.7"), Some(Format::Pdf));
-        assert_eq!(
-            sniff("box", b"From a@b.c Sat Jan  3 01:05:34 1996\n"),
-            Some(Format::Mbox)
-        );
-        assert_eq!(
-            sniff("m", b"From: a@b.c\nSubject: hi\n\nbody"),
-            Some(Format::Eml)
-        );
+        assert_eq!(sniff("box", b"From a@b.c Sat Jan  3 01:05:34 1996\n"), Some(Format::Mbox));
+        assert_eq!(sniff("m", b"From: a@b.c\nSubject: hi\n\nbody"), Some(Format::Eml));
         assert_eq!(sniff("a.CSV", b"a,b\n1,2"), Some(Format::Csv));
         assert_eq!(sniff("a.png", b"\x89PNG"), None);
     }

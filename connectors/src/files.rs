@@ -33,20 +33,13 @@ fn globset(source: &str, patterns: &[String]) -> Result<GlobSet, ConnectorError>
         })?;
         b.add(g);
     }
-    b.build().map_err(|e| ConnectorError::Config {
-        source_name: source.to_string(),
-        reason: e.to_string(),
-    })
+    b.build().map_err(|e| ConnectorError::Config { source_name: source.to_string(), reason: e.to_string() })
 }
 
 impl FileConnector {
     /// A connector for `spec`, its location resolved against `base`.
     pub fn new(spec: &SourceSpec, base: &Path) -> Result<Self, ConnectorError> {
-        let include = if spec.include.is_empty() {
-            None
-        } else {
-            Some(globset(&spec.name, &spec.include)?)
-        };
+        let include = if spec.include.is_empty() { None } else { Some(globset(&spec.name, &spec.include)?) };
         Ok(FileConnector {
             name: spec.name.clone(),
             root: base.join(crate::spec::expand_env(&spec.location)),
@@ -67,8 +60,7 @@ impl FileConnector {
 }
 
 fn is_hidden(name: &std::ffi::OsStr) -> bool {
-    name.to_str()
-        .is_some_and(|s| s.starts_with('.') && s != "." && s != "..")
+    name.to_str().is_some_and(|s| s.starts_with('.') && s != "." && s != "..")
 }
 
 impl Connector for FileConnector {
@@ -82,15 +74,9 @@ impl Connector for FileConnector {
             location: self.root.display().to_string(),
             reason: e.to_string(),
         })?;
-        let mut report = ScanReport {
-            complete: true,
-            errors: Vec::new(),
-        };
+        let mut report = ScanReport { complete: true, errors: Vec::new() };
         let single_file = meta.is_file();
-        let walker = WalkDir::new(&self.root)
-            .follow_links(false)
-            .sort_by_file_name()
-            .into_iter();
+        let walker = WalkDir::new(&self.root).follow_links(false).sort_by_file_name().into_iter();
         let mut listed = 0usize;
         for entry in walker.filter_entry(|e| e.depth() == 0 || !is_hidden(e.file_name())) {
             let entry = match entry {
@@ -100,10 +86,7 @@ impl Connector for FileConnector {
                     report.complete = false;
                     report.errors.push(ItemError {
                         source: self.name.clone(),
-                        locator: e
-                            .path()
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_default(),
+                        locator: e.path().map(|p| p.display().to_string()).unwrap_or_default(),
                         reason: format!("cannot list: {e}"),
                     });
                     continue;
@@ -115,10 +98,7 @@ impl Connector for FileConnector {
             let rel = if single_file {
                 entry.file_name().to_string_lossy().into_owned()
             } else {
-                let r = entry
-                    .path()
-                    .strip_prefix(&self.root)
-                    .unwrap_or(entry.path());
+                let r = entry.path().strip_prefix(&self.root).unwrap_or(entry.path());
                 r.to_string_lossy().replace('\\', "/")
             };
             if !self.wanted(&rel) {
@@ -130,20 +110,14 @@ impl Connector for FileConnector {
                 report.errors.push(ItemError {
                     source: self.name.clone(),
                     locator: rel,
-                    reason: format!(
-                        "more than {MAX_FILES} files; narrow the source with include/exclude"
-                    ),
+                    reason: format!("more than {MAX_FILES} files; narrow the source with include/exclude"),
                 });
                 break;
             }
             let meta = match entry.metadata() {
                 Ok(m) => m,
                 Err(e) => {
-                    report.errors.push(ItemError {
-                        source: self.name.clone(),
-                        locator: rel,
-                        reason: e.to_string(),
-                    });
+                    report.errors.push(ItemError { source: self.name.clone(), locator: rel, reason: e.to_string() });
                     continue;
                 }
             };
@@ -159,12 +133,8 @@ impl Connector for FileConnector {
                 });
                 continue;
             }
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
+            let mtime =
+                meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
             let item = Item {
                 locator: rel,
                 version: format!("{}-{}", meta.len(), mtime),
@@ -198,10 +168,7 @@ mod tests {
             fields: Default::default(),
             tables: vec![],
             tickets: None,
-            limits: Limits {
-                max_file_bytes: 10,
-                ..Limits::default()
-            },
+            limits: Limits { max_file_bytes: 10, ..Limits::default() },
         }
     }
 
@@ -232,11 +199,7 @@ mod tests {
 
     #[test]
     fn missing_root_is_a_source_error() {
-        let mut c = FileConnector::new(
-            &spec(Path::new("/nonexistent/dossier"), &[], &[]),
-            Path::new("/"),
-        )
-        .unwrap();
+        let mut c = FileConnector::new(&spec(Path::new("/nonexistent/dossier"), &[], &[]), Path::new("/")).unwrap();
         assert!(c.scan(&mut |_| true).is_err());
     }
 }

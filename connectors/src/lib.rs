@@ -69,14 +69,9 @@ pub trait Connector: Send {
 }
 
 /// Builds the connector for a source spec. `base` resolves relative locations.
-pub fn connector_for(
-    spec: &SourceSpec,
-    base: &std::path::Path,
-) -> Result<Box<dyn Connector>, ConnectorError> {
+pub fn connector_for(spec: &SourceSpec, base: &std::path::Path) -> Result<Box<dyn Connector>, ConnectorError> {
     match spec.kind {
-        SourceKind::Files | SourceKind::Tickets => {
-            Ok(Box::new(files::FileConnector::new(spec, base)?))
-        }
+        SourceKind::Files | SourceKind::Tickets => Ok(Box::new(files::FileConnector::new(spec, base)?)),
         SourceKind::Sqlite | SourceKind::Postgres | SourceKind::Mysql => {
             Ok(Box::new(database::DatabaseConnector::new(spec, base)?))
         }

@@ -35,21 +35,13 @@ fn next_is_header(bytes: &[u8]) -> bool {
 
 /// Splits an mbox into messages (byte ranges without the separator line).
 pub fn split_mbox(bytes: &[u8]) -> Vec<&[u8]> {
-    let start = if bytes.starts_with(b"\xef\xbb\xbf") {
-        3
-    } else {
-        0
-    };
+    let start = if bytes.starts_with(b"\xef\xbb\xbf") { 3 } else { 0 };
     let mut messages = Vec::new();
     let mut cur: Option<usize> = None;
     let mut pos = start;
     let mut prev_blank = true;
     while pos < bytes.len() && messages.len() < MAX_MESSAGES {
-        let end = bytes[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|i| pos + i + 1)
-            .unwrap_or(bytes.len());
+        let end = bytes[pos..].iter().position(|&b| b == b'\n').map(|i| pos + i + 1).unwrap_or(bytes.len());
         let line = &bytes[pos..end];
         let trimmed = line.strip_suffix(b"\n").unwrap_or(line);
         let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
@@ -74,18 +66,10 @@ pub fn split_mbox(bytes: &[u8]) -> Vec<&[u8]> {
 }
 
 /// Extracts every message of an mbox.
-pub fn extract_mbox(
-    x: &Extractor,
-    place: &Place,
-    bytes: &[u8],
-    out: &mut Extracted,
-) -> Result<(), ExtractError> {
+pub fn extract_mbox(x: &Extractor, place: &Place, bytes: &[u8], out: &mut Extracted) -> Result<(), ExtractError> {
     let messages = split_mbox(bytes);
     if messages.is_empty() {
-        return Err(ExtractError::Invalid {
-            kind: "mbox",
-            reason: "no messages found".into(),
-        });
+        return Err(ExtractError::Invalid { kind: "mbox", reason: "no messages found".into() });
     }
     for (i, m) in messages.iter().enumerate() {
         let child = Place {
@@ -128,50 +112,31 @@ fn header_text(msg: &Message, name: HeaderName, parsed: Option<String>) -> Optio
     let h = msg.headers().iter().find(|h| h.name == name)?;
     let (s, e) = (h.offset_start() as usize, h.offset_end() as usize);
     let bytes = raw.get(s..e)?;
-    Some(crate::text::squash(
-        &encoding_rs::WINDOWS_1252
-            .decode_without_bom_handling(bytes)
-            .0,
-    ))
+    Some(crate::text::squash(&encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0))
 }
 
 fn list_text(v: &mail_parser::HeaderValue) -> String {
     match v {
         mail_parser::HeaderValue::Text(t) => t.to_string(),
-        mail_parser::HeaderValue::TextList(l) => {
-            l.iter().map(|s| s.as_ref()).collect::<Vec<_>>().join(" ")
-        }
+        mail_parser::HeaderValue::TextList(l) => l.iter().map(|s| s.as_ref()).collect::<Vec<_>>().join(" "),
         _ => String::new(),
     }
 }
 
 /// Extracts one message (and its attachments) at `place`.
-pub fn extract_message(
-    x: &Extractor,
-    place: &Place,
-    bytes: &[u8],
-    out: &mut Extracted,
-) -> Result<(), ExtractError> {
+pub fn extract_message(x: &Extractor, place: &Place, bytes: &[u8], out: &mut Extracted) -> Result<(), ExtractError> {
     let msg = MessageParser::default()
         .parse(bytes)
-        .ok_or_else(|| ExtractError::Invalid {
-            kind: "mail",
-            reason: "not a message".into(),
-        })?;
+        .ok_or_else(|| ExtractError::Invalid { kind: "mail", reason: "not a message".into() })?;
     message_records(x, place, &msg, out);
     Ok(())
 }
 
 fn message_records(x: &Extractor, place: &Place, msg: &Message, out: &mut Extracted) {
     let mut r = x.record(place, place.key.clone(), RecordKind::Email);
-    let subject = header_text(msg, HeaderName::Subject, msg.subject().map(str::to_string))
-        .unwrap_or_default();
+    let subject = header_text(msg, HeaderName::Subject, msg.subject().map(str::to_string)).unwrap_or_default();
     let from = header_text(msg, HeaderName::From, Some(addr_list(msg.from()))).unwrap_or_default();
-    r.title = if subject.is_empty() {
-        "(no subject)".into()
-    } else {
-        subject.clone()
-    };
+    r.title = if subject.is_empty() { "(no subject)".into() } else { subject.clone() };
     let mut put = |k: &str, v: String| {
         if !v.is_empty() {
             r.fields.insert(k.to_string(), v);
@@ -181,10 +146,7 @@ fn message_records(x: &Extractor, place: &Place, msg: &Message, out: &mut Extrac
     put("from", from);
     put("to", addr_list(msg.to()));
     put("cc", addr_list(msg.cc()));
-    put(
-        "message_id",
-        msg.message_id().unwrap_or_default().to_string(),
-    );
+    put("message_id", msg.message_id().unwrap_or_default().to_string());
     put("in_reply_to", list_text(msg.in_reply_to()));
     put("references", list_text(msg.references()));
     if let Some(d) = msg.date() {
@@ -225,24 +187,13 @@ fn message_records(x: &Extractor, place: &Place, msg: &Message, out: &mut Extrac
 
     if place.depth >= x.limits.max_depth {
         if msg.attachment_count() > 0 {
-            x.warn(
-                out,
-                place,
-                format!(
-                    "attachments deeper than {} levels were not read",
-                    x.limits.max_depth
-                ),
-            );
+            x.warn(out, place, format!("attachments deeper than {} levels were not read", x.limits.max_depth));
         }
         return;
     }
     for (i, part) in msg.attachments().enumerate() {
         if i >= MAX_ATTACHMENTS {
-            x.warn(
-                out,
-                place,
-                format!("more than {MAX_ATTACHMENTS} attachments; the rest were not read"),
-            );
+            x.warn(out, place, format!("more than {MAX_ATTACHMENTS} attachments; the rest were not read"));
             break;
         }
         let child = Place {
@@ -256,14 +207,9 @@ fn message_records(x: &Extractor, place: &Place, msg: &Message, out: &mut Extrac
             continue;
         }
         // The name is display text only: it never becomes a path.
-        let name = part
-            .attachment_name()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("attachment-{}", i + 1));
-        let ctype = part
-            .content_type()
-            .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")))
-            .unwrap_or_default();
+        let name = part.attachment_name().map(str::to_string).unwrap_or_else(|| format!("attachment-{}", i + 1));
+        let ctype =
+            part.content_type().map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or(""))).unwrap_or_default();
         let before = out.records.len();
         let result = x.extract_bytes(&child, &name, part.contents(), out);
         let made = out.records.len() > before;
@@ -284,8 +230,7 @@ fn message_records(x: &Extractor, place: &Place, msg: &Message, out: &mut Extrac
             a.title = name.clone();
             a.fields.insert("attachment".into(), name.clone());
             a.fields.insert("content_type".into(), ctype);
-            a.fields
-                .insert("bytes".into(), part.contents().len().to_string());
+            a.fields.insert("bytes".into(), part.contents().len().to_string());
             a.note = Some(match result {
                 Err(e) => e.to_string(),
                 Ok(()) => "no text".into(),

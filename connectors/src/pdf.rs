@@ -22,10 +22,7 @@ fn info_string(doc: &Document, key: &[u8]) -> Option<String> {
     };
     // PDF text strings are UTF-16BE with a BOM, or PDFDocEncoding (close to Latin-1).
     let s = if bytes.starts_with(&[0xfe, 0xff]) {
-        let units: Vec<u16> = bytes[2..]
-            .chunks_exact(2)
-            .map(|c| u16::from_be_bytes([c[0], c[1]]))
-            .collect();
+        let units: Vec<u16> = bytes[2..].chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
         String::from_utf16_lossy(&units)
     } else {
         bytes.iter().map(|&b| b as char).collect()
@@ -45,10 +42,7 @@ fn pdf_date(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 
 /// Opens a document, decrypting it with the empty password or a configured one.
 pub fn open(bytes: &[u8], passwords: &[String]) -> Result<Document, ExtractError> {
-    let doc = Document::load_mem(bytes).map_err(|e| ExtractError::Invalid {
-        kind: "PDF",
-        reason: e.to_string(),
-    })?;
+    let doc = Document::load_mem(bytes).map_err(|e| ExtractError::Invalid { kind: "PDF", reason: e.to_string() })?;
     if !doc.is_encrypted() {
         return Ok(doc);
     }
@@ -83,10 +77,7 @@ pub fn extract(
     let doc = open(bytes, &x.passwords)?;
     let pages = doc.get_pages();
     if pages.is_empty() {
-        return Err(ExtractError::Invalid {
-            kind: "PDF",
-            reason: "no pages could be read".into(),
-        });
+        return Err(ExtractError::Invalid { kind: "PDF", reason: "no pages could be read".into() });
     }
     let file_name = name.rsplit('/').next().unwrap_or(name).to_string();
     let mut d = x.record(place, place.key.clone(), RecordKind::Document);
@@ -115,36 +106,19 @@ pub fn extract(
             Err(e) => p.note = Some(format!("page text unreadable: {e}")),
         }
         if p.text.is_empty() && p.note.is_none() {
-            let has_images = doc
-                .get_page_images(page_id)
-                .map(|v| !v.is_empty())
-                .unwrap_or(false);
-            p.note = Some(if has_images {
-                "no text layer (image-only page)".into()
-            } else {
-                "no text on this page".into()
-            });
+            let has_images = doc.get_page_images(page_id).map(|v| !v.is_empty()).unwrap_or(false);
+            p.note =
+                Some(if has_images { "no text layer (image-only page)".into() } else { "no text on this page".into() });
         }
         words += p.text.split_whitespace().count();
         x.bound_text(&mut p, out);
         out.records.push(p);
     }
     if total > x.limits.max_pages {
-        x.warn(
-            out,
-            place,
-            format!(
-                "{total} pages; only the first {} were read",
-                x.limits.max_pages
-            ),
-        );
+        x.warn(out, place, format!("{total} pages; only the first {} were read", x.limits.max_pages));
     }
     if words == 0 {
-        x.warn(
-            out,
-            place,
-            "no text on any page (scanned or image-only document)".into(),
-        );
+        x.warn(out, place, "no text on any page (scanned or image-only document)".into());
     }
     Ok(())
 }

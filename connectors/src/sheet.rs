@@ -32,12 +32,7 @@ fn cell_text(d: &Data) -> (String, Option<chrono::DateTime<chrono::Utc>>) {
         Data::Bool(b) => (b.to_string(), None),
         Data::DateTime(dt) => {
             if dt.is_duration() {
-                return (
-                    dt.as_duration()
-                        .map(|d| format!("{}s", d.num_seconds()))
-                        .unwrap_or_default(),
-                    None,
-                );
+                return (dt.as_duration().map(|d| format!("{}s", d.num_seconds())).unwrap_or_default(), None);
             }
             match dt.as_datetime() {
                 Some(n) => {
@@ -153,11 +148,7 @@ fn read_grid<RS: std::io::Read + std::io::Seek>(
         };
         for r in sr..=er {
             for c in sc..=ec {
-                g.rows
-                    .entry(r)
-                    .or_default()
-                    .entry(c)
-                    .or_insert_with(|| v.clone());
+                g.rows.entry(r).or_default().entry(c).or_insert_with(|| v.clone());
             }
         }
     }
@@ -170,9 +161,7 @@ fn header_row(g: &Grid) -> Option<u32> {
     let width = g.rows.values().map(BTreeMap::len).max().unwrap_or(0);
     for (&r, cells) in g.rows.iter().take(20) {
         let texty = cells.iter().all(|(&c, v)| {
-            !g.dates.contains_key(&(r, c))
-                && v.parse::<f64>().is_err()
-                && v.chars().any(char::is_alphabetic)
+            !g.dates.contains_key(&(r, c)) && v.parse::<f64>().is_err() && v.chars().any(char::is_alphabetic)
         });
         if cells.len() >= 2 && texty && cells.len() * 2 >= width {
             return Some(r);
@@ -196,40 +185,20 @@ fn header_names(cells: &BTreeMap<u32, String>) -> BTreeMap<u32, String> {
 }
 
 /// Builds one record per data row of a grid.
-fn rows_to_records(
-    x: &Extractor,
-    place: &Place,
-    title: &str,
-    key_part: &str,
-    g: &Grid,
-    out: &mut Extracted,
-) {
+fn rows_to_records(x: &Extractor, place: &Place, title: &str, key_part: &str, g: &Grid, out: &mut Extracted) {
     let header = header_row(g);
-    let names = header
-        .and_then(|h| g.rows.get(&h))
-        .map(header_names)
-        .unwrap_or_default();
+    let names = header.and_then(|h| g.rows.get(&h)).map(header_names).unwrap_or_default();
     for (&r, cells) in &g.rows {
         if Some(r) <= header && header.is_some() {
             continue;
         }
-        let mut rec: Record = x.record(
-            place,
-            format!("{}{key_part}!r{}", place.key, r + 1),
-            RecordKind::SheetRow,
-        );
+        let mut rec: Record = x.record(place, format!("{}{key_part}!r{}", place.key, r + 1), RecordKind::SheetRow);
         rec.title = format!("{title} · row {}", r + 1);
         let mut text = String::new();
         for (&c, v) in cells {
             let name = names.get(&c).cloned().unwrap_or_else(|| column_name(c));
-            if rec.date.is_none()
-                && (g.dates.contains_key(&(r, c)) || crate::text::is_date_field(&name))
-            {
-                rec.date = g
-                    .dates
-                    .get(&(r, c))
-                    .copied()
-                    .or_else(|| crate::text::parse_date(v));
+            if rec.date.is_none() && (g.dates.contains_key(&(r, c)) || crate::text::is_date_field(&name)) {
+                rec.date = g.dates.get(&(r, c)).copied().or_else(|| crate::text::parse_date(v));
             }
             text.push_str(&name);
             text.push_str(": ");
@@ -252,42 +221,25 @@ pub fn extract_workbook(
     bytes: &[u8],
     out: &mut Extracted,
 ) -> Result<(), ExtractError> {
-    if bytes.starts_with(b"\xd0\xcf\x11\xe0")
-        && contains(bytes, b"E\0n\0c\0r\0y\0p\0t\0e\0d\0P\0a\0c\0k\0a\0g\0e")
-    {
-        return Err(ExtractError::Encrypted(
-            "the workbook is password-protected (OLE2 EncryptedPackage)".into(),
-        ));
+    if bytes.starts_with(b"\xd0\xcf\x11\xe0") && contains(bytes, b"E\0n\0c\0r\0y\0p\0t\0e\0d\0P\0a\0c\0k\0a\0g\0e") {
+        return Err(ExtractError::Encrypted("the workbook is password-protected (OLE2 EncryptedPackage)".into()));
     }
     let mut wb = open_workbook_auto_from_rs(Cursor::new(bytes)).map_err(|e| {
         let msg = e.to_string();
         if encrypted_hint(&msg) {
             ExtractError::Encrypted(msg)
         } else {
-            ExtractError::Invalid {
-                kind: "workbook",
-                reason: msg,
-            }
+            ExtractError::Invalid { kind: "workbook", reason: msg }
         }
     })?;
     let file_name = name.rsplit('/').next().unwrap_or(name);
     let sheets = wb.sheet_names();
     if sheets.is_empty() {
-        return Err(ExtractError::Invalid {
-            kind: "workbook",
-            reason: "no sheets".into(),
-        });
+        return Err(ExtractError::Invalid { kind: "workbook", reason: "no sheets".into() });
     }
     for sheet in sheets {
         match read_grid(&mut wb, &sheet, x.limits.max_cells) {
-            Ok(g) => rows_to_records(
-                x,
-                place,
-                &format!("{file_name} · {sheet}"),
-                &format!("!{sheet}"),
-                &g,
-                out,
-            ),
+            Ok(g) => rows_to_records(x, place, &format!("{file_name} · {sheet}"), &format!("!{sheet}"), &g, out),
             Err(e) => x.warn(out, place, format!("sheet `{sheet}` skipped: {e}")),
         }
     }
@@ -306,10 +258,7 @@ fn sniff_delimiter(text: &str, name: &str) -> u8 {
     let lines: Vec<&str> = text.lines().take(10).collect();
     let mut best = (b',', 0usize);
     for d in [b',', b';', b'\t', b'|'] {
-        let counts: Vec<usize> = lines
-            .iter()
-            .map(|l| l.bytes().filter(|&b| b == d).count())
-            .collect();
+        let counts: Vec<usize> = lines.iter().map(|l| l.bytes().filter(|&b| b == d).count()).collect();
         let min = counts.iter().copied().min().unwrap_or(0);
         if min > best.1 {
             best = (d, min);
@@ -328,11 +277,8 @@ pub fn extract_csv(
 ) -> Result<(), ExtractError> {
     let text = crate::text::decode(bytes);
     let delim = sniff_delimiter(&text, name);
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(delim)
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes());
+    let mut rdr =
+        csv::ReaderBuilder::new().delimiter(delim).has_headers(false).flexible(true).from_reader(text.as_bytes());
     let mut g = Grid::default();
     for (i, row) in rdr.records().enumerate() {
         let row = match row {
@@ -349,10 +295,7 @@ pub fn extract_csv(
             g.put(i as u32, c as u32, &Data::String(v.to_string()));
         }
         if g.cells() > x.limits.max_cells {
-            return Err(ExtractError::TooLarge(format!(
-                "more than {} cells",
-                x.limits.max_cells
-            )));
+            return Err(ExtractError::TooLarge(format!("more than {} cells", x.limits.max_cells)));
         }
     }
     let file_name = name.rsplit('/').next().unwrap_or(name);
@@ -392,21 +335,10 @@ mod tests {
     #[test]
     fn csv_with_header_semicolons_and_latin1() {
         let x = ex();
-        let place = Place {
-            item: "a.csv",
-            key: "s:a.csv".into(),
-            parent: None,
-            depth: 0,
-        };
+        let place = Place { item: "a.csv", key: "s:a.csv".into(), parent: None, depth: 0 };
         let mut out = Extracted::default();
-        extract_csv(
-            &x,
-            &place,
-            "a.csv",
-            b"Name;Invoice date;Amount\nRen\xe9e;2024-02-01;10\nBo;;5\n",
-            &mut out,
-        )
-        .unwrap();
+        extract_csv(&x, &place, "a.csv", b"Name;Invoice date;Amount\nRen\xe9e;2024-02-01;10\nBo;;5\n", &mut out)
+            .unwrap();
         assert_eq!(out.records.len(), 2);
         let r = &out.records[0];
         assert_eq!(r.key, "s:a.csv!r2");

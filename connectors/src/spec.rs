@@ -208,10 +208,7 @@ mod tests {
     fn env_expansion() {
         // SAFETY: single-threaded test setting a variable only it reads.
         unsafe { std::env::set_var("DOSSIER_TEST_PW", "s3cret") };
-        assert_eq!(
-            expand_env("postgres://u:${DOSSIER_TEST_PW}@h/db"),
-            "postgres://u:s3cret@h/db"
-        );
+        assert_eq!(expand_env("postgres://u:${DOSSIER_TEST_PW}@h/db"), "postgres://u:s3cret@h/db");
         assert_eq!(expand_env("no vars"), "no vars");
         assert_eq!(expand_env("broken ${X"), "broken ${X");
     }

@@ -12,10 +12,7 @@ pub fn decode(bytes: &[u8]) -> String {
     }
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_string(),
-        Err(_) => encoding_rs::WINDOWS_1252
-            .decode_without_bom_handling(bytes)
-            .0
-            .into_owned(),
+        Err(_) => encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0.into_owned(),
     }
 }
 
@@ -55,26 +52,12 @@ pub fn parse_date(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(d) = DateTime::parse_from_rfc2822(s) {
         return Some(d.with_timezone(&Utc));
     }
-    for f in [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-        "%m/%d/%Y %H:%M:%S",
-        "%m/%d/%Y %H:%M",
-    ] {
+    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M"] {
         if let Ok(d) = NaiveDateTime::parse_from_str(s, f) {
             return Some(Utc.from_utc_datetime(&d));
         }
     }
-    for f in [
-        "%Y-%m-%d",
-        "%m/%d/%Y",
-        "%d.%m.%Y",
-        "%Y/%m/%d",
-        "%B %d, %Y",
-        "%b %d, %Y",
-        "%d %B %Y",
-    ] {
+    for f in ["%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%B %d, %Y", "%b %d, %Y", "%d %B %Y"] {
         if let Ok(d) = NaiveDate::parse_from_str(s, f) {
             return d.and_hms_opt(0, 0, 0).map(|d| Utc.from_utc_datetime(&d));
         }
@@ -85,12 +68,7 @@ pub fn parse_date(s: &str) -> Option<DateTime<Utc>> {
 /// True for a field name that usually holds a record's main date.
 pub fn is_date_field(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    n == "date"
-        || n.ends_with("_date")
-        || n.ends_with(" date")
-        || n.ends_with("_at")
-        || n == "created"
-        || n == "when"
+    n == "date" || n.ends_with("_date") || n.ends_with(" date") || n.ends_with("_at") || n == "created" || n == "when"
 }
 
 #[cfg(test)]
@@ -113,14 +91,8 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(
-            parse_date("2024-03-05").unwrap().to_rfc3339(),
-            "2024-03-05T00:00:00+00:00"
-        );
-        assert_eq!(
-            parse_date("03/05/2024").unwrap().to_rfc3339(),
-            "2024-03-05T00:00:00+00:00"
-        );
+        assert_eq!(parse_date("2024-03-05").unwrap().to_rfc3339(), "2024-03-05T00:00:00+00:00");
+        assert_eq!(parse_date("03/05/2024").unwrap().to_rfc3339(), "2024-03-05T00:00:00+00:00");
         assert!(parse_date("Tue, 10 May 2005 11:26:39 -0600").is_some());
         assert!(parse_date("hello world").is_none());
     }

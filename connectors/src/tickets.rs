@@ -17,11 +17,7 @@ fn flatten(prefix: &str, v: &Value, depth: usize, out: &mut Vec<(String, String)
         return;
     }
     let key = |k: &str| {
-        if prefix.is_empty() {
-            k.to_string()
-        } else {
-            format!("{prefix}.{k}")
-        }
+        if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") }
     };
     match v {
         Value::Object(m) => {
@@ -45,21 +41,13 @@ fn conversation(v: &Value) -> String {
             .iter()
             .map(|t| match t {
                 Value::Array(pair) if pair.len() == 2 => {
-                    format!(
-                        "{}: {}",
-                        pair[0].as_str().unwrap_or(""),
-                        pair[1].as_str().unwrap_or("")
-                    )
+                    format!("{}: {}", pair[0].as_str().unwrap_or(""), pair[1].as_str().unwrap_or(""))
                 }
                 Value::Object(o) => {
-                    let who = ["speaker", "author", "from", "role"]
-                        .iter()
-                        .find_map(|k| o.get(*k))
-                        .and_then(Value::as_str);
-                    let text = ["text", "body", "message", "content"]
-                        .iter()
-                        .find_map(|k| o.get(*k))
-                        .and_then(Value::as_str);
+                    let who =
+                        ["speaker", "author", "from", "role"].iter().find_map(|k| o.get(*k)).and_then(Value::as_str);
+                    let text =
+                        ["text", "body", "message", "content"].iter().find_map(|k| o.get(*k)).and_then(Value::as_str);
                     match (who, text) {
                         (Some(w), Some(t)) => format!("{w}: {t}"),
                         (None, Some(t)) => t.to_string(),
@@ -80,23 +68,12 @@ fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(v, |cur, k| cur.get(k))
 }
 
-fn to_record(
-    x: &Extractor,
-    place: &Place,
-    spec: &TicketSpec,
-    n: usize,
-    v: &Value,
-    out: &mut Extracted,
-) {
+fn to_record(x: &Extractor, place: &Place, spec: &TicketSpec, n: usize, v: &Value, out: &mut Extracted) {
     let id = spec
         .id
         .as_deref()
         .and_then(|p| lookup(v, p))
-        .map(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| v.to_string())
-        })
+        .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
         .unwrap_or_else(|| format!("r{n}"));
     let mut r = x.record(place, format!("{}!{id}", place.key), RecordKind::Ticket);
     let mut fields = Vec::new();
@@ -112,20 +89,10 @@ fn to_record(
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| format!("Ticket {id}"));
-    if let Some(d) = spec
-        .date
-        .as_deref()
-        .and_then(|p| lookup(v, p))
-        .and_then(Value::as_str)
-    {
+    if let Some(d) = spec.date.as_deref().and_then(|p| lookup(v, p)).and_then(Value::as_str) {
         r.date = crate::text::parse_date(d);
     }
-    if let Some(a) = spec
-        .author
-        .as_deref()
-        .and_then(|p| lookup(v, p))
-        .and_then(Value::as_str)
-    {
+    if let Some(a) = spec.author.as_deref().and_then(|p| lookup(v, p)).and_then(Value::as_str) {
         r.fields.insert("author".into(), a.to_string());
     }
     r.fields.insert("ticket".into(), id);
@@ -149,17 +116,8 @@ pub fn extract(
     let lower = name.to_ascii_lowercase();
     if lower.ends_with(".csv") || lower.ends_with(".tsv") {
         let delim = if lower.ends_with(".tsv") { b'\t' } else { b',' };
-        let mut rdr = csv::ReaderBuilder::new()
-            .delimiter(delim)
-            .flexible(true)
-            .from_reader(text.as_bytes());
-        let headers = rdr
-            .headers()
-            .map_err(|e| ExtractError::Invalid {
-                kind: "CSV",
-                reason: e.to_string(),
-            })?
-            .clone();
+        let mut rdr = csv::ReaderBuilder::new().delimiter(delim).flexible(true).from_reader(text.as_bytes());
+        let headers = rdr.headers().map_err(|e| ExtractError::Invalid { kind: "CSV", reason: e.to_string() })?.clone();
         for (i, row) in rdr.records().enumerate().take(x.limits.max_records) {
             match row {
                 Ok(row) => {
@@ -176,17 +134,9 @@ pub fn extract(
         return Ok(());
     }
     if trimmed.starts_with('[') {
-        let v: Value = serde_json::from_str(trimmed).map_err(|e| ExtractError::Invalid {
-            kind: "JSON",
-            reason: e.to_string(),
-        })?;
-        for (i, item) in v
-            .as_array()
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .take(x.limits.max_records)
-        {
+        let v: Value =
+            serde_json::from_str(trimmed).map_err(|e| ExtractError::Invalid { kind: "JSON", reason: e.to_string() })?;
+        for (i, item) in v.as_array().into_iter().flatten().enumerate().take(x.limits.max_records) {
             to_record(x, place, spec, i + 1, item, out);
         }
         return Ok(());
@@ -220,12 +170,6 @@ mod tests {
         let v: Value = serde_json::json!({"a": {"b": "x", "n": 3}, "c": []});
         let mut out = vec![];
         flatten("", &v, 0, &mut out);
-        assert_eq!(
-            out,
-            vec![
-                ("a.b".to_string(), "x".to_string()),
-                ("a.n".to_string(), "3".to_string())
-            ]
-        );
+        assert_eq!(out, vec![("a.b".to_string(), "x".to_string()), ("a.n".to_string(), "3".to_string())]);
     }
 }

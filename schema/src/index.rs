@@ -8,9 +8,7 @@ use tantivy::Index;
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
-use tantivy::tokenizer::{
-    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
-};
+use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
 
 /// Name of the tokenizer that splits on non-alphanumerics, lowercases and folds accents.
 pub const FOLD_TOKENIZER: &str = "fold";
@@ -76,13 +74,11 @@ impl IndexSchema {
     pub fn new() -> Self {
         let mut b = Schema::builder();
         let folded = |stored: bool, positions: bool| {
-            let idx = TextFieldIndexing::default()
-                .set_tokenizer(FOLD_TOKENIZER)
-                .set_index_option(if positions {
-                    IndexRecordOption::WithFreqsAndPositions
-                } else {
-                    IndexRecordOption::WithFreqs
-                });
+            let idx = TextFieldIndexing::default().set_tokenizer(FOLD_TOKENIZER).set_index_option(if positions {
+                IndexRecordOption::WithFreqsAndPositions
+            } else {
+                IndexRecordOption::WithFreqs
+            });
             let o = TextOptions::default().set_indexing_options(idx);
             if stored { o.set_stored() } else { o }
         };

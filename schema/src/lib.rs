@@ -7,8 +7,8 @@ pub mod mention;
 pub mod record;
 
 pub use customer::{
-    Customer, Dossier, Evidence, Flag, Link, MatchReason, Profile, RecordGroup, RecordHit,
-    SearchResponse, TimelineEntry,
+    Customer, Dossier, Evidence, Flag, Link, MatchReason, Profile, RecordGroup, RecordHit, SearchResponse,
+    TimelineEntry,
 };
 pub use index::{IndexSchema, SchemaError};
 pub use mention::{Mention, MentionKind};

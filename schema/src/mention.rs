@@ -27,10 +27,7 @@ pub enum MentionKind {
 impl MentionKind {
     /// Strong kinds identify a customer by themselves (when not generic).
     pub fn is_strong(self) -> bool {
-        matches!(
-            self,
-            MentionKind::Email | MentionKind::Phone | MentionKind::Identifier
-        )
+        matches!(self, MentionKind::Email | MentionKind::Phone | MentionKind::Identifier)
     }
 
     /// Stable lowercase name.

@@ -54,35 +54,30 @@ fn field_kind_from_name(name: &str, id_kinds: &[IdPattern]) -> FieldKind {
     let n = n.rsplit('.').next().unwrap_or(&n).to_string();
     let n = n.rsplit("__").next().unwrap_or(&n).to_string();
     match n.as_str() {
-        "name" | "full_name" | "fullname" | "customer" | "customer_name" | "client"
-        | "client_name" | "contact" | "contact_name" | "person" | "caller" | "account_holder"
-        | "party" | "bill_to" | "attn" | "attention" => FieldKind::Person,
+        "name" | "full_name" | "fullname" | "customer" | "customer_name" | "client" | "client_name" | "contact"
+        | "contact_name" | "person" | "caller" | "account_holder" | "party" | "bill_to" | "attn" | "attention" => {
+            FieldKind::Person
+        }
         "first_name" | "firstname" | "given_name" | "first" | "forename" => FieldKind::FirstName,
         "last_name" | "lastname" | "surname" | "family_name" | "last" => FieldKind::LastName,
-        "email" | "e_mail" | "email_address" | "mail" | "customer_email" | "contact_email" => {
-            FieldKind::Email
+        "email" | "e_mail" | "email_address" | "mail" | "customer_email" | "contact_email" => FieldKind::Email,
+        "phone" | "telephone" | "tel" | "mobile" | "cell" | "phone_number" | "ph" | "contact_phone" | "fax" => {
+            FieldKind::Phone
         }
-        "phone" | "telephone" | "tel" | "mobile" | "cell" | "phone_number" | "ph"
-        | "contact_phone" | "fax" => FieldKind::Phone,
-        "company" | "company_name" | "organization" | "organisation" | "employer" | "business" => {
-            FieldKind::Company
-        }
-        "address" | "street" | "street_address" | "address_1" | "address1" | "full_address"
-        | "postal_address" | "billing_address" => FieldKind::Address,
+        "company" | "company_name" | "organization" | "organisation" | "employer" | "business" => FieldKind::Company,
+        "address" | "street" | "street_address" | "address_1" | "address1" | "full_address" | "postal_address"
+        | "billing_address" => FieldKind::Address,
         "city" | "town" => FieldKind::City,
         "state" | "province" | "region" => FieldKind::State,
         "dob" | "date_of_birth" | "birth_date" | "birthdate" | "born" => FieldKind::Dob,
-        "note" | "notes" | "comment" | "comments" | "description" | "text" | "body" | "message"
-        | "summary" | "details" => FieldKind::FreeText,
+        "note" | "notes" | "comment" | "comments" | "description" | "text" | "body" | "message" | "summary"
+        | "details" => FieldKind::FreeText,
         other => {
             for p in id_kinds {
                 let k = p.kind.as_str();
                 let hit = other == k
                     || other.strip_prefix(k).is_some_and(|rest| {
-                        matches!(
-                            rest,
-                            "_id" | "_no" | "_number" | "_num" | "id" | "no" | "number" | "_ref"
-                        )
+                        matches!(rest, "_id" | "_no" | "_number" | "_num" | "id" | "no" | "number" | "_ref")
                     });
                 if hit {
                     return FieldKind::Id(p.kind.clone());
@@ -112,9 +107,7 @@ fn mapped_kind(v: &str) -> FieldKind {
 
 fn email_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        Regex::new(r"(?i)\b[a-z0-9._%+'-]+@[a-z0-9.-]+\.[a-z]{2,}\b").expect("static regex")
-    })
+    RE.get_or_init(|| Regex::new(r"(?i)\b[a-z0-9._%+'-]+@[a-z0-9.-]+\.[a-z]{2,}\b").expect("static regex"))
 }
 
 fn phone_re() -> &'static Regex {
@@ -169,41 +162,24 @@ impl Collector {
 impl Entities {
     /// Builds the stage from the config.
     pub fn new(cfg: &Config) -> Self {
-        let region = cfg
-            .index
-            .default_region
-            .parse()
-            .unwrap_or(phonenumber::country::Id::US);
+        let region = cfg.index.default_region.parse().unwrap_or(phonenumber::country::Id::US);
         let ids = cfg
             .identifiers
             .iter()
             .filter_map(|i| {
-                Some(IdPattern {
-                    kind: i.name.clone(),
-                    re: Regex::new(&i.pattern).ok()?,
-                    prefixes: i.prefixes.clone(),
-                })
+                Some(IdPattern { kind: i.name.clone(), re: Regex::new(&i.pattern).ok()?, prefixes: i.prefixes.clone() })
             })
             .collect();
         let mut maps: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for s in &cfg.sources {
             let m = maps.entry(s.name.clone()).or_default();
-            for (f, k) in s
-                .fields
-                .iter()
-                .chain(s.tables.iter().flat_map(|t| t.fields.iter()))
-            {
+            for (f, k) in s.fields.iter().chain(s.tables.iter().flat_map(|t| t.fields.iter())) {
                 m.insert(f.to_ascii_lowercase(), k.clone());
             }
         }
         Entities {
             region,
-            own_domains: cfg
-                .index
-                .own_domains
-                .iter()
-                .map(|d| d.to_ascii_lowercase())
-                .collect(),
+            own_domains: cfg.index.own_domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
             ids,
             maps,
         }
@@ -221,19 +197,14 @@ impl Entities {
 
     /// True when an email belongs to the company itself.
     pub fn is_own(&self, email: &str) -> bool {
-        email.rsplit('@').next().is_some_and(|d| {
-            self.own_domains
-                .iter()
-                .any(|o| d == o || d.ends_with(&format!(".{o}")))
-        })
+        email
+            .rsplit('@')
+            .next()
+            .is_some_and(|d| self.own_domains.iter().any(|o| d == o || d.ends_with(&format!(".{o}"))))
     }
 
     fn kind_of(&self, source: &str, field: &str) -> FieldKind {
-        if let Some(k) = self
-            .maps
-            .get(source)
-            .and_then(|m| m.get(&field.to_ascii_lowercase()))
-        {
+        if let Some(k) = self.maps.get(source).and_then(|m| m.get(&field.to_ascii_lowercase())) {
             return mapped_kind(k);
         }
         field_kind_from_name(field, &self.ids)
@@ -241,12 +212,7 @@ impl Entities {
 
     /// Normalizes an identifier of `kind` with that kind's prefixes.
     pub fn identifier(&self, kind: &str, raw: &str) -> Option<String> {
-        let prefixes = self
-            .ids
-            .iter()
-            .find(|p| p.kind == kind)
-            .map(|p| p.prefixes.as_slice())
-            .unwrap_or(&[]);
+        let prefixes = self.ids.iter().find(|p| p.kind == kind).map(|p| p.prefixes.as_slice()).unwrap_or(&[]);
         normalize::identifier(kind, raw, prefixes)
     }
 
@@ -264,9 +230,7 @@ impl Entities {
             FieldKind::Person => c.push(
                 MentionKind::Person,
                 raw,
-                names::parse(raw)
-                    .filter(|n| !n.first.is_empty())
-                    .map(|n| n.norm()),
+                names::parse(raw).filter(|n| !n.first.is_empty()).map(|n| n.norm()),
                 field,
                 offset,
                 party,
@@ -275,72 +239,25 @@ impl Entities {
                 let e = normalize::email(raw).filter(|e| !self.is_own(e));
                 c.push(MentionKind::Email, raw, e, field, offset, party)
             }
-            FieldKind::Phone => c.push(
-                MentionKind::Phone,
-                raw,
-                normalize::phone(raw, self.region),
-                field,
-                offset,
-                party,
-            ),
-            FieldKind::Company => c.push(
-                MentionKind::Company,
-                raw,
-                normalize::company(raw),
-                field,
-                offset,
-                party,
-            ),
+            FieldKind::Phone => {
+                c.push(MentionKind::Phone, raw, normalize::phone(raw, self.region), field, offset, party)
+            }
+            FieldKind::Company => c.push(MentionKind::Company, raw, normalize::company(raw), field, offset, party),
             FieldKind::Address => {
-                c.push(
-                    MentionKind::Address,
-                    raw,
-                    normalize::address(raw),
-                    field,
-                    offset,
-                    party,
-                );
+                c.push(MentionKind::Address, raw, normalize::address(raw), field, offset, party);
                 // "Seattle, WA" at the end of an address also gives the city.
                 let parts: Vec<&str> = raw.split(',').map(str::trim).collect();
                 if parts.len() >= 3 {
                     let city = parts[parts.len() - 2];
-                    c.push(
-                        MentionKind::City,
-                        city,
-                        normalize::city(city),
-                        field,
-                        offset,
-                        party,
-                    );
+                    c.push(MentionKind::City, city, normalize::city(city), field, offset, party);
                 }
             }
             FieldKind::City => {
                 let city = raw.split(',').next().unwrap_or(raw);
-                c.push(
-                    MentionKind::City,
-                    city,
-                    normalize::city(city),
-                    field,
-                    offset,
-                    party,
-                )
+                c.push(MentionKind::City, city, normalize::city(city), field, offset, party)
             }
-            FieldKind::Dob => c.push(
-                MentionKind::Dob,
-                raw,
-                normalize::dob(raw),
-                field,
-                offset,
-                party,
-            ),
-            FieldKind::Id(k) => c.push(
-                MentionKind::Identifier,
-                raw,
-                self.identifier(k, raw),
-                field,
-                offset,
-                party,
-            ),
+            FieldKind::Dob => c.push(MentionKind::Dob, raw, normalize::dob(raw), field, offset, party),
+            FieldKind::Id(k) => c.push(MentionKind::Identifier, raw, self.identifier(k, raw), field, offset, party),
             FieldKind::FreeText => self.loose(c, raw, field),
             FieldKind::FirstName | FieldKind::LastName | FieldKind::State | FieldKind::Other => {}
         }
@@ -350,14 +267,7 @@ impl Entities {
     fn loose(&self, c: &mut Collector, text: &str, field: Option<&str>) {
         for m in email_re().find_iter(text).take(200) {
             let e = normalize::email(m.as_str()).filter(|e| !self.is_own(e));
-            c.push(
-                MentionKind::Email,
-                m.as_str(),
-                e,
-                field,
-                Some(m.start()),
-                LOOSE,
-            );
+            c.push(MentionKind::Email, m.as_str(), e, field, Some(m.start()), LOOSE);
         }
         for m in phone_re().find_iter(text).take(200) {
             c.push(
@@ -405,23 +315,13 @@ impl Entities {
                 (_, Some(p)) => p,
                 (_, None) => first_party,
             };
-            self.value(
-                c,
-                &kind,
-                value.as_str(),
-                Some(label.as_str()),
-                Some(value.start()),
-                p,
-            );
+            self.value(c, &kind, value.as_str(), Some(label.as_str()), Some(value.start()), p);
         }
     }
 
     /// Every mention in a record.
     pub fn mentions(&self, r: &Record) -> Vec<Mention> {
-        let mut c = Collector {
-            out: Vec::new(),
-            seen: HashSet::new(),
-        };
+        let mut c = Collector { out: Vec::new(), seen: HashSet::new() };
         match r.kind {
             RecordKind::Row | RecordKind::SheetRow | RecordKind::Ticket => {
                 let (mut first, mut last) = (None, None);
@@ -444,9 +344,7 @@ impl Entities {
             RecordKind::Email => {
                 // The customer side of a mail: the sender, or the recipient when an agent wrote it.
                 let from = r.field("from").unwrap_or("");
-                let from_email = email_re()
-                    .find(from)
-                    .and_then(|m| normalize::email(m.as_str()));
+                let from_email = email_re().find(from).and_then(|m| normalize::email(m.as_str()));
                 let side = match &from_email {
                     Some(e) if self.is_own(e) => r.field("to").unwrap_or(""),
                     _ => from,
@@ -454,10 +352,7 @@ impl Entities {
                 let first = side.split(',').next().unwrap_or("");
                 if let Some(m) = email_re().find(first) {
                     self.value(&mut c, &FieldKind::Email, m.as_str(), Some("from"), None, 0);
-                    let name = first[..m.start()]
-                        .trim()
-                        .trim_matches(|ch| ch == '"' || ch == '<')
-                        .trim();
+                    let name = first[..m.start()].trim().trim_matches(|ch| ch == '"' || ch == '<').trim();
                     if !name.is_empty() {
                         self.value(&mut c, &FieldKind::Person, name, Some("from"), None, 0);
                     }
@@ -470,7 +365,28 @@ impl Entities {
                 self.loose(&mut c, &r.text, None);
             }
         }
+        let document = !matches!(r.kind, RecordKind::Row | RecordKind::SheetRow | RecordKind::Ticket);
+        if document {
+            single_party_owns_loose(&mut c.out);
+        }
         c.out
+    }
+}
+
+/// In a document that describes exactly one party (a mail's sender, an invoice's
+/// "Bill to"), the ids, phones and emails in its text are that party's: a
+/// signature's phone, "my order 104233". With two or more parties they stay
+/// loose, so the document links to each party and bridges none.
+fn single_party_owns_loose(ms: &mut Vec<Mention>) {
+    let parties: HashSet<u16> = ms.iter().filter(|m| m.party != LOOSE).map(|m| m.party).collect();
+    if parties.len() != 1 || !parties.contains(&0) {
+        return;
+    }
+    let owned: HashSet<(MentionKind, String)> =
+        ms.iter().filter(|m| m.party == 0).map(|m| (m.kind, m.norm.clone())).collect();
+    ms.retain(|m| m.party != LOOSE || !owned.contains(&(m.kind, m.norm.clone())));
+    for m in ms.iter_mut().filter(|m| m.party == LOOSE && m.kind.is_strong()) {
+        m.party = 0;
     }
 }
 
@@ -492,16 +408,8 @@ mod tests {
     #[test]
     fn call_note_gives_loose_order_and_phone() {
         let e = ent();
-        let mut r = Record::new(
-            "calls",
-            "notes.csv",
-            "calls:notes.csv!r2".into(),
-            RecordKind::SheetRow,
-        );
-        r.fields.insert(
-            "note".into(),
-            "caller gave order 104233, ph 555.201.7788".into(),
-        );
+        let mut r = Record::new("calls", "notes.csv", "calls:notes.csv!r2".into(), RecordKind::SheetRow);
+        r.fields.insert("note".into(), "caller gave order 104233, ph 555.201.7788".into());
         let m = e.mentions(&r);
         let norms: Vec<_> = m.iter().map(|m| (m.norm.as_str(), m.party)).collect();
         assert!(norms.contains(&("order:104233", LOOSE)), "{norms:?}");
@@ -514,39 +422,20 @@ mod tests {
         let mut r = Record::new("legal", "c.pdf", "legal:c.pdf#p1".into(), RecordKind::Page);
         r.text = "Customer: Jayne Smyth\nCompany: Acme Corp\nAddress: 10 Route 9, Seattle, WA\n\nCustomer: Bob Jones\nEmail: bob@jones.example\n".into();
         let m = e.mentions(&r);
-        let p0: Vec<_> = m
-            .iter()
-            .filter(|m| m.party == 0)
-            .map(|m| m.norm.as_str())
-            .collect();
-        let p1: Vec<_> = m
-            .iter()
-            .filter(|m| m.party == 1)
-            .map(|m| m.norm.as_str())
-            .collect();
-        assert!(
-            p0.contains(&"jane smyth") && p0.contains(&"acme") && p0.contains(&"seattle"),
-            "{p0:?}"
-        );
-        assert!(
-            p1.contains(&"robert jones") && p1.contains(&"bob@jones.example"),
-            "{p1:?}"
-        );
+        let p0: Vec<_> = m.iter().filter(|m| m.party == 0).map(|m| m.norm.as_str()).collect();
+        let p1: Vec<_> = m.iter().filter(|m| m.party == 1).map(|m| m.norm.as_str()).collect();
+        assert!(p0.contains(&"jane smyth") && p0.contains(&"acme") && p0.contains(&"seattle"), "{p0:?}");
+        assert!(p1.contains(&"robert jones") && p1.contains(&"bob@jones.example"), "{p1:?}");
     }
 
     #[test]
     fn agent_mail_describes_the_recipient() {
         let e = ent();
         let mut r = Record::new("mail", "box", "mail:box/m2".into(), RecordKind::Email);
-        r.fields
-            .insert("from".into(), "Agent <agent@northwind.example>".into());
-        r.fields
-            .insert("to".into(), "Jane Smith <jane.smith@acme.example>".into());
+        r.fields.insert("from".into(), "Agent <agent@northwind.example>".into());
+        r.fields.insert("to".into(), "Jane Smith <jane.smith@acme.example>".into());
         let m = e.mentions(&r);
-        assert!(
-            m.iter()
-                .any(|m| m.norm == "jane.smith@acme.example" && m.party == 0)
-        );
+        assert!(m.iter().any(|m| m.norm == "jane.smith@acme.example" && m.party == 0));
         assert!(!m.iter().any(|m| m.norm.contains("northwind")));
     }
 }

@@ -17,12 +17,8 @@ pub struct PersonName {
     pub middle: Vec<String>,
 }
 
-const TITLES: &[&str] = &[
-    "mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "madam", "mme", "herr", "frau",
-];
-const SUFFIXES: &[&str] = &[
-    "jr", "sr", "ii", "iii", "iv", "phd", "md", "esq", "dds", "cpa",
-];
+const TITLES: &[&str] = &["mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "madam", "mme", "herr", "frau"];
+const SUFFIXES: &[&str] = &["jr", "sr", "ii", "iii", "iv", "phd", "md", "esq", "dds", "cpa"];
 
 /// Nickname → canonical given name. A list of name facts compiled for dossier.
 const NICKNAMES: &[(&str, &[&str])] = &[
@@ -33,22 +29,8 @@ const NICKNAMES: &[(&str, &[&str])] = &[
     ("john", &["jack", "johnny"]),
     ("jonathan", &["jon"]),
     ("margaret", &["maggie", "meg", "peggy", "marge", "margie"]),
-    (
-        "elizabeth",
-        &["liz", "beth", "betty", "lizzie", "eliza", "libby", "bess"],
-    ),
-    (
-        "katherine",
-        &[
-            "kate",
-            "kathy",
-            "katie",
-            "kat",
-            "catherine",
-            "kathryn",
-            "cathy",
-        ],
-    ),
+    ("elizabeth", &["liz", "beth", "betty", "lizzie", "eliza", "libby", "bess"]),
+    ("katherine", &["kate", "kathy", "katie", "kat", "catherine", "kathryn", "cathy"]),
     ("jennifer", &["jen", "jenny"]),
     ("michael", &["mike", "mikey", "mick"]),
     ("thomas", &["tom", "tommy"]),
@@ -181,26 +163,15 @@ pub fn parse(raw: &str) -> Option<PersonName> {
     while parts.len() > 1 && parts.last().is_some_and(|p| SUFFIXES.contains(p)) {
         parts.pop();
     }
-    if parts.is_empty()
-        || parts.len() > 6
-        || parts.iter().any(|p| p.chars().any(|c| c.is_ascii_digit()))
-    {
+    if parts.is_empty() || parts.len() > 6 || parts.iter().any(|p| p.chars().any(|c| c.is_ascii_digit())) {
         return None;
     }
     if parts.len() == 1 {
-        return Some(PersonName {
-            first: String::new(),
-            last: parts[0].to_string(),
-            middle: vec![],
-        });
+        return Some(PersonName { first: String::new(), last: parts[0].to_string(), middle: vec![] });
     }
     let last = parts.pop().unwrap_or_default().to_string();
     let first = canonical_first(parts.remove(0)).to_string();
-    Some(PersonName {
-        first,
-        last,
-        middle: parts.into_iter().map(str::to_string).collect(),
-    })
+    Some(PersonName { first, last, middle: parts.into_iter().map(str::to_string).collect() })
 }
 
 fn metaphone() -> &'static DoubleMetaphone {
@@ -229,11 +200,7 @@ pub fn sounds_alike(a: &str, b: &str) -> bool {
 impl PersonName {
     /// `first last`, the normalized form.
     pub fn norm(&self) -> String {
-        if self.first.is_empty() {
-            self.last.clone()
-        } else {
-            format!("{} {}", self.first, self.last)
-        }
+        if self.first.is_empty() { self.last.clone() } else { format!("{} {}", self.first, self.last) }
     }
 
     /// How well two given names agree: 2 same (after nicknames), 1 initial or sound-alike, 0 unknown, -1 differ.
@@ -246,11 +213,7 @@ impl PersonName {
             return 2;
         }
         if a.len() == 1 || b.len() == 1 {
-            return if a.as_bytes()[0] == b.as_bytes()[0] {
-                1
-            } else {
-                -1
-            };
+            return if a.as_bytes()[0] == b.as_bytes()[0] { 1 } else { -1 };
         }
         if sounds_alike(a, b) || strsim::jaro_winkler(a, b) > 0.9 {
             return 1;

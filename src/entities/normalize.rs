@@ -8,36 +8,17 @@ use regex::Regex;
 use super::names::fold;
 
 /// Placeholders that mean "no value".
-const PLACEHOLDERS: &[&str] = &[
-    "n a",
-    "na",
-    "none",
-    "null",
-    "unknown",
-    "tbd",
-    "nil",
-    "x",
-    "not provided",
-    "no",
-];
+const PLACEHOLDERS: &[&str] = &["n a", "na", "none", "null", "unknown", "tbd", "nil", "x", "not provided", "no"];
 
 fn is_placeholder(folded: &str) -> bool {
-    folded.is_empty()
-        || PLACEHOLDERS.contains(&folded)
-        || folded.chars().all(|c| c == '0' || c == ' ')
+    folded.is_empty() || PLACEHOLDERS.contains(&folded) || folded.chars().all(|c| c == '0' || c == ' ')
 }
 
 /// Lowercased address; `None` unless it looks like `local@domain.tld`.
 pub fn email(raw: &str) -> Option<String> {
     static RE: OnceLock<Regex> = OnceLock::new();
-    let re = RE.get_or_init(|| {
-        Regex::new(r"^[a-z0-9._%+'-]+@[a-z0-9.-]+\.[a-z]{2,}$").expect("static regex")
-    });
-    let e = raw
-        .trim()
-        .trim_matches(|c| c == '<' || c == '>')
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
+    let re = RE.get_or_init(|| Regex::new(r"^[a-z0-9._%+'-]+@[a-z0-9.-]+\.[a-z]{2,}$").expect("static regex"));
+    let e = raw.trim().trim_matches(|c| c == '<' || c == '>').trim_end_matches('.').to_ascii_lowercase();
     re.is_match(&e).then_some(e)
 }
 
@@ -62,9 +43,7 @@ pub fn generic_email(e: &str) -> bool {
         "postmaster",
         "webmaster",
     ];
-    e.split('@')
-        .next()
-        .is_some_and(|local| ROLES.contains(&local))
+    e.split('@').next().is_some_and(|local| ROLES.contains(&local))
 }
 
 /// E.164 (`+15552017788`) from any common writing, reading numbers without a
@@ -127,10 +106,7 @@ const LEGAL_SUFFIXES: &[&str] = &[
 /// Company name without legal suffixes and punctuation (`Acme, Inc.` → `acme`).
 pub fn company(raw: &str) -> Option<String> {
     let f = fold(&raw.replace('&', " and "));
-    let words: Vec<&str> = f
-        .split(' ')
-        .filter(|w| !w.is_empty() && !LEGAL_SUFFIXES.contains(w))
-        .collect();
+    let words: Vec<&str> = f.split(' ').filter(|w| !w.is_empty() && !LEGAL_SUFFIXES.contains(w)).collect();
     let n = words.join(" ");
     (!is_placeholder(&n)).then_some(n)
 }
@@ -352,13 +328,7 @@ mod tests {
     #[test]
     fn phones_in_every_format_agree() {
         let us = phonenumber::country::Id::US;
-        for raw in [
-            "555.201.7788",
-            "(555) 201-7788",
-            "+1 (555) 201-7788",
-            "555 201 7788",
-            "1-555-201-7788",
-        ] {
+        for raw in ["555.201.7788", "(555) 201-7788", "+1 (555) 201-7788", "555 201 7788", "1-555-201-7788"] {
             assert_eq!(phone(raw, us).as_deref(), Some("+15552017788"), "{raw}");
         }
         assert_eq!(phone("12", us), None);
@@ -370,35 +340,17 @@ mod tests {
         assert_eq!(company("Acme, Inc.").as_deref(), Some("acme"));
         assert_eq!(company("ACME Corp").as_deref(), Some("acme"));
         assert_eq!(company("n/a"), None);
-        assert_eq!(
-            address("Ten Route Nine, Seattle, Wash.").as_deref(),
-            Some("10 rte 9 seattle wa")
-        );
-        assert_eq!(
-            address("10 Route 9, Seattle, WA").as_deref(),
-            Some("10 rte 9 seattle wa")
-        );
-        assert_eq!(
-            address("1 Main Street, New York, New York").as_deref(),
-            Some("1 main st ny ny")
-        );
+        assert_eq!(address("Ten Route Nine, Seattle, Wash.").as_deref(), Some("10 rte 9 seattle wa"));
+        assert_eq!(address("10 Route 9, Seattle, WA").as_deref(), Some("10 rte 9 seattle wa"));
+        assert_eq!(address("1 Main Street, New York, New York").as_deref(), Some("1 main st ny ny"));
     }
 
     #[test]
     fn identifiers_and_emails() {
         let p = vec!["ORD".to_string()];
-        assert_eq!(
-            identifier("order", "ORD-00104233", &p).as_deref(),
-            Some("order:104233")
-        );
-        assert_eq!(
-            identifier("order", "104233", &p).as_deref(),
-            Some("order:104233")
-        );
-        assert_eq!(
-            email("<Jane.Smith@ACME.example>").as_deref(),
-            Some("jane.smith@acme.example")
-        );
+        assert_eq!(identifier("order", "ORD-00104233", &p).as_deref(), Some("order:104233"));
+        assert_eq!(identifier("order", "104233", &p).as_deref(), Some("order:104233"));
+        assert_eq!(email("<Jane.Smith@ACME.example>").as_deref(), Some("jane.smith@acme.example"));
         assert!(email("not an email").is_none());
         assert!(generic_email("info@acme.example"));
     }

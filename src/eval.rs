@@ -1,0 +1,168 @@
+//! Measures resolution and search quality against the demo company's ground
+//! truth (`truth.jsonl`) and query set (`queries.jsonl`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::query::{Engine, QueryError};
+
+/// Errors of an evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// A file could not be read.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// A line did not parse.
+    #[error("{0}: {1}")]
+    Json(String, serde_json::Error),
+    /// A search failed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+#[derive(Deserialize)]
+struct Truth {
+    key: String,
+    customer: String,
+}
+
+#[derive(Deserialize)]
+struct DemoQuery {
+    q: String,
+    kind: String,
+    customer: Option<String>,
+    key: Option<String>,
+}
+
+/// Quality of one query kind.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct QueryScore {
+    /// Queries run.
+    pub n: usize,
+    /// Share with the expected customer first (or, for contract queries, the page in the top 3).
+    pub hit_at_1: f64,
+    /// Mean reciprocal rank of the expected customer.
+    pub mrr: f64,
+}
+
+/// The evaluation.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct EvalReport {
+    /// Records in the ground truth.
+    pub records: usize,
+    /// Pairwise precision of records grouped into customers.
+    pub pair_precision: f64,
+    /// Pairwise recall.
+    pub pair_recall: f64,
+    /// Pairwise F1.
+    pub pair_f1: f64,
+    /// Share of record→customer links that are right.
+    pub link_precision: f64,
+    /// Share of records linked to their customer.
+    pub link_recall: f64,
+    /// Search quality by query kind.
+    pub queries: BTreeMap<String, QueryScore>,
+}
+
+fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, EvalError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| EvalError::Io(name.clone(), e))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| EvalError::Json(name.clone(), e)))
+        .collect()
+}
+
+fn pairs(n: usize) -> f64 {
+    (n * n.saturating_sub(1) / 2) as f64
+}
+
+/// Evaluates the index of a demo company in `dir`.
+pub fn evaluate(engine: &Engine, dir: &Path) -> Result<EvalReport, EvalError> {
+    let truth: Vec<Truth> = read_lines(&dir.join("truth.jsonl"))?;
+    let queries: Vec<DemoQuery> = read_lines(&dir.join("queries.jsonl"))?;
+    let customers = engine.customers()?;
+    let mut links: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut member_of: HashMap<&str, &str> = HashMap::new();
+    for c in &customers {
+        for l in &c.links {
+            links.entry(l.key.as_str()).or_default().push(c.id.as_str());
+            if l.role == "member" || !member_of.contains_key(l.key.as_str()) {
+                member_of.insert(l.key.as_str(), c.id.as_str());
+            }
+        }
+    }
+    // Pairwise scores over the contingency table of (predicted, true) clusters.
+    let mut cell: HashMap<(String, &str), usize> = HashMap::new();
+    let mut pred: HashMap<String, usize> = HashMap::new();
+    let mut gold: HashMap<&str, usize> = HashMap::new();
+    for (i, t) in truth.iter().enumerate() {
+        let p = member_of.get(t.key.as_str()).map(|s| s.to_string()).unwrap_or_else(|| format!("single-{i}"));
+        *cell.entry((p.clone(), t.customer.as_str())).or_default() += 1;
+        *pred.entry(p).or_default() += 1;
+        *gold.entry(t.customer.as_str()).or_default() += 1;
+    }
+    let tp: f64 = cell.values().map(|&n| pairs(n)).sum();
+    let pp: f64 = pred.values().map(|&n| pairs(n)).sum();
+    let gp: f64 = gold.values().map(|&n| pairs(n)).sum();
+    let precision = if pp > 0.0 { tp / pp } else { 1.0 };
+    let recall = if gp > 0.0 { tp / gp } else { 1.0 };
+    // Each true customer's predicted id: the cluster holding most of its records.
+    let mut votes: HashMap<&str, HashMap<String, usize>> = HashMap::new();
+    for ((p, g), n) in &cell {
+        votes.entry(g).or_default().insert(p.clone(), *n);
+    }
+    let cluster_of: HashMap<&str, String> = votes
+        .into_iter()
+        .filter_map(|(g, v)| v.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))).map(|(p, _)| (g, p)))
+        .collect();
+    let (mut right, mut total_links, mut found) = (0usize, 0usize, 0usize);
+    for t in &truth {
+        let want = cluster_of.get(t.customer.as_str());
+        let got = links.get(t.key.as_str()).cloned().unwrap_or_default();
+        total_links += got.len();
+        right += got.iter().filter(|g| Some(&g.to_string()) == want).count();
+        if got.iter().any(|g| Some(&g.to_string()) == want) {
+            found += 1;
+        }
+    }
+    let mut report = EvalReport {
+        records: truth.len(),
+        pair_precision: precision,
+        pair_recall: recall,
+        pair_f1: if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 },
+        link_precision: if total_links > 0 { right as f64 / total_links as f64 } else { 1.0 },
+        link_recall: found as f64 / truth.len().max(1) as f64,
+        queries: BTreeMap::new(),
+    };
+    for q in &queries {
+        let r = engine.search(&q.q, 0, 10)?;
+        let s = report.queries.entry(q.kind.clone()).or_default();
+        s.n += 1;
+        if let Some(key) = &q.key {
+            let hit = r
+                .dossiers
+                .iter()
+                .take(3)
+                .any(|d| d.groups.iter().any(|g| g.records.iter().any(|h| h.matched && &h.key == key)));
+            if hit {
+                s.hit_at_1 += 1.0;
+                s.mrr += 1.0;
+            }
+        } else if let Some(want) = q.customer.as_deref().and_then(|c| cluster_of.get(c)) {
+            if let Some(pos) = r.dossiers.iter().position(|d| d.id.as_ref() == Some(want)) {
+                if pos == 0 {
+                    s.hit_at_1 += 1.0;
+                }
+                s.mrr += 1.0 / (pos + 1) as f64;
+            }
+        }
+    }
+    for s in report.queries.values_mut() {
+        s.hit_at_1 /= s.n.max(1) as f64;
+        s.mrr /= s.n.max(1) as f64;
+    }
+    Ok(report)
+}
