@@ -118,8 +118,9 @@ enum CustomersCommand {
 
 fn init_logging(json: bool, verbose: u8) {
     let level = match verbose {
-        0 => "warn",
-        1 => "info",
+        // The PDF parser logs every repair it makes; those are noise unless asked for.
+        0 => "warn,lopdf=error,pdf_extract=error",
+        1 => "info,lopdf=error,pdf_extract=error",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("DOSSIER_LOG")

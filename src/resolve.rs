@@ -141,7 +141,7 @@ impl Clusters {
                 self.firsts[rb].iter().any(|y| {
                     x == y
                         || (x.len() == 1 || y.len() == 1) && x.as_bytes()[0] == y.as_bytes()[0]
-                        || names::sounds_alike(x, y)
+                        || names::given_names_close(x, y)
                 })
             });
             if !compatible {

@@ -225,13 +225,18 @@ impl Extractor {
         if crate::text::truncate(&mut r.text, self.limits.max_text_bytes) {
             let msg = format!("text cut at {} bytes", self.limits.max_text_bytes);
             r.note = Some(msg.clone());
-            out.warnings.push(ItemError { source: self.source.clone(), locator: r.key.clone(), reason: msg });
+            out.warnings.push(ItemError { source: self.source.clone(), locator: self.locator_of(&r.key), reason: msg });
         }
     }
 
     /// Records a non-fatal problem.
     pub fn warn(&self, out: &mut Extracted, place: &Place, reason: String) {
-        out.warnings.push(ItemError { source: self.source.clone(), locator: place.key.clone(), reason });
+        out.warnings.push(ItemError { source: self.source.clone(), locator: self.locator_of(&place.key), reason });
+    }
+
+    /// A record key without its `source:` prefix, as reports name items.
+    fn locator_of(&self, key: &str) -> String {
+        key.strip_prefix(&self.source).and_then(|k| k.strip_prefix(':')).unwrap_or(key).to_string()
     }
 }
 

@@ -39,13 +39,15 @@ pub fn split_mbox(bytes: &[u8]) -> Vec<&[u8]> {
     let mut messages = Vec::new();
     let mut cur: Option<usize> = None;
     let mut pos = start;
-    let mut prev_blank = true;
+
     while pos < bytes.len() && messages.len() < MAX_MESSAGES {
         let end = bytes[pos..].iter().position(|&b| b == b'\n').map(|i| pos + i + 1).unwrap_or(bytes.len());
         let line = &bytes[pos..end];
         let trimmed = line.strip_suffix(b"\n").unwrap_or(line);
         let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
-        if prev_blank && is_from_line(trimmed) && next_is_header(&bytes[end..]) {
+        // Writers do not all leave a blank line before "From "; the line's shape and
+        // a header line after it are what tell a separator from body text.
+        if is_from_line(trimmed) && next_is_header(&bytes[end..]) {
             if let Some(s) = cur {
                 messages.push(&bytes[s..pos]);
             }
@@ -54,7 +56,7 @@ pub fn split_mbox(bytes: &[u8]) -> Vec<&[u8]> {
             // Not an mbox after all (no leading separator): treat the whole file as one message.
             cur = Some(start);
         }
-        prev_blank = trimmed.is_empty();
+
         pos = end;
     }
     if let Some(s) = cur {

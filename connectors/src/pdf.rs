@@ -40,16 +40,37 @@ fn pdf_date(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     crate::text::parse_date(&format!("{}-{}-{}", &d[0..4], &d[4..6], &d[6..8]))
 }
 
+/// Reads a PDF that the text extractor's lopdf cannot (some linearized files
+/// and broken cross-reference tables) with the newer lopdf, writes it out
+/// clean, and loads that. Encrypted files are left to the normal path.
+fn repair(bytes: &[u8]) -> Option<Document> {
+    let mut newer = lopdf_repair::Document::load_mem(bytes).ok()?;
+    if newer.is_encrypted() {
+        return None;
+    }
+    let mut clean = Vec::new();
+    newer.save_to(&mut clean).ok()?;
+    Document::load_mem(&clean).ok()
+}
+
 /// Opens a document, decrypting it with the empty password or a configured one.
 pub fn open(bytes: &[u8], passwords: &[String]) -> Result<Document, ExtractError> {
-    let doc = Document::load_mem(bytes).map_err(|e| ExtractError::Invalid { kind: "PDF", reason: e.to_string() })?;
-    if !doc.is_encrypted() {
+    let doc = match Document::load_mem(bytes) {
+        Ok(d) => d,
+        Err(e) => repair(bytes).ok_or_else(|| ExtractError::Invalid { kind: "PDF", reason: e.to_string() })?,
+    };
+    if !doc.is_encrypted() && !doc.get_pages().is_empty() {
         return Ok(doc);
     }
+    if !doc.is_encrypted() && doc.trailer.get(b"Encrypt").is_err() {
+        return Ok(doc);
+    }
+    // Decrypting while loading also reads objects kept in encrypted object streams.
     for pw in std::iter::once("").chain(passwords.iter().map(String::as_str)) {
-        let mut d = doc.clone();
-        if d.decrypt(pw).is_ok() {
-            return Ok(d);
+        if let Ok(d) = Document::load_mem_with_options(bytes, lopdf::LoadOptions::with_password(pw)) {
+            if !d.is_encrypted() && !d.get_pages().is_empty() {
+                return Ok(d);
+            }
         }
     }
     Err(ExtractError::Encrypted(if passwords.is_empty() {

@@ -130,12 +130,20 @@ fn read_grid<RS: std::io::Read + std::io::Seek>(
             }
         }
     }
-    // Merged regions: every cell of the region reads as its top-left value.
-    let merges = match wb {
+    Ok(g)
+}
+
+/// Merged regions of a sheet (xlsx and xls record them).
+fn merges<RS: std::io::Read + std::io::Seek>(wb: &mut Sheets<RS>, name: &str) -> Vec<calamine::Dimensions> {
+    match wb {
         Sheets::Xlsx(x) => x.merge_cells_by_sheet_name(name).unwrap_or_default(),
         Sheets::Xls(x) => x.merge_cells_by_sheet_name(name).unwrap_or_default(),
         _ => Vec::new(),
-    };
+    }
+}
+
+/// Every cell of a merged region reads as its top-left value.
+fn fill_merges(g: &mut Grid, merges: &[calamine::Dimensions]) {
     for m in merges {
         let (sr, sc) = m.start;
         let (er, ec) = m.end;
@@ -143,16 +151,13 @@ fn read_grid<RS: std::io::Read + std::io::Seek>(
         if area > 10_000 {
             continue;
         }
-        let Some(v) = g.rows.get(&sr).and_then(|r| r.get(&sc)).cloned() else {
-            continue;
-        };
+        let Some(v) = g.rows.get(&sr).and_then(|r| r.get(&sc)).cloned() else { continue };
         for r in sr..=er {
             for c in sc..=ec {
                 g.rows.entry(r).or_default().entry(c).or_insert_with(|| v.clone());
             }
         }
     }
-    Ok(g)
 }
 
 /// Picks the header row: the first of the top rows with at least two cells that
@@ -185,8 +190,20 @@ fn header_names(cells: &BTreeMap<u32, String>) -> BTreeMap<u32, String> {
 }
 
 /// Builds one record per data row of a grid.
-fn rows_to_records(x: &Extractor, place: &Place, title: &str, key_part: &str, g: &Grid, out: &mut Extracted) {
-    let header = header_row(g);
+fn rows_to_records(
+    x: &Extractor,
+    place: &Place,
+    title: &str,
+    key_part: &str,
+    mut g: Grid,
+    merges: &[calamine::Dimensions],
+    out: &mut Extracted,
+) {
+    // The header is chosen before merges are filled: a title merged across the
+    // sheet's width is one cell, not a row of identical headers.
+    let header = header_row(&g);
+    fill_merges(&mut g, merges);
+    let g = &g;
     let names = header.and_then(|h| g.rows.get(&h)).map(header_names).unwrap_or_default();
     for (&r, cells) in &g.rows {
         if Some(r) <= header && header.is_some() {
@@ -239,7 +256,10 @@ pub fn extract_workbook(
     }
     for sheet in sheets {
         match read_grid(&mut wb, &sheet, x.limits.max_cells) {
-            Ok(g) => rows_to_records(x, place, &format!("{file_name} · {sheet}"), &format!("!{sheet}"), &g, out),
+            Ok(g) => {
+                let m = merges(&mut wb, &sheet);
+                rows_to_records(x, place, &format!("{file_name} · {sheet}"), &format!("!{sheet}"), g, &m, out)
+            }
             Err(e) => x.warn(out, place, format!("sheet `{sheet}` skipped: {e}")),
         }
     }
@@ -299,7 +319,7 @@ pub fn extract_csv(
         }
     }
     let file_name = name.rsplit('/').next().unwrap_or(name);
-    rows_to_records(x, place, file_name, "", &g, out);
+    rows_to_records(x, place, file_name, "", g, &[], out);
     Ok(())
 }
 

@@ -197,6 +197,14 @@ pub fn sounds_alike(a: &str, b: &str) -> bool {
     !a1.is_empty() && (a1 == b1 || a1 == b2 || a2 == b1 || (a2 == b2 && !a2.is_empty()))
 }
 
+/// Given names that may be the same person's: a typo, or a sound-alike that is
+/// also spelled alike. Sound alone is too loose for given names (Jane and John
+/// share a Double Metaphone code).
+pub fn given_names_close(a: &str, b: &str) -> bool {
+    let jw = strsim::jaro_winkler(a, b);
+    jw > 0.9 || (jw > 0.8 && sounds_alike(a, b))
+}
+
 impl PersonName {
     /// `first last`, the normalized form.
     pub fn norm(&self) -> String {
@@ -215,7 +223,7 @@ impl PersonName {
         if a.len() == 1 || b.len() == 1 {
             return if a.as_bytes()[0] == b.as_bytes()[0] { 1 } else { -1 };
         }
-        if sounds_alike(a, b) || strsim::jaro_winkler(a, b) > 0.9 {
+        if given_names_close(a, b) {
             return 1;
         }
         -1

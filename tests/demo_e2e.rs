@@ -1,0 +1,149 @@
+//! The whole path on the demo company: generate, index, search, export, evaluate,
+//! re-index incrementally.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn the_demo_company_is_searchable_by_anything_a_caller_gives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("co");
+    let cfg = demo(&dir, 60);
+    let customers = export(&cfg);
+    assert!(customers.len() >= 55 && customers.len() <= 60, "60 generated, {} resolved", customers.len());
+    let jane = customer_of(&customers, "crm:customers/1").expect("Jane is a customer");
+
+    // Every silo's record of Jane lands in one dossier: CRM, contract page, mail, call note, invoice row.
+    let jane_keys: Vec<String> = customers.iter().find(|c| c["id"] == jane.as_str()).unwrap()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    for k in [
+        "contracts:contract-10000000.pdf#p1",
+        "support:support.mbox/m1",
+        "calls:call-notes.csv!r2",
+        "billing:invoices-2024.xlsx!Invoices!r2",
+    ] {
+        assert!(jane_keys.iter().any(|x| x == k), "{k} missing from Jane's dossier: {jane_keys:?}");
+    }
+
+    for q in [
+        "jayne smyth acme",
+        "555 201 7788",
+        "+1 (555) 201-7788",
+        "104233",
+        "ORD-104233",
+        "jane.smith@acme.example",
+        "2017788",
+    ] {
+        let r = search(&cfg, q);
+        let top = &r["dossiers"][0];
+        assert_eq!(
+            top["id"].as_str(),
+            Some(jane.as_str()),
+            "query {q:?}: {}",
+            serde_json::to_string_pretty(&r["dossiers"]).unwrap()
+        );
+        assert!(top["score"].as_f64().unwrap() > 0.0);
+        assert!(top["keys"].as_array().unwrap().len() >= 5);
+    }
+    // Billing's dispute is flagged for everyone who opens the dossier.
+    let r = search(&cfg, "jane.smith@acme.example");
+    let flags = r["dossiers"][0]["flags"].as_array().unwrap();
+    assert!(flags.iter().any(|f| f["label"].as_str().unwrap().contains("disputed")), "{flags:?}");
+
+    // Two John Smiths, two customers.
+    let boston = customer_of(&customers, "crm:customers/2").unwrap();
+    let austin = customer_of(&customers, "crm:customers/3").unwrap();
+    assert_ne!(boston, austin);
+    assert_eq!(search(&cfg, "John Smith Boston")["dossiers"][0]["id"].as_str(), Some(boston.as_str()));
+    assert_eq!(search(&cfg, "John Smith Austin")["dossiers"][0]["id"].as_str(), Some(austin.as_str()));
+
+    // Legal finds the clause, with its page.
+    let r = search(&cfg, "\"limitation of liability\"");
+    assert!(r["total"].as_u64().unwrap() >= 10);
+    let page = r["dossiers"][0]["groups"][0]["records"][0]["page"].as_u64();
+    assert_eq!(page, Some(3), "{}", serde_json::to_string_pretty(&r["dossiers"][0]["groups"]).unwrap());
+
+    // The ground truth agrees.
+    let eval: serde_json::Value =
+        serde_json::from_str(&ok(&["eval", "--json", "--dir", dir.to_str().unwrap()])).unwrap();
+    assert!(eval["pair_f1"].as_f64().unwrap() >= 0.98, "{eval}");
+    assert!(eval["link_precision"].as_f64().unwrap() >= 0.99, "{eval}");
+    assert!(eval["link_recall"].as_f64().unwrap() >= 0.97, "{eval}");
+    for kind in ["email", "number", "phone", "name", "contract"] {
+        assert!(eval["queries"][kind]["hit_at_1"].as_f64().unwrap() >= 0.95, "{kind}: {eval}");
+    }
+}
+
+#[test]
+fn incremental_runs_touch_only_what_changed_and_deletes_need_a_complete_listing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("co");
+    let cfg = demo(&dir, 20);
+    let c = cfg.to_str().unwrap();
+    let out = ok(&["index", "--config", c]);
+    assert!(!out.contains(" new ") || out.contains("    0 new"), "{out}");
+    let status: serde_json::Value = serde_json::from_str(&ok(&["status", "--json", "--config", c])).unwrap();
+    let last = &status[0];
+    assert_eq!(last["status"], "completed");
+    let sum = |field: &str| last["sources"].as_array().unwrap().iter().map(|s| s[field].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("new") + sum("changed"), 0, "{last}");
+    assert!(sum("unchanged") > 50);
+
+    // A new call note is found at once; a deleted contract is gone.
+    let notes = dir.join("calls/call-notes.csv");
+    let mut text = std::fs::read_to_string(&notes).unwrap();
+    text.push_str("2024-12-01,agent1,,\"caller gave ORD-104233 again, wants a refund escalation\"\n");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&notes, text).unwrap();
+    std::fs::remove_file(dir.join("contracts/contract-10000039.pdf")).unwrap();
+    ok(&["index", "--config", c]);
+    let status: serde_json::Value = serde_json::from_str(&ok(&["status", "--json", "--config", c])).unwrap();
+    let sources = status[0]["sources"].as_array().unwrap();
+    let calls = sources.iter().find(|s| s["source"] == "calls").unwrap();
+    assert_eq!(calls["changed"], 1);
+    let contracts = sources.iter().find(|s| s["source"] == "contracts").unwrap();
+    assert_eq!(contracts["deleted"], 1);
+    let r = search(&cfg, "refund escalation");
+    assert_eq!(r["dossiers"][0]["id"], customer_of(&export(&cfg), "crm:customers/1").unwrap().as_str());
+    assert!(
+        !export(&cfg).iter().any(|c| c["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k.as_str().unwrap().contains("contract-10000039")))
+    );
+
+    // A vanished silo does not empty the index.
+    std::fs::rename(dir.join("support"), dir.join("support-gone")).unwrap();
+    let out = run(&["index", "--config", c]);
+    assert!(out.status.success(), "a source error is reported, not fatal");
+    let r = search(&cfg, "jane.smith@acme.example");
+    let keys = r["dossiers"][0]["keys"].as_array().unwrap();
+    assert!(keys.iter().any(|k| k.as_str().unwrap().starts_with("support:")), "mail kept: {keys:?}");
+    let status: serde_json::Value = serde_json::from_str(&ok(&["status", "--json", "--config", c])).unwrap();
+    let support = status[0]["sources"].as_array().unwrap().iter().find(|s| s["source"] == "support").unwrap().clone();
+    assert!(support["error"].as_str().unwrap().contains("cannot read"), "{support}");
+}
+
+#[test]
+fn config_errors_name_the_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("dossier.toml");
+    std::fs::write(
+        &cfg,
+        "[index]\npath = \"x\"\n\n[[sources]]\nname = \"a\"\nkind = \"files\"\nlocation = \".\"\nlocaton = \"typo\"\n",
+    )
+    .unwrap();
+    let out = run(&["index", "--config", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dossier.toml:8:") && err.contains("locaton"), "{err}");
+    let out = run(&["index", "--config", tmp.path().join("missing.toml").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dossier demo"));
+}
