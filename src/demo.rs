@@ -468,7 +468,7 @@ fn date(rng: &mut Rng, year: u32) -> (u32, u32, u32) {
 
 /// Generates the demo company in `dir` (overwriting generated files).
 pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> {
-    let mut rng = Rng(0x5EED_D055_1E5);
+    let mut rng = Rng(0x05EE_DD05_51E5);
     let ps = people(customers.max(3), &mut rng);
     for sub in ["crm", "billing", "contracts", "support", "calls"] {
         fs::create_dir_all(dir.join(sub))?;
@@ -686,7 +686,7 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
             ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][m as usize - 1],
             rng.below(60)
         );
-        let _ = write!(mbox, "From {} Mon Jan  1 00:00:00 2024\n", p.email);
+        let _ = writeln!(mbox, "From {} Mon Jan  1 00:00:00 2024", p.email);
         let with_attachment = i % 6 == 0;
         let mut headers = format!(
             "From: {shown} <{}>\nTo: {agent}\nSubject: {subject}\nDate: {date_hdr}\nMessage-ID: {mid}\nMIME-Version: 1.0\n",
@@ -727,7 +727,7 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
                     base64(&bytes)
                 );
             }
-            let _ = write!(mbox, "--{boundary}--\n");
+            let _ = writeln!(mbox, "--{boundary}--");
         } else {
             headers.push_str("Content-Type: text/plain; charset=utf-8\n\n");
             mbox.extend_from_slice(headers.as_bytes());

@@ -151,13 +151,13 @@ pub fn evaluate(engine: &Engine, dir: &Path) -> Result<EvalReport, EvalError> {
                 s.hit_at_1 += 1.0;
                 s.mrr += 1.0;
             }
-        } else if let Some(want) = q.customer.as_deref().and_then(|c| cluster_of.get(c)) {
-            if let Some(pos) = r.dossiers.iter().position(|d| d.id.as_ref() == Some(want)) {
-                if pos == 0 {
-                    s.hit_at_1 += 1.0;
-                }
-                s.mrr += 1.0 / (pos + 1) as f64;
+        } else if let Some(want) = q.customer.as_deref().and_then(|c| cluster_of.get(c))
+            && let Some(pos) = r.dossiers.iter().position(|d| d.id.as_ref() == Some(want))
+        {
+            if pos == 0 {
+                s.hit_at_1 += 1.0;
             }
+            s.mrr += 1.0 / (pos + 1) as f64;
         }
     }
     for s in report.queries.values_mut() {

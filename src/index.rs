@@ -218,10 +218,10 @@ impl IndexStore {
         let hits = searcher.search(&q, &tantivy::collector::TopDocs::with_limit(1).order_by_score())?;
         for (_, addr) in hits {
             let doc: TantivyDocument = searcher.doc(addr)?;
-            if let Some(j) = doc.get_first(self.fields.json).and_then(|v| v.as_str()) {
-                if let Ok(r) = serde_json::from_str::<Record>(j) {
-                    return Ok(Some(r));
-                }
+            if let Some(j) = doc.get_first(self.fields.json).and_then(|v| v.as_str())
+                && let Ok(r) = serde_json::from_str::<Record>(j)
+            {
+                return Ok(Some(r));
             }
         }
         Ok(None)

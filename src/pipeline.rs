@@ -233,12 +233,12 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         }
         let new = resolution.links.get(&e.key).unwrap_or(&empty);
         let old = old_links.get(&e.key).unwrap_or(&empty);
-        if new != old {
-            if let Some(r) = store.record(&e.key)? {
-                store.delete_record(&writer, &e.key);
-                store.add_record(&writer, &r, new)?;
-                rewritten += 1;
-            }
+        if new != old
+            && let Some(r) = store.record(&e.key)?
+        {
+            store.delete_record(&writer, &e.key);
+            store.add_record(&writer, &r, new)?;
+            rewritten += 1;
         }
     }
     tracing::debug!(rewritten, "records relinked");

@@ -109,14 +109,13 @@ pub fn parse(q: &str, ent: &Entities) -> ParsedQuery {
     let phone_re = regex::Regex::new(r"\+?\d[\d\s().-]{5,}\d").expect("static regex");
     for m in phone_re.find_iter(q) {
         let digits: String = m.as_str().chars().filter(char::is_ascii_digit).collect();
-        if digits.len() >= 10 && m.as_str().chars().any(|c| !c.is_ascii_digit())
+        if (digits.len() >= 10 && m.as_str().chars().any(|c| !c.is_ascii_digit())
             || digits.len() == 10
-            || digits.len() == 11 && digits.starts_with('1')
+            || digits.len() == 11 && digits.starts_with('1'))
+            && let Some(e) = normalize::phone(m.as_str(), ent.region())
         {
-            if let Some(e) = normalize::phone(m.as_str(), ent.region()) {
-                p.ids.push((e, m.as_str().trim().to_string(), "phone"));
-                rest = rest.replacen(m.as_str(), " ", 1);
-            }
+            p.ids.push((e, m.as_str().trim().to_string(), "phone"));
+            rest = rest.replacen(m.as_str(), " ", 1);
         }
     }
     let mut text_parts: Vec<String> = Vec::new();
@@ -376,10 +375,10 @@ impl Engine {
                 let d: TantivyDocument = searcher.doc(addr)?;
                 let ids: Vec<String> = d.get_all(f.customers).filter_map(|v| v.as_str().map(str::to_string)).collect();
                 if ids.is_empty() {
-                    if unlinked.len() < 20 {
-                        if let Some(r) = self.record_of(&d) {
-                            unlinked.push(hit(&r, String::new(), true));
-                        }
+                    if unlinked.len() < 20
+                        && let Some(r) = self.record_of(&d)
+                    {
+                        unlinked.push(hit(&r, String::new(), true));
                     }
                     continue;
                 }
@@ -429,10 +428,10 @@ impl Engine {
             let matched: HashSet<DocAddress> = c.hits.iter().copied().collect();
             let mut why = c.why;
             for a in c.hits.iter().take(5) {
-                if let Ok(d) = searcher.doc::<TantivyDocument>(*a) {
-                    if let Some(k) = d.get_first(f.key).and_then(|v| v.as_str()) {
-                        why.push(MatchReason { kind: "text".into(), query: p.text.clone(), matched: k.to_string() });
-                    }
+                if let Ok(d) = searcher.doc::<TantivyDocument>(*a)
+                    && let Some(k) = d.get_first(f.key).and_then(|v| v.as_str())
+                {
+                    why.push(MatchReason { kind: "text".into(), query: p.text.clone(), matched: k.to_string() });
                 }
             }
             let mut d = self.dossier(&searcher, &id, &matched, snippets.as_ref())?;

@@ -498,11 +498,11 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
     let by_key: HashMap<&str, &RecordEntities> = records.iter().map(|r| (r.key.as_str(), r)).collect();
     let mut inherited: Vec<(String, String, String)> = Vec::new();
     for r in records {
-        if r.kind == RecordKind::Page {
-            if let Some(p) = &r.parent {
-                for id in links.get(&r.key).cloned().unwrap_or_default() {
-                    inherited.push((p.clone(), id, r.key.clone()));
-                }
+        if r.kind == RecordKind::Page
+            && let Some(p) = &r.parent
+        {
+            for id in links.get(&r.key).cloned().unwrap_or_default() {
+                inherited.push((p.clone(), id, r.key.clone()));
             }
         }
     }

@@ -59,10 +59,10 @@ pub fn split_mbox(bytes: &[u8]) -> Vec<&[u8]> {
 
         pos = end;
     }
-    if let Some(s) = cur {
-        if s < bytes.len() {
-            messages.push(&bytes[s..]);
-        }
+    if let Some(s) = cur
+        && s < bytes.len()
+    {
+        messages.push(&bytes[s..]);
     }
     messages
 }
@@ -221,10 +221,10 @@ fn message_records(x: &Extractor, place: &Place, msg: &Message, out: &mut Extrac
             }
             first.fields.insert("attachment".into(), name.clone());
         }
-        if let Err(e) = &result {
-            if !matches!(e, ExtractError::Unsupported(_)) {
-                x.warn(out, &child, format!("attachment `{name}`: {e}"));
-            }
+        if let Err(e) = &result
+            && !matches!(e, ExtractError::Unsupported(_))
+        {
+            x.warn(out, &child, format!("attachment `{name}`: {e}"));
         }
         if !made {
             let mut a = x.record(&child, child.key.clone(), RecordKind::Attachment);

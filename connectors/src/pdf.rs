@@ -67,10 +67,11 @@ pub fn open(bytes: &[u8], passwords: &[String]) -> Result<Document, ExtractError
     }
     // Decrypting while loading also reads objects kept in encrypted object streams.
     for pw in std::iter::once("").chain(passwords.iter().map(String::as_str)) {
-        if let Ok(d) = Document::load_mem_with_options(bytes, lopdf::LoadOptions::with_password(pw)) {
-            if !d.is_encrypted() && !d.get_pages().is_empty() {
-                return Ok(d);
-            }
+        if let Ok(d) = Document::load_mem_with_options(bytes, lopdf::LoadOptions::with_password(pw))
+            && !d.is_encrypted()
+            && !d.get_pages().is_empty()
+        {
+            return Ok(d);
         }
     }
     Err(ExtractError::Encrypted(if passwords.is_empty() {

@@ -308,7 +308,7 @@ pub fn extract_csv(
                 continue;
             }
         };
-        if i >= x.limits.max_records + 1 {
+        if i > x.limits.max_records {
             break;
         }
         for (c, v) in row.iter().enumerate() {
