@@ -9,6 +9,8 @@ pub mod config;
 pub mod demo;
 pub mod entities;
 pub mod eval;
+pub mod extraction;
+
 pub mod index;
 pub mod pipeline;
 pub mod query;

@@ -98,6 +98,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Internal: an isolated extraction worker (started by `dossier index`).
+    #[command(hide = true)]
+    ExtractWorker {
+        /// Address-space limit in MiB.
+        #[arg(long, default_value_t = 2048)]
+        memory_mib: u64,
+    },
     /// Resolved customers.
     Customers {
         #[command(subcommand)]
@@ -159,7 +166,9 @@ fn print_report(r: &RunReport) {
 
 fn index(cfg: &Config, full: bool, sources: Vec<String>) -> Result<RunReport> {
     let progress = std::io::stderr().is_terminal();
-    let report = pipeline::run(cfg, &RunOptions { full, sources, progress })?;
+    // Parsers run in worker processes started from this very binary.
+    let isolate = std::env::current_exe().ok();
+    let report = pipeline::run(cfg, &RunOptions { full, sources, progress, isolate })?;
     Ok(report)
 }
 
@@ -263,6 +272,9 @@ fn main() -> Result<()> {
                     println!("queries {kind:<9} n={:<5} hit@1 {:.3}  MRR {:.3}", s.n, s.hit_at_1, s.mrr);
                 }
             }
+        }
+        Command::ExtractWorker { memory_mib } => {
+            dossier::extraction::worker_main(memory_mib)?;
         }
         Command::Serve { listen } => {
             let cfg = Config::load(&cli.config)?;

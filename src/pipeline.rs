@@ -17,6 +17,7 @@ use rayon::prelude::*;
 
 use crate::config::Config;
 use crate::entities::Entities;
+use crate::extraction::Isolated;
 use crate::index::IndexStore;
 use crate::resolve::{self, RecordEntities};
 use crate::state::{RunCommit, RunReport, SourceReport, State};
@@ -44,6 +45,9 @@ pub struct RunOptions {
     pub sources: Vec<String>,
     /// Show progress bars (on a terminal).
     pub progress: bool,
+    /// Extract files in worker processes started from this executable
+    /// (`dossier extract-worker`); `None` extracts in this process.
+    pub isolate: Option<std::path::PathBuf>,
 }
 
 /// Paths of the index and state store under the config's index folder.
@@ -66,15 +70,19 @@ fn bar(show: bool, len: u64, what: &str) -> ProgressBar {
     b
 }
 
-/// Extracts one item; a panic inside a parser costs this item only.
-fn extract_item(x: &Extractor, item: &Item) -> Result<Extracted, String> {
-    match &item.payload {
-        Payload::Records(rs) => Ok(Extracted { records: rs.clone(), warnings: Vec::new() }),
-        Payload::File(path) => {
+/// Extracts one item; a panic inside a parser costs this item only, and with
+/// workers so do hangs and memory blow-ups.
+fn extract_item(x: &Extractor, item: &Item, pool: Option<&Isolated>) -> Result<Extracted, String> {
+    match (&item.payload, pool) {
+        (Payload::Records(rs), _) => Ok(Extracted { records: rs.clone(), warnings: Vec::new() }),
+        (Payload::File(path), Some(pool)) => {
+            pool.extract(x, &item.locator, path, std::time::Duration::from_secs(x.limits.timeout_secs.max(1)))
+        }
+        (Payload::File(path), None) => {
             match std::panic::catch_unwind(AssertUnwindSafe(|| x.extract_file(&item.locator, path))) {
                 Ok(Ok(e)) => Ok(e),
                 Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("the parser crashed on this file (panic); it was skipped".into()),
+                Err(p) => Err(crate::extraction::panic_reason(p.as_ref())),
             }
         }
     }
@@ -151,12 +159,16 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         }
 
         let x = Extractor::new(spec);
+        let pool = opts.isolate.as_ref().map(|exe| {
+            let size = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+            Isolated::new(exe.clone(), size, spec.limits.memory_mib)
+        });
         let pb = bar(opts.progress, items.len() as u64, &spec.name);
         let results: Vec<(usize, Result<Extracted, String>)> = items
             .par_iter()
             .enumerate()
             .map(|(i, item)| {
-                let r = extract_item(&x, item);
+                let r = extract_item(&x, item, pool.as_ref());
                 pb.inc(1);
                 (i, r)
             })

@@ -115,7 +115,10 @@ pub fn parse(q: &str, ent: &Entities) -> ParsedQuery {
             && let Some(e) = normalize::phone(m.as_str(), ent.region())
         {
             p.ids.push((e, m.as_str().trim().to_string(), "phone"));
-            rest = rest.replacen(m.as_str(), " ", 1);
+            // A bare run of digits may as well be an order or account number: keep it for those too.
+            if !m.as_str().trim().chars().all(|c| c.is_ascii_digit()) {
+                rest = rest.replacen(m.as_str(), " ", 1);
+            }
         }
     }
     let mut text_parts: Vec<String> = Vec::new();
@@ -427,7 +430,7 @@ impl Engine {
             let c = cands.remove(&addr).unwrap_or_default();
             let matched: HashSet<DocAddress> = c.hits.iter().copied().collect();
             let mut why = c.why;
-            for a in c.hits.iter().take(5) {
+            for a in c.hits.iter().take(if p.text.trim().is_empty() { 0 } else { 5 }) {
                 if let Ok(d) = searcher.doc::<TantivyDocument>(*a)
                     && let Some(k) = d.get_first(f.key).and_then(|v| v.as_str())
                 {

@@ -34,7 +34,7 @@ pub enum ExtractError {
 }
 
 /// Records and the non-fatal problems met while extracting one item.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Extracted {
     /// The records.
     pub records: Vec<Record>,
@@ -115,7 +115,7 @@ fn looks_like_mail(head: &[u8]) -> bool {
 }
 
 /// Extracts records from the items of one source.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Extractor {
     /// Source name.
     pub source: String,

@@ -80,8 +80,16 @@ pub fn extract_mbox(x: &Extractor, place: &Place, bytes: &[u8], out: &mut Extrac
             parent: place.parent.clone(),
             depth: place.depth,
         };
-        if let Err(e) = extract_message(x, &child, m, out) {
-            x.warn(out, &child, e.to_string());
+        // mail-parser 0.11 panics on some malformed multiparts ("Invalid part ID"):
+        // that costs the one message, not the mailbox.
+        let mut part = Extracted::default();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extract_message(x, &child, m, &mut part))) {
+            Ok(Ok(())) => {
+                out.records.append(&mut part.records);
+                out.warnings.append(&mut part.warnings);
+            }
+            Ok(Err(e)) => x.warn(out, &child, e.to_string()),
+            Err(_) => x.warn(out, &child, "the mail parser crashed on this message; it was skipped".into()),
         }
     }
     Ok(())

@@ -47,7 +47,7 @@ pub struct TableSpec {
 }
 
 /// How ticket and chat exports map to records.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TicketSpec {
     /// The column (or JSON key) holding the conversation text.
@@ -67,7 +67,7 @@ pub struct TicketSpec {
 }
 
 /// Size and time bounds applied to every item of a source.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Largest file read, in bytes.
