@@ -107,7 +107,7 @@ fn mapped_kind(v: &str) -> FieldKind {
 
 fn email_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"(?i)\b[a-z0-9._%+'-]+@[a-z0-9.-]+\.[a-z]{2,}\b").expect("static regex"))
+    RE.get_or_init(|| Regex::new(r"[\p{L}\p{N}._%+'-]+@[\p{L}\p{N}.-]+\.\p{L}{2,}\b").expect("static regex"))
 }
 
 fn phone_re() -> &'static Regex {

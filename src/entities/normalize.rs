@@ -17,8 +17,9 @@ fn is_placeholder(folded: &str) -> bool {
 /// Lowercased address; `None` unless it looks like `local@domain.tld`.
 pub fn email(raw: &str) -> Option<String> {
     static RE: OnceLock<Regex> = OnceLock::new();
-    let re = RE.get_or_init(|| Regex::new(r"^[a-z0-9._%+'-]+@[a-z0-9.-]+\.[a-z]{2,}$").expect("static regex"));
-    let e = raw.trim().trim_matches(|c| c == '<' || c == '>').trim_end_matches('.').to_ascii_lowercase();
+    // Internationalized addresses (RFC 6532) are real: stanisław.wójcik@wp.pl.
+    let re = RE.get_or_init(|| Regex::new(r"^[\p{L}\p{N}._%+'-]+@[\p{L}\p{N}.-]+\.\p{L}{2,}$").expect("static regex"));
+    let e = raw.trim().trim_matches(|c| c == '<' || c == '>').trim_end_matches('.').to_lowercase();
     re.is_match(&e).then_some(e)
 }
 
@@ -352,6 +353,7 @@ mod tests {
         assert_eq!(identifier("order", "104233", &p).as_deref(), Some("order:104233"));
         assert_eq!(email("<Jane.Smith@ACME.example>").as_deref(), Some("jane.smith@acme.example"));
         assert!(email("not an email").is_none());
+        assert_eq!(email("Stanisław.Wójcik@wp.pl").as_deref(), Some("stanisław.wójcik@wp.pl"));
         assert!(generic_email("info@acme.example"));
     }
 }
