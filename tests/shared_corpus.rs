@@ -3,25 +3,14 @@
 
 mod common;
 
+use dossier::connectors::SourceSpec;
 use dossier::connectors::extract::{ExtractError, Extracted, Extractor};
-use dossier::connectors::{Limits, SourceKind, SourceSpec};
 use dossier::schema::RecordKind;
 
 fn extractor(passwords: &[&str]) -> Extractor {
-    Extractor::new(&SourceSpec {
-        name: "corpus".into(),
-        kind: SourceKind::Files,
-        location: ".".into(),
-        include: vec![],
-        exclude: vec![],
-        roles: vec![],
-        schedule: None,
-        passwords: passwords.iter().map(|s| s.to_string()).collect(),
-        fields: Default::default(),
-        tables: vec![],
-        tickets: None,
-        limits: Limits::default(),
-    })
+    let mut spec = SourceSpec::files("corpus", ".");
+    spec.passwords = passwords.iter().map(|s| s.to_string()).collect();
+    Extractor::new(&spec)
 }
 
 fn extract(rel: &str, passwords: &[&str]) -> Option<Result<Extracted, ExtractError>> {

@@ -153,23 +153,14 @@ impl Connector for FileConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Limits, SourceKind};
+    use crate::spec::Limits;
 
     fn spec(root: &Path, include: &[&str], exclude: &[&str]) -> SourceSpec {
-        SourceSpec {
-            name: "f".into(),
-            kind: SourceKind::Files,
-            location: root.display().to_string(),
-            include: include.iter().map(|s| s.to_string()).collect(),
-            exclude: exclude.iter().map(|s| s.to_string()).collect(),
-            roles: vec![],
-            schedule: None,
-            passwords: vec![],
-            fields: Default::default(),
-            tables: vec![],
-            tickets: None,
-            limits: Limits { max_file_bytes: 10, ..Limits::default() },
-        }
+        let mut s = SourceSpec::files("f", &root.display().to_string());
+        s.include = include.iter().map(|s| s.to_string()).collect();
+        s.exclude = exclude.iter().map(|s| s.to_string()).collect();
+        s.limits = Limits { max_file_bytes: 10, ..Limits::default() };
+        s
     }
 
     #[test]

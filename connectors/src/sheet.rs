@@ -89,6 +89,20 @@ pub fn column_name(mut c: u32) -> String {
     String::from_utf8(s).unwrap_or_default()
 }
 
+/// Reads a sheet cell by cell into `g`, stopping past `max_cells`.
+macro_rules! stream_cells {
+    ($wb:expr, $name:expr, $g:expr, $max:expr) => {{
+        let mut reader = $wb.worksheet_cells_reader($name).map_err(|e| e.to_string())?;
+        while let Some(cell) = reader.next_cell().map_err(|e| e.to_string())? {
+            if $g.cells() >= $max {
+                return Err(format!("more than {} cells", $max));
+            }
+            let (r, c) = cell.get_position();
+            $g.put(r, c, &Data::from(cell.get_value().clone()));
+        }
+    }};
+}
+
 fn read_grid<RS: std::io::Read + std::io::Seek>(
     wb: &mut Sheets<RS>,
     name: &str,
@@ -97,26 +111,9 @@ fn read_grid<RS: std::io::Read + std::io::Seek>(
     let mut g = Grid::default();
     // xlsx and xlsb stream their cells: a sheet claiming XFD1048576 costs nothing.
     match wb {
-        Sheets::Xlsx(x) => {
-            let mut reader = x.worksheet_cells_reader(name).map_err(|e| e.to_string())?;
-            while let Some(cell) = reader.next_cell().map_err(|e| e.to_string())? {
-                if g.cells() >= max_cells {
-                    return Err(format!("more than {max_cells} cells"));
-                }
-                let (r, c) = cell.get_position();
-                g.put(r, c, &Data::from(cell.get_value().clone()));
-            }
-        }
-        Sheets::Xlsb(x) => {
-            let mut reader = x.worksheet_cells_reader(name).map_err(|e| e.to_string())?;
-            while let Some(cell) = reader.next_cell().map_err(|e| e.to_string())? {
-                if g.cells() >= max_cells {
-                    return Err(format!("more than {max_cells} cells"));
-                }
-                let (r, c) = cell.get_position();
-                g.put(r, c, &Data::from(cell.get_value().clone()));
-            }
-        }
+        // The two readers are different types with the same shape.
+        Sheets::Xlsx(x) => stream_cells!(x, name, g, max_cells),
+        Sheets::Xlsb(x) => stream_cells!(x, name, g, max_cells),
         _ => {
             let range = wb.worksheet_range(name).map_err(|e| e.to_string())?;
             let (r0, c0) = range.start().unwrap_or((0, 0));
@@ -326,23 +323,10 @@ pub fn extract_csv(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Limits, SourceKind, SourceSpec};
+    use crate::spec::SourceSpec;
 
     fn ex() -> Extractor {
-        Extractor::new(&SourceSpec {
-            name: "s".into(),
-            kind: SourceKind::Files,
-            location: ".".into(),
-            include: vec![],
-            exclude: vec![],
-            roles: vec![],
-            schedule: None,
-            passwords: vec![],
-            fields: Default::default(),
-            tables: vec![],
-            tickets: None,
-            limits: Limits::default(),
-        })
+        Extractor::new(&SourceSpec::files("s", "."))
     }
 
     #[test]

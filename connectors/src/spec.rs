@@ -178,6 +178,26 @@ pub struct SourceSpec {
     pub limits: Limits,
 }
 
+impl SourceSpec {
+    /// A files source named `name` at `location` with every other setting at its default.
+    pub fn files(name: &str, location: &str) -> SourceSpec {
+        SourceSpec {
+            name: name.to_string(),
+            kind: SourceKind::Files,
+            location: location.to_string(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            roles: Vec::new(),
+            schedule: None,
+            passwords: Vec::new(),
+            fields: BTreeMap::new(),
+            tables: Vec::new(),
+            tickets: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
 /// Replaces `${VAR}` with the environment's value (empty when unset).
 pub fn expand_env(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
