@@ -304,6 +304,16 @@ impl Person {
     }
 }
 
+/// A typing slip: two neighbouring letters swapped (Johnson → Jonhson).
+fn typo(word: &str) -> String {
+    let mut cs: Vec<char> = word.chars().collect();
+    if cs.len() > 4 {
+        let i = cs.len() / 2;
+        cs.swap(i, i + 1);
+    }
+    cs.into_iter().collect()
+}
+
 fn phone_formats(area: &str, rng: &mut Rng) -> (String, String, String) {
     let x = 200 + rng.below(700);
     let y = rng.below(10_000);
@@ -566,7 +576,9 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
             continue; // Some customers have no invoice yet.
         }
         let account = if rng.chance(40) { format!("{}", p.account) } else { format!("AC-{:08}", p.account) };
-        let cust = if rng.chance(50) { format!("{}, {}", p.last, p.first) } else { p.name() };
+        // Billing clerks type names surname-first, and sometimes mistype them.
+        let last = if rng.chance(10) { typo(&p.last) } else { p.last.clone() };
+        let cust = if rng.chance(50) { format!("{last}, {}", p.first) } else { format!("{} {last}", p.first) };
         let status =
             if i == 0 { "Disputed" } else { *rng.pick(&["Paid", "Paid", "Paid", "Open", "Overdue", "Disputed"]) };
         let (y, m, d) = date(&mut rng, 2024);
@@ -594,6 +606,8 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
             "Jayne Smyth".to_string()
         } else if rng.chance(30) {
             format!("{} {}", p.nick, p.last)
+        } else if rng.chance(10) {
+            format!("{} {}", p.first, typo(&p.last))
         } else {
             p.name()
         };
