@@ -1,6 +1,7 @@
 //! The index stage: writes records and customer profiles into tantivy, with
 //! one writer and atomic commits whose payload names the run.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use dossier_schema::index::{DOC_CUSTOMER, DOC_RECORD};
@@ -169,18 +170,17 @@ impl IndexStore {
             let p = &c.profile;
             for n in &p.names {
                 d.add_text(f.name, n);
+                for word in names::fold(n).split(' ').filter(|w| w.len() > 1) {
+                    d.add_text(f.canon, word);
+                }
+                // Sound-alike codes for family names only: given names that sound
+                // alike are often different people (Jane and John share a code).
                 if let Some(parsed) = names::parse(n) {
                     d.add_text(f.canon, &parsed.first);
                     d.add_text(f.canon, &parsed.last);
-                }
-                for word in names::fold(n).split(' ').filter(|w| w.len() > 1) {
-                    d.add_text(f.canon, word);
-                    let (a, b) = names::phonetic(word);
-                    if !a.is_empty() {
-                        d.add_text(f.phonetic, &a);
-                    }
-                    if !b.is_empty() && b != a {
-                        d.add_text(f.phonetic, &b);
+                    let (a, b) = names::phonetic(&parsed.last);
+                    for code in [a.clone(), b].into_iter().filter(|c| !c.is_empty()).collect::<BTreeSet<_>>() {
+                        d.add_text(f.phonetic, &code);
                     }
                 }
             }
