@@ -126,8 +126,8 @@ enum CustomersCommand {
 fn init_logging(json: bool, verbose: u8) {
     let level = match verbose {
         // The PDF parser logs every repair it makes; those are noise unless asked for.
-        0 => "warn,lopdf=error,pdf_extract=error",
-        1 => "info,lopdf=error,pdf_extract=error",
+        0 => "warn,lopdf=error,pdf_extract=error,sqlx=error",
+        1 => "info,lopdf=error,pdf_extract=error,sqlx=error",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("DOSSIER_LOG")

@@ -224,6 +224,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         commit.records.push((r.source.clone(), r.item.clone(), e.clone()));
         all.push(e);
     }
+    // Resolution is order-sensitive at ties: the same records in the same order give
+    // the same customers, whether this run is full or incremental.
+    all.sort_by(|a, b| a.key.cmp(&b.key));
     let resolution = resolve::resolve(&all, &resolve::Weights::default());
 
     // Records of this run, with their customers.

@@ -85,7 +85,9 @@ fn incremental_runs_touch_only_what_changed_and_deletes_need_a_complete_listing(
     let dir = tmp.path().join("co");
     let cfg = demo(&dir, 20);
     let c = cfg.to_str().unwrap();
+    let before = export(&cfg);
     let out = ok(&["index", "--config", c]);
+    assert_eq!(export(&cfg), before, "an incremental run with no change gives the same customers as the full run");
     assert!(!out.contains(" new ") || out.contains("    0 new"), "{out}");
     let status: serde_json::Value = serde_json::from_str(&ok(&["status", "--json", "--config", c])).unwrap();
     let last = &status[0];
