@@ -405,6 +405,31 @@ struct DemoQuery {
     customer: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<String>,
+    /// Other customers the query describes just as well (same name, city and company): any of them first is right.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ties: Vec<String>,
+}
+
+/// How a rep narrows a shared name, as they would on the phone: the name alone, then with the
+/// city, then with the company too. Returns the words to add and the customers still alike.
+fn narrowing(ps: &[Person], i: usize) -> (String, Vec<String>) {
+    let p = &ps[i];
+    let same_name: Vec<&Person> = ps.iter().filter(|o| o.first == p.first && o.last == p.last).collect();
+    if same_name.len() == 1 {
+        return (String::new(), Vec::new());
+    }
+    let city = CITIES[p.city].0;
+    let same_city: Vec<&Person> = same_name.into_iter().filter(|o| o.city == p.city).collect();
+    if same_city.len() == 1 {
+        return (city.to_string(), Vec::new());
+    }
+    let company = p.company.split_whitespace().next().unwrap_or("");
+    let ties = same_city
+        .into_iter()
+        .filter(|o| o.gid != p.gid && o.company.split_whitespace().next() == Some(company))
+        .map(|o| o.gid.clone())
+        .collect();
+    (format!("{city} {company}"), ties)
 }
 
 /// What was generated.
@@ -658,12 +683,14 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
             truth.push(Truth { key: format!("{base}#p{pg}"), customer: &p.gid });
         }
         if i < 60 {
+            // Legal asks for one customer's clause by name, as the contract names them.
+            let (narrow, ties) = narrowing(&ps, i);
             queries.push(DemoQuery {
-                // Legal asks for one customer's clause by name, as the contract names them.
-                q: format!("{} {} termination notice {notice} days", p.first, p.last),
+                q: format!("{} {} {narrow} termination notice {notice} days", p.first, p.last).replace("  ", " "),
                 kind: "contract",
                 customer: Some(p.gid.clone()),
                 key: Some(format!("{base}#p2")),
+                ties,
             });
         }
     }
@@ -793,8 +820,10 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
     for (i, p) in ps.iter().enumerate().take(400) {
         let typo = TYPOS.iter().find(|(a, _)| *a == p.last).map(|(_, b)| b.to_string());
         let city = CITIES[p.city].0;
+        let (narrow, ties) = narrowing(&ps, i);
         let mut add = |q: String, kind: &'static str| {
-            queries.push(DemoQuery { q, kind, customer: Some(p.gid.clone()), key: None })
+            let ties = if kind == "name" { ties.clone() } else { Vec::new() };
+            queries.push(DemoQuery { q: q.trim().to_string(), kind, customer: Some(p.gid.clone()), key: None, ties })
         };
         if i == 0 {
             add("jayne smyth acme".into(), "name");
@@ -805,12 +834,13 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
             add("jane.smith@acme.example".into(), "email");
             continue;
         }
+        let with_city = if narrow.starts_with(city) { narrow.clone() } else { format!("{city} {narrow}") };
         if i <= 2 {
-            add(format!("John Smith {city}"), "name");
+            add(format!("John Smith {with_city}"), "name");
             continue;
         }
-        add(format!("{} {}", p.first, typo.unwrap_or_else(|| p.last.clone())), "name");
-        add(format!("{} {} {city}", p.nick, p.last), "name");
+        add(format!("{} {} {narrow}", p.first, typo.unwrap_or_else(|| p.last.clone())), "name");
+        add(format!("{} {} {with_city}", p.nick, p.last), "name");
         if phone_known[i] {
             add(p.phone.1.clone(), "phone");
         }

@@ -28,12 +28,25 @@ struct Truth {
     customer: String,
 }
 
-#[derive(Deserialize)]
-struct DemoQuery {
-    q: String,
-    kind: String,
-    customer: Option<String>,
-    key: Option<String>,
+/// One line of a demo company's `queries.jsonl`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DemoQuery {
+    /// What the rep types.
+    pub q: String,
+    /// `name`, `phone`, `number`, `email` or `contract`.
+    pub kind: String,
+    /// The customer (ground-truth id) it should find.
+    pub customer: Option<String>,
+    /// For contract queries, the page it should find.
+    pub key: Option<String>,
+    /// Customers the query describes just as well as `customer`.
+    #[serde(default)]
+    pub ties: Vec<String>,
+}
+
+/// Reads a demo company's query set.
+pub fn read_queries(dir: &Path) -> Result<Vec<DemoQuery>, EvalError> {
+    read_lines(&dir.join("queries.jsonl"))
 }
 
 /// Quality of one query kind.
@@ -45,6 +58,8 @@ pub struct QueryScore {
     pub hit_at_1: f64,
     /// Mean reciprocal rank of the expected customer.
     pub mrr: f64,
+    /// Queries that describe several customers equally well (any of them first counts as a hit).
+    pub ties: usize,
 }
 
 /// The evaluation.
@@ -82,7 +97,7 @@ fn pairs(n: usize) -> f64 {
 /// Evaluates the index of a demo company in `dir`.
 pub fn evaluate(engine: &Engine, dir: &Path) -> Result<EvalReport, EvalError> {
     let truth: Vec<Truth> = read_lines(&dir.join("truth.jsonl"))?;
-    let queries: Vec<DemoQuery> = read_lines(&dir.join("queries.jsonl"))?;
+    let queries = read_queries(dir)?;
     let customers = engine.customers()?;
     let mut links: HashMap<&str, Vec<&str>> = HashMap::new();
     let mut member_of: HashMap<&str, &str> = HashMap::new();
@@ -141,19 +156,24 @@ pub fn evaluate(engine: &Engine, dir: &Path) -> Result<EvalReport, EvalError> {
         let r = engine.search(&q.q, 0, 10)?;
         let s = report.queries.entry(q.kind.clone()).or_default();
         s.n += 1;
+        if !q.ties.is_empty() {
+            s.ties += 1;
+        }
+        // The clusters that are a right answer: the customer meant, and any it is indistinguishable from.
+        let right: Vec<&String> = q.customer.iter().chain(&q.ties).filter_map(|c| cluster_of.get(c.as_str())).collect();
+        let is_right = |d: &dossier_schema::Dossier| d.id.as_ref().is_some_and(|id| right.contains(&id));
         if let Some(key) = &q.key {
-            let hit = r
-                .dossiers
-                .iter()
-                .take(3)
-                .any(|d| d.groups.iter().any(|g| g.records.iter().any(|h| h.matched && &h.key == key)));
+            let hit = r.dossiers.iter().take(3).any(|d| {
+                d.groups.iter().any(|g| g.records.iter().any(|h| h.matched && &h.key == key))
+                    || (!q.ties.is_empty()
+                        && is_right(d)
+                        && d.groups.iter().any(|g| g.records.iter().any(|h| h.matched)))
+            });
             if hit {
                 s.hit_at_1 += 1.0;
                 s.mrr += 1.0;
             }
-        } else if let Some(want) = q.customer.as_deref().and_then(|c| cluster_of.get(c))
-            && let Some(pos) = r.dossiers.iter().position(|d| d.id.as_ref() == Some(want))
-        {
+        } else if let Some(pos) = r.dossiers.iter().position(is_right) {
             if pos == 0 {
                 s.hit_at_1 += 1.0;
             }

@@ -43,6 +43,9 @@ impl Worker {
             .arg("extract-worker")
             .arg("--memory-mib")
             .arg(memory_mib.to_string())
+            // mimalloc reserves address space 1 GiB at a time; under the worker's address-space
+            // limit that left no room for the PDF parser's thread pool. Smaller steps fit.
+            .env("MIMALLOC_ARENA_RESERVE", "64M")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -61,6 +61,10 @@ pub fn status_words(r: &Record) -> Vec<String> {
 
 /// The exact terms a normalized strong value is found by: itself, a phone's
 /// last seven digits, an identifier without its kind.
+/// Prefix of the `canon` terms that hold a given name's initial.
+pub const INITIAL: &str = "i:";
+
+/// The terms under which a normalized strong value (email, phone, identifier) is indexed.
 pub fn id_terms(norm: &str) -> Vec<String> {
     let mut out = vec![norm.to_string()];
     if norm.starts_with('+') {
@@ -178,6 +182,12 @@ impl IndexStore {
                 if let Some(parsed) = names::parse(n) {
                     d.add_text(f.canon, &parsed.first);
                     d.add_text(f.canon, &parsed.last);
+                    // Initials of given and middle names, for "J. Smith" and "Jane Q Smith".
+                    for given in std::iter::once(&parsed.first).chain(&parsed.middle) {
+                        if let Some(c) = given.chars().next() {
+                            d.add_text(f.canon, format!("{INITIAL}{c}"));
+                        }
+                    }
                     let (a, b) = names::phonetic(&parsed.last);
                     for code in [a.clone(), b].into_iter().filter(|c| !c.is_empty()).collect::<BTreeSet<_>>() {
                         d.add_text(f.phonetic, &code);

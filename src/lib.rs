@@ -5,6 +5,7 @@
 //! speaks the types of the `dossier-schema` crate. [`pipeline`] runs the stages
 //! for an index run; [`state`] holds what tantivy should not.
 
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod entities;
@@ -12,6 +13,7 @@ pub mod eval;
 pub mod extraction;
 
 pub mod index;
+pub mod openapi;
 pub mod pipeline;
 pub mod query;
 pub mod resolve;

@@ -10,6 +10,11 @@ use dossier::pipeline::{self, RunOptions};
 use dossier::query::Engine;
 use dossier::state::RunReport;
 
+// Searching and indexing allocate many small, short-lived objects (query parts, hit lists, JSON);
+// mimalloc serves them faster than glibc's allocator (measured in BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// dossier: one search box over every customer silo.
 ///
 /// Crawls databases, PDFs, spreadsheets, mailboxes and ticket exports, works out
@@ -98,6 +103,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure speed (figures for BENCHMARKS.md; see README).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Internal: an isolated extraction worker (started by `dossier index`).
     #[command(hide = true)]
     ExtractWorker {
@@ -109,6 +119,44 @@ enum Command {
     Customers {
         #[command(subcommand)]
         command: CustomersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Read one configured source without extracting or indexing: items (rows) per second and
+    /// MB/s of the connector alone, to size a silo's sync.
+    Read {
+        /// The source name from the config.
+        source: String,
+    },
+    /// Extract every file under a folder through the isolated workers, one at a time: per-format
+    /// files, records, pages/messages/rows per second, MB/s and the workers' peak memory.
+    Extract {
+        /// The folder to read (for example ../shared/corpus).
+        dir: PathBuf,
+        /// Also measure PDF word recall against `pdftotext` (poppler-utils must be installed).
+        #[arg(long)]
+        recall: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search on an indexed demo company: server-side latency of its query set by kind,
+    /// then HTTP throughput from concurrent clients on loopback.
+    Search {
+        /// Folder of the demo company (holds dossier.toml and queries.jsonl).
+        #[arg(long, default_value = "demo-company")]
+        dir: PathBuf,
+        /// Concurrent keep-alive HTTP clients (0 skips the HTTP load).
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Seconds of HTTP load.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -177,6 +225,100 @@ fn serve(cfg: &Config, listen: Option<String>) -> Result<()> {
     let listen = listen.unwrap_or_else(|| cfg.server.listen.clone());
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(dossier::server::serve(engine, &listen)).with_context(|| format!("serving on {listen}"))?;
+    Ok(())
+}
+
+fn bench_extract(dir: &std::path::Path, recall: bool, json: bool) -> Result<()> {
+    anyhow::ensure!(dir.is_dir(), "{} is not a folder: give the folder to read", dir.display());
+    let exe = std::env::current_exe().context("finding this program to start extraction workers")?;
+    let limits = dossier_connectors::Limits::default();
+    let r = dossier::bench::extract_bench(dir, exe, &limits, recall, std::io::stderr().is_terminal());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "{:<9} {:>6} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8}",
+        "format", "files", "failed", "MB", "records", "pages", "msgs", "rows", "seconds", "pages/s", "msgs/s", "MB/s"
+    );
+    for (fmt, s) in &r.formats {
+        let per = |n: usize| if s.seconds > 0.0 { n as f64 / s.seconds } else { 0.0 };
+        println!(
+            "{fmt:<9} {:>6} {:>6} {:>9.1} {:>8} {:>8} {:>8} {:>8} {:>9.2} {:>9.1} {:>9.1} {:>8.2}",
+            s.files,
+            s.failed,
+            s.bytes as f64 / 1e6,
+            s.records,
+            s.pages,
+            s.messages,
+            s.rows,
+            s.seconds,
+            per(s.pages),
+            per(s.messages),
+            s.bytes as f64 / 1e6 / s.seconds.max(1e-9)
+        );
+    }
+    println!("extraction worker peak RSS: {:.0} MiB", r.worker_peak_rss_mib);
+    if let Some(p) = &r.pdf_recall {
+        println!(
+            "PDF word recall against pdftotext: {:.4} ({} of {} words in {} PDFs; {} not compared)",
+            p.recall,
+            p.found,
+            p.words,
+            p.files,
+            p.skipped.len()
+        );
+        let mut worst = p.per_file.clone();
+        worst.sort_by(|a, b| a.2.total_cmp(&b.2));
+        for (f, n, rc) in worst.iter().take(10) {
+            println!("  {rc:.4}  {n:>7} words  {f}");
+        }
+    }
+    Ok(())
+}
+
+fn bench_search(dir: &std::path::Path, clients: usize, seconds: u64, json: bool) -> Result<()> {
+    use dossier::bench;
+    let cfg = Config::load(&dir.join("dossier.toml"))?;
+    let queries = dossier::eval::read_queries(dir)?;
+    let engine = Engine::open(&cfg)?;
+    let customers = engine.customers()?.len();
+    eprintln!("timing {} queries on {customers} customers (one warm-up pass first)", queries.len());
+    let latency = bench::search_latency(&engine, &queries)?;
+    let (_, peak_before_load) = bench::memory_mib();
+    let http = if clients > 0 {
+        eprintln!("HTTP load: {clients} clients for {seconds} s");
+        let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+        Some(rt.block_on(bench::http_load(engine, &queries, clients, std::time::Duration::from_secs(seconds)))?)
+    } else {
+        None
+    };
+    if json {
+        let out = serde_json::json!({ "customers": customers, "latency": latency, "http": http,
+            "peak_rss_mib_before_load": peak_before_load });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("server-side latency, {customers} customers (ms):");
+    println!("  {:<10} {:>6} {:>8} {:>8} {:>8} {:>8}", "kind", "n", "p50", "p95", "p99", "max");
+    for (kind, l) in latency.by_kind.iter().chain(std::iter::once((&"all".to_string(), &latency.all))) {
+        println!("  {kind:<10} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>8.2}", l.n, l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms);
+    }
+    if let Some(h) = http {
+        println!(
+            "HTTP: {} clients, {:.1} s: {} searches ({} errors), {:.0}/s; client-side p50 {:.2} ms p99 {:.2} ms; \
+             process RSS {:.0} MiB (peak {:.0} MiB)",
+            h.clients,
+            h.seconds,
+            h.ok,
+            h.errors,
+            h.per_second,
+            h.latency.p50_ms,
+            h.latency.p99_ms,
+            h.rss_mib,
+            h.peak_rss_mib
+        );
+    }
     Ok(())
 }
 
@@ -252,6 +394,38 @@ fn main() -> Result<()> {
                 }
             }
         }
+        Command::Bench { command: BenchCommand::Read { source } } => {
+            let cfg = Config::load(&cli.config)?;
+            let spec = cfg
+                .sources
+                .iter()
+                .find(|s| s.name == source)
+                .with_context(|| format!("no source named {source:?} in {}", cli.config.display()))?;
+            let mut c = dossier_connectors::connector_for(spec, &cfg.base)?;
+            let t = std::time::Instant::now();
+            let (mut items, mut bytes) = (0u64, 0u64);
+            let report = c.scan(&mut |item| {
+                items += 1;
+                bytes += item.size;
+                true
+            })?;
+            let secs = t.elapsed().as_secs_f64().max(1e-9);
+            println!(
+                "{source}: {items} items, {:.1} MB in {secs:.2} s: {:.0} items/s, {:.1} MB/s; complete: {}, errors: {}, reconnects: {}",
+                bytes as f64 / 1e6,
+                items as f64 / secs,
+                bytes as f64 / 1e6 / secs,
+                report.complete,
+                report.errors.len(),
+                report.reconnects
+            );
+        }
+        Command::Bench { command: BenchCommand::Extract { dir, recall, json } } => {
+            bench_extract(&dir, recall, json)?;
+        }
+        Command::Bench { command: BenchCommand::Search { dir, clients, seconds, json } } => {
+            bench_search(&dir, clients, seconds, json)?;
+        }
         Command::Eval { dir, json } => {
             let cfg = Config::load(&dir.join("dossier.toml"))?;
             let engine = Engine::open(&cfg)?;
@@ -269,7 +443,10 @@ fn main() -> Result<()> {
                     r.link_precision, r.link_recall
                 );
                 for (kind, s) in &r.queries {
-                    println!("queries {kind:<9} n={:<5} hit@1 {:.3}  MRR {:.3}", s.n, s.hit_at_1, s.mrr);
+                    println!(
+                        "queries {kind:<9} n={:<5} hit@1 {:.3}  MRR {:.3}  (ties {})",
+                        s.n, s.hit_at_1, s.mrr, s.ties
+                    );
                 }
             }
         }

@@ -116,6 +116,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         let mut items: Vec<Item> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let listing = connector_for(spec, &cfg.base).and_then(|mut c| {
+            if !opts.full {
+                c.set_known(&known);
+            }
             c.scan(&mut |item| {
                 sr.seen += 1;
                 seen.insert(item.locator.clone());
@@ -137,6 +140,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             Ok(scan) => {
                 sr.complete = scan.complete;
                 report.errors.extend(scan.errors);
+                sr.reconnects = scan.reconnects;
             }
             Err(e) => {
                 tracing::warn!("{e}");

@@ -4,17 +4,23 @@
 //! than documents, and builds each customer's dossier.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+use rustc_hash::FxHashMap;
+use std::ops::Bound;
 use std::sync::Mutex;
 
 use dossier_schema::index::{DOC_CUSTOMER, DOC_RECORD};
 use dossier_schema::{
-    Customer, Dossier, Flag, MatchReason, Record, RecordGroup, RecordHit, SearchResponse, TimelineEntry,
+    Customer, Dossier, Flag, MatchReason, Profile, Record, RecordGroup, RecordHit, SearchResponse, Suggestion,
+    TimelineEntry,
 };
-use tantivy::collector::{DocSetCollector, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, FuzzyTermQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::collector::{Collector, SegmentCollector, TopDocs};
+use tantivy::query::{
+    AllQuery, BooleanQuery, FuzzyTermQuery, InvertedIndexRangeQuery, Occur, Query, QueryParser, TermQuery, TermSetQuery,
+};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
+use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader, TantivyDocument, Term};
 
 use crate::config::Config;
 use crate::entities::{Entities, names, normalize};
@@ -40,6 +46,8 @@ pub enum QueryError {
 
 /// Most records shown in one dossier; most text hits aggregated per query.
 const MAX_DOSSIER_RECORDS: usize = 500;
+/// Most name-matched customers whose own records a query's other words are searched in.
+const MAX_NAMED: usize = 200;
 const MAX_TEXT_HITS: usize = 1000;
 /// Words that carry no meaning in a name or id search.
 const STOP: &[&str] = &[
@@ -50,6 +58,60 @@ const STOP: &[&str] = &[
 const PROBLEMS: &[&str] =
     &["disputed", "dispute", "overdue", "open", "pending", "investigation", "escalated", "unpaid", "past", "hold"];
 
+/// Runs of digits with phone punctuation: "+1 (555) 201-7788", "555.201.7788".
+static PHONE_LIKE: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"\+?\d[\d\s().-]{5,}\d").expect("static regex"));
+
+/// The customer ids of record documents, read from the `customers` fast field: a text query
+/// can hit a thousand records, and reading each stored document for its ids cost more than the
+/// search.
+struct CustomerIds {
+    columns: Vec<Option<tantivy::columnar::StrColumn>>,
+    buf: String,
+}
+
+impl CustomerIds {
+    fn new(s: &Searcher) -> Result<CustomerIds, QueryError> {
+        let mut columns = Vec::with_capacity(s.segment_readers().len());
+        for r in s.segment_readers() {
+            columns.push(r.fast_fields().str(dossier_schema::index::FIELD_CUSTOMERS)?);
+        }
+        Ok(CustomerIds { columns, buf: String::new() })
+    }
+
+    fn of(&mut self, addr: DocAddress) -> Vec<String> {
+        let Some(Some(col)) = self.columns.get(addr.segment_ord as usize) else { return Vec::new() };
+        let mut out = Vec::new();
+        for ord in col.term_ords(addr.doc_id) {
+            if col.ord_to_str(ord, &mut self.buf).unwrap_or(false) {
+                out.push(self.buf.clone());
+            }
+        }
+        out
+    }
+}
+
+/// The parts of a stored [`Record`] a dossier shows; serde skips the rest (its mentions).
+#[derive(serde::Deserialize)]
+struct ShownRecord {
+    key: String,
+    source: String,
+    kind: dossier_schema::RecordKind,
+    item: String,
+    #[serde(default)]
+    parent: Option<String>,
+    title: String,
+    text: String,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+    #[serde(default)]
+    date: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    page: Option<u32>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
 /// A parsed query.
 #[derive(Debug, Default, Clone)]
 pub struct ParsedQuery {
@@ -59,6 +121,10 @@ pub struct ParsedQuery {
     pub name_words: Vec<String>,
     /// The text part, in tantivy query syntax.
     pub text: String,
+    /// The text part word by word.
+    text_parts: Vec<String>,
+    /// Which text parts were also read as name words (index into `text_parts`, folded word).
+    name_parts: Vec<(usize, String)>,
     /// `source:` filters.
     pub sources: Vec<String>,
     /// `kind:` filters.
@@ -106,8 +172,7 @@ pub fn parse(q: &str, ent: &Entities) -> ParsedQuery {
     let mut p = ParsedQuery::default();
     let mut rest = q.to_string();
     // Phones first: they span several tokens ("+1 (555) 201-7788").
-    let phone_re = regex::Regex::new(r"\+?\d[\d\s().-]{5,}\d").expect("static regex");
-    for m in phone_re.find_iter(q) {
+    for m in PHONE_LIKE.find_iter(q) {
         let digits: String = m.as_str().chars().filter(char::is_ascii_digit).collect();
         if (digits.len() >= 10 && m.as_str().chars().any(|c| !c.is_ascii_digit())
             || digits.len() == 10
@@ -185,15 +250,74 @@ pub fn parse(q: &str, ent: &Entities) -> ParsedQuery {
             continue;
         }
         let folded = names::fold(token);
-        if folded.len() >= 2 && !STOP.contains(&folded.as_str()) {
-            p.name_words.push(folded);
+        let initial = folded.len() == 1 && folded.chars().all(|c| c.is_ascii_alphabetic());
+        if initial || folded.len() >= 2 && !STOP.contains(&folded.as_str()) {
+            p.name_words.push(folded.clone());
+            p.name_parts.push((text_parts.len(), folded));
         }
         text_parts.push(raw.to_string());
+    }
+    // Initials only narrow a name: alone ("j") they would match thousands of customers.
+    if p.name_words.iter().all(|w| w.len() == 1) {
+        p.name_words.clear();
+        p.name_parts.clear();
     }
     p.ids.sort();
     p.ids.dedup();
     p.text = text_parts.join(" ");
+    p.text_parts = text_parts;
     p
+}
+
+impl ParsedQuery {
+    /// The text part without the words that were read as the customer's name, company or city:
+    /// "jayne smyth termination notice" looks for "termination notice" in Jayne Smyth's records.
+    fn text_without(&self, used: &HashSet<&str>) -> String {
+        let drop: HashSet<usize> =
+            self.name_parts.iter().filter(|(_, w)| used.contains(w.as_str())).map(|(i, _)| *i).collect();
+        let kept: Vec<&str> =
+            self.text_parts.iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, t)| t.as_str()).collect();
+        kept.join(" ")
+    }
+}
+
+/// Collects matching documents into a vector: the sets can hold a tenth of the index (every
+/// customer in a city), and hashing them into a set cost more than the search itself.
+struct DocVec;
+
+/// [`DocVec`] for one segment.
+struct DocVecSegment {
+    segment: u32,
+    docs: Vec<DocAddress>,
+}
+
+impl Collector for DocVec {
+    type Fruit = Vec<DocAddress>;
+    type Child = DocVecSegment;
+
+    fn for_segment(&self, segment: SegmentOrdinal, _reader: &SegmentReader) -> tantivy::Result<DocVecSegment> {
+        Ok(DocVecSegment { segment, docs: Vec::new() })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<DocAddress>>) -> tantivy::Result<Vec<DocAddress>> {
+        Ok(fruits.concat())
+    }
+}
+
+impl SegmentCollector for DocVecSegment {
+    type Fruit = Vec<DocAddress>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        self.docs.push(DocAddress::new(self.segment, doc));
+    }
+
+    fn harvest(self) -> Vec<DocAddress> {
+        self.docs
+    }
 }
 
 /// The search engine over one index and state store.
@@ -239,8 +363,8 @@ impl Engine {
         serde_json::from_str(d.get_first(self.store.fields.json)?.as_str()?).ok()
     }
 
-    fn docs(&self, s: &Searcher, q: &dyn Query) -> Result<HashSet<DocAddress>, QueryError> {
-        Ok(s.search(q, &DocSetCollector)?)
+    fn docs(&self, s: &Searcher, q: &dyn Query) -> Result<Vec<DocAddress>, QueryError> {
+        Ok(s.search(q, &DocVec)?)
     }
 
     fn customers_only(&self, q: Box<dyn Query>) -> BooleanQuery {
@@ -304,10 +428,16 @@ impl Engine {
         }
 
         // Names: each word scores its best kind of match on each customer.
-        let mut name_scores: HashMap<DocAddress, (f64, usize, bool)> = HashMap::new();
-        for w in &p.name_words {
-            let mut best: HashMap<DocAddress, (f64, bool)> = HashMap::new();
-            let mut add = |docs: HashSet<DocAddress>, s: f64, is_name: bool| {
+        // Per customer: score, words matched, whether any matched as a name, and which words (bit per word).
+        // The name, canon, phonetic and place fields exist on customer documents only, so these
+        // queries need no document-type filter (intersecting with it cost a tenth of the search).
+        let mut name_scores: FxHashMap<DocAddress, (f64, usize, bool, u64)> = FxHashMap::default();
+        // Company and city words only add to customers some word matched as a name: alone they
+        // match a tenth of the index and can never make a name match.
+        let mut places: Vec<(usize, Vec<DocAddress>)> = Vec::new();
+        for (wi, w) in p.name_words.iter().enumerate().take(64) {
+            let mut best: FxHashMap<DocAddress, (f64, bool)> = FxHashMap::default();
+            let mut add = |docs: Vec<DocAddress>, s: f64, is_name: bool| {
                 for d in docs {
                     let e = best.entry(d).or_insert((0.0, false));
                     if s > e.0 {
@@ -315,53 +445,102 @@ impl Engine {
                     }
                 }
             };
-            let canon = names::canonical_first(w).to_string();
-            let exact: Vec<(Occur, Box<dyn Query>)> =
-                vec![(Occur::Should, self.term(f.canon, w)), (Occur::Should, self.term(f.canon, &canon))];
-            add(self.docs(&searcher, &self.customers_only(Box::new(BooleanQuery::new(exact))))?, 3.0, true);
-            let (code, alt) = names::phonetic(w);
-            if !code.is_empty() {
-                let mut ph: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Should, self.term(f.phonetic, &code))];
-                if !alt.is_empty() && alt != code {
-                    ph.push((Occur::Should, self.term(f.phonetic, &alt)));
+            if w.len() == 1 {
+                // An initial ("J Smith", "Smith, J."): given names starting with it.
+                let q = self.term(f.canon, &format!("{}{w}", crate::index::INITIAL));
+                add(self.docs(&searcher, q.as_ref())?, 1.5, true);
+            } else {
+                let canon = names::canonical_first(w).to_string();
+                let exact: Vec<(Occur, Box<dyn Query>)> =
+                    vec![(Occur::Should, self.term(f.canon, w)), (Occur::Should, self.term(f.canon, &canon))];
+                add(self.docs(&searcher, &BooleanQuery::new(exact))?, 3.0, true);
+                let (code, alt) = names::phonetic(w);
+                if !code.is_empty() {
+                    let mut ph: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Should, self.term(f.phonetic, &code))];
+                    if !alt.is_empty() && alt != code {
+                        ph.push((Occur::Should, self.term(f.phonetic, &alt)));
+                    }
+                    add(self.docs(&searcher, &BooleanQuery::new(ph))?, 2.0, true);
                 }
-                add(self.docs(&searcher, &self.customers_only(Box::new(BooleanQuery::new(ph))))?, 2.0, true);
+                if w.len() >= 4 {
+                    let dist = if w.len() >= 8 { 2 } else { 1 };
+                    let fz = FuzzyTermQuery::new(Term::from_field_text(f.name, w), dist, true);
+                    add(self.docs(&searcher, &fz)?, 2.0, true);
+                }
+                places.push((wi, self.docs(&searcher, self.term(f.place, w).as_ref())?));
             }
-            if w.len() >= 4 {
-                let dist = if w.len() >= 8 { 2 } else { 1 };
-                let fz = FuzzyTermQuery::new(Term::from_field_text(f.name, w), dist, true);
-                add(self.docs(&searcher, &self.customers_only(Box::new(fz)))?, 2.0, true);
-            }
-            add(self.docs(&searcher, &self.customers_only(self.term(f.place, w)))?, 1.0, false);
             for (d, (s, is_name)) in best {
-                let e = name_scores.entry(d).or_insert((0.0, 0, false));
+                let e = name_scores.entry(d).or_insert((0.0, 0, false, 0));
                 e.0 += s;
                 e.1 += 1;
                 e.2 |= is_name;
+                e.3 |= 1 << wi;
+            }
+        }
+        for (wi, docs) in places {
+            for d in docs {
+                if let Some(e) = name_scores.get_mut(&d)
+                    && e.3 & (1 << wi) == 0
+                {
+                    e.0 += 1.0;
+                    e.1 += 1;
+                    e.3 |= 1 << wi;
+                }
             }
         }
         let need = p.name_words.len().div_ceil(2).max(1);
-        for (d, (score, matched, is_name)) in name_scores {
+        let mut name_cands: HashSet<DocAddress> = HashSet::new();
+        let mut used_mask = 0u64;
+        for (d, (score, matched, is_name, mask)) in name_scores {
             if matched >= need && is_name && (matched >= 2 || p.name_words.len() == 1 || score >= 3.0) {
                 let c = cands.entry(d).or_default();
                 c.name = score;
                 c.why.push(MatchReason { kind: "name".into(), query: p.name_words.join(" "), matched: String::new() });
+                name_cands.insert(d);
+                used_mask |= mask;
+            }
+        }
+        let used: HashSet<&str> = p
+            .name_words
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i < 64 && used_mask & (1 << i) != 0)
+            .map(|(_, w)| w.as_str())
+            .collect();
+        // The "why" of a name match quotes the words that matched as names, not the whole query.
+        let name_query: Vec<&str> = p.name_words.iter().map(String::as_str).filter(|w| used.contains(w)).collect();
+        for d in &name_cands {
+            if let Some(c) = cands.get_mut(d) {
+                for w in c.why.iter_mut().filter(|w| w.kind == "name") {
+                    w.query = name_query.join(" ");
+                }
             }
         }
 
-        // Text: records matching the words and phrases, aggregated per customer.
+        // Text: records matching the words and phrases, aggregated per customer. When some words
+        // named customers, the other words are also looked for in those customers' records alone.
         let mut unlinked = Vec::new();
         let mut text_query: Option<Box<dyn Query>> = None;
         let mut customer_addr_by_id: HashMap<String, DocAddress> = HashMap::new();
+        let mut runs: Vec<(String, bool)> = Vec::new();
+        let mut customer_ids = CustomerIds::new(&searcher)?;
+        let mut text_used = p.text.clone();
         if !p.text.trim().is_empty() || filtered {
-            let mut parser = QueryParser::for_index(&self.store.index, vec![f.title, f.text, f.fields]);
-            parser.set_conjunction_by_default();
-            parser.set_field_boost(f.title, 2.0);
-            let tq: Box<dyn Query> = if p.text.trim().is_empty() {
+            runs.push((p.text.clone(), false));
+        }
+        let narrowed = p.text_without(&used);
+        if !used.is_empty() && !narrowed.trim().is_empty() && narrowed != p.text {
+            runs.push((narrowed, true));
+        }
+        let mut parser = QueryParser::for_index(&self.store.index, vec![f.title, f.text, f.fields]);
+        parser.set_conjunction_by_default();
+        parser.set_field_boost(f.title, 2.0);
+        for (text, only_named) in runs {
+            let tq: Box<dyn Query> = if text.trim().is_empty() {
                 Box::new(AllQuery)
             } else {
-                let (tq, errors) = parser.parse_query_lenient(&p.text);
-                if !errors.is_empty() {
+                let (tq, errors) = parser.parse_query_lenient(&text);
+                if !errors.is_empty() && notices.is_empty() {
                     notices.push(format!(
                         "Parts of the query could not be read as search syntax and were searched as plain words: {}",
                         errors.len()
@@ -371,15 +550,26 @@ impl Engine {
             };
             let mut clauses = self.record_filter(&p);
             clauses.push((Occur::Must, tq.box_clone()));
+            // Words looked for in the named customers' records: search only those records, so the
+            // clause is found even when thousands of other contracts say the same.
+            if only_named && name_cands.len() <= MAX_NAMED {
+                let ids: Vec<Term> = name_cands
+                    .iter()
+                    .filter_map(|a| self.customer_doc(&searcher, *a))
+                    .map(|c| Term::from_field_text(f.customers, &c.id))
+                    .collect();
+                clauses.push((Occur::Must, Box::new(TermSetQuery::new(ids))));
+            }
             let full = BooleanQuery::new(clauses);
             let hits = searcher.search(&full, &TopDocs::with_limit(MAX_TEXT_HITS).order_by_score())?;
             let max = hits.first().map(|h| h.0).unwrap_or(1.0).max(1e-6);
+            let mut any = false;
             for (score, addr) in hits {
-                let d: TantivyDocument = searcher.doc(addr)?;
-                let ids: Vec<String> = d.get_all(f.customers).filter_map(|v| v.as_str().map(str::to_string)).collect();
+                let ids = customer_ids.of(addr);
                 if ids.is_empty() {
-                    if unlinked.len() < 20
-                        && let Some(r) = self.record_of(&d)
+                    if !only_named
+                        && unlinked.len() < 20
+                        && let Some(r) = self.record_of(&searcher.doc(addr)?)
                     {
                         unlinked.push(hit(&r, String::new(), true));
                     }
@@ -387,16 +577,24 @@ impl Engine {
                 }
                 for id in ids {
                     let Some(caddr) = self.customer_addr(&searcher, &mut customer_addr_by_id, &id)? else { continue };
+                    if only_named && !name_cands.contains(&caddr) {
+                        continue;
+                    }
+                    any = true;
                     let c = cands.entry(caddr).or_default();
                     c.text = c.text.max(score / max);
-                    c.hits.push(addr);
+                    if !c.hits.contains(&addr) {
+                        c.hits.push(addr);
+                    }
                 }
             }
-            text_query = Some(tq);
+            if any || text_query.is_none() {
+                text_query = Some(tq);
+                text_used = text;
+            }
         }
         for (addr, term, raw, kind) in id_records {
-            let d: TantivyDocument = searcher.doc(addr)?;
-            for id in d.get_all(f.customers).filter_map(|v| v.as_str().map(str::to_string)) {
+            for id in customer_ids.of(addr) {
                 let Some(caddr) = self.customer_addr(&searcher, &mut customer_addr_by_id, &id)? else { continue };
                 let c = cands.entry(caddr).or_default();
                 if !c.why.iter().any(|w| w.matched == term) {
@@ -411,22 +609,31 @@ impl Engine {
             cands.retain(|_, c| !c.hits.is_empty());
         }
 
-        // Rank: identifiers outrank names, which outrank text.
-        let mut ranked: Vec<(f64, String, DocAddress)> = Vec::with_capacity(cands.len());
-        for (addr, c) in &cands {
-            let score = 1000.0 * c.id_hits + 10.0 * c.name + 5.0 * c.text as f64 + (c.hits.len().min(20) as f64) * 0.01;
-            if let Some(cu) = self.customer_doc(&searcher, *addr) {
-                ranked.push((score, cu.id, *addr));
-            }
-        }
-        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let total = ranked.len();
+        // Rank: identifiers outrank names, which outrank text. Only the customers that can be on
+        // this page (ties at its edge included) are read, to order equal scores by id.
+        let mut scored: Vec<(f64, DocAddress)> = cands
+            .iter()
+            .map(|(addr, c)| {
+                let s = 1000.0 * c.id_hits + 10.0 * c.name + 5.0 * c.text as f64 + (c.hits.len().min(20) as f64) * 0.01;
+                (s, *addr)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let end = (page + 1).saturating_mul(per_page);
+        let edge = scored.get(end.saturating_sub(1)).map(|x| x.0);
+        let mut ranked: Vec<(f64, Customer, DocAddress)> = scored
+            .iter()
+            .take_while(|(s, _)| edge.is_none_or(|e| *s >= e))
+            .filter_map(|(s, addr)| self.customer_doc(&searcher, *addr).map(|cu| (*s, cu, *addr)))
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
+        let total = scored.len();
         let mut dossiers = Vec::new();
         let snippets = match &text_query {
             Some(tq) if !p.text.trim().is_empty() => SnippetGenerator::create(&searcher, tq.as_ref(), f.text).ok(),
             _ => None,
         };
-        for (score, id, addr) in ranked.into_iter().skip(page * per_page).take(per_page) {
+        for (score, cu, addr) in ranked.into_iter().skip(page * per_page).take(per_page) {
             let c = cands.remove(&addr).unwrap_or_default();
             let matched: HashSet<DocAddress> = c.hits.iter().copied().collect();
             let mut why = c.why;
@@ -434,10 +641,10 @@ impl Engine {
                 if let Ok(d) = searcher.doc::<TantivyDocument>(*a)
                     && let Some(k) = d.get_first(f.key).and_then(|v| v.as_str())
                 {
-                    why.push(MatchReason { kind: "text".into(), query: p.text.clone(), matched: k.to_string() });
+                    why.push(MatchReason { kind: "text".into(), query: text_used.clone(), matched: k.to_string() });
                 }
             }
-            let mut d = self.dossier(&searcher, &id, &matched, snippets.as_ref())?;
+            let mut d = self.dossier(&searcher, &cu.id, Some(cu.profile), &matched, snippets.as_ref())?;
             d.score = (score * 1000.0).round() / 1000.0;
             // Name reasons say which names matched.
             for w in &mut why {
@@ -477,8 +684,120 @@ impl Engine {
         Ok(a)
     }
 
+    /// A stored record as a dossier shows it: without its mentions, which are most of its JSON.
+    fn shown_record_of(&self, d: &TantivyDocument) -> Option<Record> {
+        let json = d.get_first(self.store.fields.json)?.as_str()?;
+        let r: ShownRecord = serde_json::from_str(json).ok()?;
+        Some(Record {
+            key: r.key,
+            source: r.source,
+            kind: r.kind,
+            item: r.item,
+            parent: r.parent,
+            title: r.title,
+            text: r.text,
+            fields: r.fields,
+            date: r.date,
+            page: r.page,
+            note: r.note,
+            mentions: Vec::new(),
+        })
+    }
+
     fn record_of(&self, d: &TantivyDocument) -> Option<Record> {
         serde_json::from_str(d.get_first(self.store.fields.json)?.as_str()?).ok()
+    }
+
+    /// Typeahead: customers whose name, company, email or number starts with what was typed.
+    pub fn suggest(&self, typed: &str, limit: usize) -> Result<Vec<Suggestion>, QueryError> {
+        let typed = typed.trim();
+        if typed.chars().count() < 2 {
+            return Ok(Vec::new());
+        }
+        let searcher = self.store.reader.searcher();
+        let f = &self.store.fields;
+        // Prefixes expand to at most this many index terms, so "a" cannot walk the whole dictionary.
+        const MAX_TERMS: u64 = 200;
+        let prefix = |field, p: &str| -> Box<dyn Query> {
+            let mut q = InvertedIndexRangeQuery::new(
+                Bound::Included(Term::from_field_text(field, p)),
+                Bound::Excluded(Term::from_field_text(field, &format!("{p}\u{10FFFF}"))),
+            );
+            q.limit(MAX_TERMS);
+            Box::new(q)
+        };
+        let digits = typed.chars().filter(char::is_ascii_digit).count();
+        let (query, matched): (Box<dyn Query>, &str) = if typed.contains('@') {
+            (prefix(f.ids, &typed.to_lowercase()), "email")
+        } else if digits >= 3 && (!typed.chars().any(char::is_whitespace) || digits * 2 >= typed.len()) {
+            // A number as typed: without its letters prefix (ORD-), separators or leading zeros.
+            let bare: String = typed.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_lowercase();
+            let bare = bare.trim_start_matches(|c: char| c.is_ascii_alphabetic()).trim_start_matches('0');
+            if bare.len() < 3 {
+                return Ok(Vec::new());
+            }
+            let mut any: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Should, prefix(f.ids, bare))];
+            // Phones are stored in E.164: a number typed from its area code on is a prefix of +CC….
+            if bare.chars().all(|c| c.is_ascii_digit()) {
+                any.push((Occur::Should, prefix(f.ids, &format!("+{bare}"))));
+                if let Some(cc) = self.entities.country_code() {
+                    any.push((Occur::Should, prefix(f.ids, &format!("+{cc}{bare}"))));
+                }
+            }
+            (Box::new(BooleanQuery::new(any)), "number")
+        } else {
+            // Words as the index tokenizes them; all but the last are whole, the last is a prefix.
+            let mut analyzer = self.store.index.tokenizer_for_field(f.name)?;
+            let mut words = Vec::new();
+            let mut stream = analyzer.token_stream(typed);
+            while let Some(t) = stream.next() {
+                if words.len() < 6 {
+                    words.push(t.text.clone());
+                }
+            }
+            let Some(last) = words.pop() else { return Ok(Vec::new()) };
+            let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            for w in &words {
+                let either = BooleanQuery::new(vec![
+                    (Occur::Should, self.term(f.name, w)),
+                    (Occur::Should, self.term(f.place, w)),
+                ]);
+                must.push((Occur::Must, Box::new(either)));
+            }
+            let either = BooleanQuery::new(vec![
+                (Occur::Should, prefix(f.name, &last)),
+                (Occur::Should, prefix(f.place, &last)),
+            ]);
+            must.push((Occur::Must, Box::new(either)));
+            (Box::new(BooleanQuery::new(must)), "name")
+        };
+        let hits = searcher.search(&self.customers_only(query), &TopDocs::with_limit(200).order_by_score())?;
+        let folded = names::fold(typed);
+        let mut out: Vec<(bool, Suggestion)> = Vec::new();
+        for (_, addr) in hits {
+            let Some(c) = self.customer_doc(&searcher, addr) else { continue };
+            let p = &c.profile;
+            let starts = names::fold(&p.display_name).starts_with(&folded);
+            let matched = if matched == "name" && !p.names.iter().any(|n| names::fold(n).contains(&folded)) {
+                "company"
+            } else {
+                matched
+            };
+            let detail =
+                p.companies.iter().next().into_iter().chain(p.cities.iter().next()).cloned().collect::<Vec<_>>();
+            out.push((
+                starts,
+                Suggestion {
+                    id: c.id,
+                    name: p.display_name.clone(),
+                    detail: detail.join(" · "),
+                    matched: matched.into(),
+                },
+            ));
+        }
+        // Names that start with what was typed first, then alphabetical, so the list does not jump.
+        out.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.name.cmp(&b.1.name)).then(a.1.id.cmp(&b.1.id)));
+        Ok(out.into_iter().map(|(_, s)| s).take(limit).collect())
     }
 
     /// The dossier of one customer (following redirects), with no query.
@@ -489,7 +808,7 @@ impl Engine {
         };
         let Some(real) = real else { return Ok(None) };
         let searcher = self.store.reader.searcher();
-        Ok(Some(self.dossier(&searcher, &real, &HashSet::new(), None)?))
+        Ok(Some(self.dossier(&searcher, &real, None, &HashSet::new(), None)?))
     }
 
     /// One record in full.
@@ -516,27 +835,31 @@ impl Engine {
         &self,
         s: &Searcher,
         id: &str,
+        profile: Option<Profile>,
         matched: &HashSet<DocAddress>,
         snippets: Option<&SnippetGenerator>,
     ) -> Result<Dossier, QueryError> {
         let f = &self.store.fields;
-        let cq = self.customers_only(self.term(f.key, id));
-        let profile = self
-            .docs(s, &cq)?
-            .into_iter()
-            .next()
-            .and_then(|a| self.customer_doc(s, a))
-            .map(|c| c.profile)
-            .unwrap_or_default();
-        let rq = BooleanQuery::new(vec![
-            (Occur::Must, self.term(f.doctype, DOC_RECORD)),
-            (Occur::Must, self.term(f.customers, id)),
-        ]);
-        let addrs = s.search(&rq, &TopDocs::with_limit(MAX_DOSSIER_RECORDS).order_by_score())?;
+        let profile = match profile {
+            Some(p) => p,
+            None => {
+                let cq = self.customers_only(self.term(f.key, id));
+                self.docs(s, &cq)?
+                    .into_iter()
+                    .next()
+                    .and_then(|a| self.customer_doc(s, a))
+                    .map(|c| c.profile)
+                    .unwrap_or_default()
+            }
+        };
+        // Only record documents carry the `customers` field: no document-type filter, no scoring.
+        let mut addrs = self.docs(s, self.term(f.customers, id).as_ref())?;
+        addrs.sort();
+        addrs.truncate(MAX_DOSSIER_RECORDS);
         let mut records: Vec<(Record, bool, String)> = Vec::new();
-        for (_, a) in addrs {
+        for a in addrs {
             let d: TantivyDocument = s.doc(a)?;
-            let Some(r) = self.record_of(&d) else {
+            let Some(r) = self.shown_record_of(&d) else {
                 continue;
             };
             let is_match = matched.contains(&a);
@@ -631,6 +954,33 @@ fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// Where a record sits in its item, in words: its page, its sheet and row, or its sender.
+fn locus(r: &Record) -> String {
+    if let Some(p) = r.page {
+        return format!("page {p}");
+    }
+    if let Some(from) = r.field("from") {
+        return format!("from {from}");
+    }
+    // Workbook rows: `file!Sheet!rN`.
+    let mut parts = r.key.rsplitn(3, '!');
+    if let (Some(row), Some(sheet), Some(_)) = (parts.next(), parts.next(), parts.next())
+        && let Some(n) = row.strip_prefix('r')
+    {
+        return format!("sheet {sheet}, row {n}");
+    }
+    if let Some(n) = r.key.rsplit_once("!r").map(|(_, n)| n).filter(|n| n.chars().all(|c| c.is_ascii_digit())) {
+        return format!("row {n}");
+    }
+    // Database rows: `source:table/key`.
+    if r.kind == dossier_schema::RecordKind::Row
+        && let Some((table, key)) = r.key.split_once(':').and_then(|(_, loc)| loc.split_once('/'))
+    {
+        return format!("table {table}, key {key}");
+    }
+    String::new()
+}
+
 fn hit(r: &Record, snippet: String, matched: bool) -> RecordHit {
     RecordHit {
         key: r.key.clone(),
@@ -641,5 +991,6 @@ fn hit(r: &Record, snippet: String, matched: bool) -> RecordHit {
         page: r.page,
         date: r.date,
         matched,
+        locus: locus(r),
     }
 }

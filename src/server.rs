@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use dossier_schema::{ApiErrorBody, Health, Suggestions};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::query::{Engine, QueryError};
 
@@ -29,7 +29,7 @@ pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1, "status": self.0.as_u16() }))).into_response()
+        (self.0, Json(ApiErrorBody { error: self.1, status: self.0.as_u16() })).into_response()
     }
 }
 
@@ -74,6 +74,31 @@ async fn search(State(st): State<Arc<AppState>>, Query(p): Query<SearchParams>) 
     Ok(Json(resp))
 }
 
+/// `GET /api/suggest` parameters.
+#[derive(Deserialize)]
+pub struct SuggestParams {
+    /// What has been typed so far.
+    q: Option<String>,
+    /// Most suggestions (default 8, at most 20).
+    limit: Option<usize>,
+}
+
+async fn suggest(
+    State(st): State<Arc<AppState>>,
+    Query(p): Query<SuggestParams>,
+) -> Result<impl IntoResponse, ApiError> {
+    let q = p.q.unwrap_or_default();
+    if q.len() > MAX_QUERY {
+        return Err(ApiError(StatusCode::BAD_REQUEST, format!("the query is longer than {MAX_QUERY} bytes")));
+    }
+    let limit = p.limit.unwrap_or(8);
+    if limit == 0 || limit > 20 {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "limit must be between 1 and 20".into()));
+    }
+    let s = blocking(move || Ok(st.engine.suggest(&q, limit)?)).await?;
+    Ok(Json(Suggestions { suggestions: s }))
+}
+
 async fn customer(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     if id.len() > 64 {
         return Err(ApiError(StatusCode::BAD_REQUEST, "not a customer id".into()));
@@ -102,15 +127,19 @@ async fn runs(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiE
 }
 
 async fn health() -> impl IntoResponse {
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
 }
 
 async fn page() -> impl IntoResponse {
     Html(include_str!("web/index.html"))
 }
 
+async fn openapi() -> impl IntoResponse {
+    Json(crate::openapi::document())
+}
+
 async fn not_found() -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, "no such route; see /api/health, /api/search?q=…".into())
+    ApiError(StatusCode::NOT_FOUND, "no such route; the API is described at /api/openapi.json".into())
 }
 
 /// The router.
@@ -118,7 +147,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/api/health", get(health))
+        .route("/api/openapi.json", get(openapi))
         .route("/api/search", get(search))
+        .route("/api/suggest", get(suggest))
         .route("/api/customers/{id}", get(customer))
         .route("/api/records/{*key}", get(record))
         .route("/api/runs", get(runs))

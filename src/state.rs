@@ -45,7 +45,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// Per-source counts of one run.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct SourceReport {
     /// Source name.
     pub source: String,
@@ -70,10 +70,13 @@ pub struct SourceReport {
     pub error: Option<String>,
     /// Wall time in milliseconds.
     pub millis: u64,
+    /// Times a dropped database connection was re-established and the read resumed.
+    #[serde(default)]
+    pub reconnects: u32,
 }
 
 /// What a run did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct RunReport {
     /// Run id.
     pub id: i64,

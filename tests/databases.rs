@@ -120,7 +120,7 @@ key = ["EmployeeId"]
 }
 
 /// What must agree across drivers: each customer's member keys, and the customers' names.
-fn outcome(cfg: &Path) -> (BTreeSet<BTreeSet<String>>, BTreeMap<String, String>, usize) {
+fn outcome(cfg: &Path) -> Outcome {
     let customers = common::export(cfg);
     let clusters = customers
         .iter()
@@ -136,6 +136,17 @@ fn outcome(cfg: &Path) -> (BTreeSet<BTreeSet<String>>, BTreeMap<String, String>,
     (clusters, names, records)
 }
 
+type Outcome = (BTreeSet<BTreeSet<String>>, BTreeMap<String, String>, usize);
+
+/// Indexes through `cfg` and checks records, customers and names against SQLite's.
+fn assert_same_as_sqlite(cfg: &Path, lite: &Outcome, driver: &str) {
+    common::ok(&["index", "--config", cfg.to_str().unwrap()]);
+    let got = outcome(cfg);
+    assert_eq!(got.2, lite.2, "{driver}: records");
+    assert_eq!(got.0, lite.0, "{driver} and SQLite resolve the same customers");
+    assert_eq!(got.1, lite.1, "{driver}: names");
+}
+
 #[test]
 fn chinook_gives_the_same_customers_through_sqlite_postgres_and_mysql() {
     let Some(corpus) = common::shared_corpus() else { return };
@@ -143,9 +154,10 @@ fn chinook_gives_the_same_customers_through_sqlite_postgres_and_mysql() {
     let sqlite = corpus.join("databases/chinook/Chinook_Sqlite.sqlite");
     let lite = config(&tmp.path().join("lite"), "sqlite", sqlite.to_str().unwrap(), false);
     common::ok(&["index", "--config", lite.to_str().unwrap()]);
-    let (lite_clusters, lite_names, lite_records) = outcome(&lite);
+    let lite_outcome = outcome(&lite);
+    let (lite_clusters, _, lite_records) = &lite_outcome;
     assert_eq!(lite_clusters.len(), 59, "59 Chinook customers");
-    assert_eq!(lite_records, 59 + 412, "every customer row and invoice is linked");
+    assert_eq!(*lite_records, 59 + 412, "every customer row and invoice is linked");
     let luis = common::search(&lite, "luisg@embraer.com.br");
     assert_eq!(luis["dossiers"][0]["profile"]["display_name"], "Luís Gonçalves");
     let invoices = luis["dossiers"][0]["keys"]
@@ -162,11 +174,7 @@ fn chinook_gives_the_same_customers_through_sqlite_postgres_and_mysql() {
         Ok(()) => {
             servers += 1;
             let pg = config(&tmp.path().join("pg"), "postgres", &format!("postgres://root@127.0.0.1:5432/{DB}"), true);
-            common::ok(&["index", "--config", pg.to_str().unwrap()]);
-            let (c, n, r) = outcome(&pg);
-            assert_eq!(r, lite_records);
-            assert_eq!(c, lite_clusters, "PostgreSQL and SQLite resolve the same customers");
-            assert_eq!(n, lite_names);
+            assert_same_as_sqlite(&pg, &lite_outcome, "PostgreSQL");
             // Incremental: one changed row, one deleted invoice.
             sh(Command::new("psql").args(["-h", "127.0.0.1", "-d", DB, "-c", "UPDATE customer SET city = 'Campinas' WHERE customer_id = 1; DELETE FROM invoice_line WHERE invoice_id = 98; DELETE FROM invoice WHERE invoice_id = 98;"])).unwrap();
             common::ok(&["index", "--config", pg.to_str().unwrap()]);
@@ -188,11 +196,7 @@ fn chinook_gives_the_same_customers_through_sqlite_postgres_and_mysql() {
         Ok(()) => {
             servers += 1;
             let my = config(&tmp.path().join("my"), "mysql", &format!("mysql://root@127.0.0.1:3306/{DB}"), false);
-            common::ok(&["index", "--config", my.to_str().unwrap()]);
-            let (c, n, r) = outcome(&my);
-            assert_eq!(r, lite_records);
-            assert_eq!(c, lite_clusters, "MySQL and SQLite resolve the same customers");
-            assert_eq!(n, lite_names);
+            assert_same_as_sqlite(&my, &lite_outcome, "MySQL");
         }
     }
     eprintln!("compared SQLite with {servers} server(s)");
@@ -204,4 +208,208 @@ fn an_unreachable_database_is_a_clear_source_error_and_the_run_goes_on() {
     let cfg = config(tmp.path(), "postgres", "postgres://nobody@127.0.0.1:1/none", true);
     let out = common::ok(&["index", "--config", cfg.to_str().unwrap()]);
     assert!(out.contains("ERROR") && out.contains("chinook"), "{out}");
+}
+
+/// Reads `rows` rows of a fresh table through the connector and, after `kill_at` rows, kills the
+/// connector's server session from outside; returns the locators handed on and the scan report.
+fn read_with_a_killed_session(
+    kind: &str,
+    url: &str,
+    kill: &mut dyn FnMut() -> Result<(), String>,
+    kill_at: usize,
+) -> (Vec<String>, dossier_connectors::ScanReport) {
+    let spec: dossier_connectors::SourceSpec = toml::from_str(&format!(
+        "name = \"big\"\nkind = \"{kind}\"\nlocation = \"{url}\"\n[[tables]]\nname = \"big\"\nkey = [\"id\"]\n"
+    ))
+    .unwrap();
+    let mut c = dossier_connectors::connector_for(&spec, Path::new(".")).unwrap();
+    let mut seen = Vec::new();
+    let report = c
+        .scan(&mut |item| {
+            seen.push(item.locator);
+            if seen.len() == kill_at {
+                kill().unwrap();
+            }
+            true
+        })
+        .unwrap();
+    (seen, report)
+}
+
+fn assert_resumed(driver: &str, seen: &[String], report: &dossier_connectors::ScanReport, rows: usize) {
+    let unique: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "{driver}: a row was handed on twice");
+    assert_eq!(seen.len(), rows, "{driver}: rows lost after the reconnect; errors {:?}", report.errors);
+    assert!(report.complete, "{driver}: the resumed listing is complete: {:?}", report.errors);
+    assert!(report.reconnects >= 1, "{driver}: the session was killed mid-read, so the read must have reconnected");
+}
+
+#[test]
+fn a_read_survives_a_killed_server_session_and_resumes_without_loss_or_duplicates() {
+    const ROWS: usize = 200_000;
+    const RESUME_DB: &str = "dossier_resume_test";
+    let psql = |db: &str, sql: &str| {
+        sh(Command::new("psql").args(["-h", "127.0.0.1", "-v", "ON_ERROR_STOP=1", "-q", "-d", db, "-c", sql]))
+    };
+    let mut servers = 0;
+    // Only an absent server skips; a setup that fails on a present server fails the test.
+    let pg_ready = psql("test", "SELECT 1").map(|_| {
+        psql("test", &format!("DROP DATABASE IF EXISTS {RESUME_DB}"))
+            .and_then(|_| psql("test", &format!("CREATE DATABASE {RESUME_DB}")))
+            .and_then(|_| {
+                psql(
+                    RESUME_DB,
+                    &format!(
+                        "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, {ROWS}) g"
+                    ),
+                )
+            })
+            .expect("setting up the PostgreSQL table")
+    });
+    match pg_ready {
+        Err(e) => skip(&format!("PostgreSQL is not available at 127.0.0.1:5432 ({e})")),
+        Ok(()) => {
+            servers += 1;
+            let mut kill = || {
+                psql(
+                    "test",
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'dossier'",
+                )
+            };
+            let url = format!("postgres://root@127.0.0.1:5432/{RESUME_DB}");
+            let (seen, report) = read_with_a_killed_session("postgres", &url, &mut kill, 5_000);
+            assert_resumed("postgres", &seen, &report, ROWS);
+        }
+    }
+
+    let mysql = |sql: &str| sh(Command::new("mysql").args(["-h", "127.0.0.1", "-P", "3306", "-uroot", "-e", sql]));
+    let my_ready = mysql("SELECT 1").map(|_| {
+        mysql(&format!(
+        "SET SESSION max_recursive_iterations = {ROWS}; DROP DATABASE IF EXISTS {RESUME_DB}; CREATE DATABASE {RESUME_DB}; \
+         CREATE TABLE {RESUME_DB}.big (id INT PRIMARY KEY, note TEXT); \
+         INSERT INTO {RESUME_DB}.big WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {ROWS}) \
+         SELECT g, REPEAT(MD5(g), 16) FROM s;"
+        ))
+        .expect("setting up the MariaDB table")
+    });
+    match my_ready {
+        Err(e) => skip(&format!("MariaDB/MySQL is not available at 127.0.0.1:3306 ({e})")),
+        Ok(()) => {
+            servers += 1;
+            let mut kill = || {
+                let out = Command::new("mysql")
+                    .args(["-h", "127.0.0.1", "-P", "3306", "-uroot", "-N", "-e"])
+                    .arg(format!(
+                        "SELECT id FROM information_schema.processlist WHERE db = '{RESUME_DB}' AND id <> CONNECTION_ID()"
+                    ))
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    mysql(&format!("KILL {id}"))?;
+                }
+                Ok(())
+            };
+            let url = format!("mysql://root@127.0.0.1:3306/{RESUME_DB}");
+            let (seen, report) = read_with_a_killed_session("mysql", &url, &mut kill, 5_000);
+            assert_resumed("mysql", &seen, &report, ROWS);
+        }
+    }
+    eprintln!("{servers} database servers tested");
+}
+
+/// Lists a `customers(id, name, email, updated_at)` table through the connector with the
+/// versions of a previous listing; returns (all items by locator → version, locators read in full).
+fn list_with_known(
+    kind: &str,
+    url: &str,
+    known: &std::collections::HashMap<String, String>,
+) -> (BTreeMap<String, String>, BTreeSet<String>) {
+    let spec: dossier_connectors::SourceSpec = toml::from_str(&format!(
+        "name = \"crm\"\nkind = \"{kind}\"\nlocation = \"{url}\"\n[[tables]]\nname = \"customers\"\nkey = [\"id\"]\nupdated = \"updated_at\"\n"
+    ))
+    .unwrap();
+    let mut c = dossier_connectors::connector_for(&spec, Path::new(".")).unwrap();
+    c.set_known(known);
+    let (mut all, mut full) = (BTreeMap::new(), BTreeSet::new());
+    let report = c
+        .scan(&mut |item| {
+            if let dossier_schema::Payload::Records(r) = &item.payload
+                && !r.is_empty()
+            {
+                full.insert(item.locator.clone());
+            }
+            all.insert(item.locator, item.version);
+            true
+        })
+        .unwrap();
+    assert!(report.complete && report.errors.is_empty(), "{kind}: {:?}", report.errors);
+    (all, full)
+}
+
+/// Loads 1,000 rows, lists them, changes 3 (one with its change value moved backwards), deletes 2,
+/// adds 1, and lists again with the first listing's versions: only the 4 changed or new rows are
+/// read in full, the other 995 pass as unchanged, the deleted 2 are absent.
+fn check_change_column(kind: &str, url: &str, exec: &dyn Fn(&str) -> Result<(), String>) {
+    exec("DROP TABLE IF EXISTS customers").unwrap();
+    exec("CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(80), email VARCHAR(80), updated_at TIMESTAMP)")
+        .unwrap();
+    let values: Vec<String> =
+        (1..=1000).map(|i| format!("({i}, 'Customer {i}', 'c{i}@example.com', '2024-01-01 00:00:00')")).collect();
+    exec(&format!("INSERT INTO customers VALUES {}", values.join(", "))).unwrap();
+    let (first, full) = list_with_known(kind, url, &Default::default());
+    assert_eq!((first.len(), full.len()), (1000, 1000), "{kind}: a first listing reads every row");
+
+    exec("UPDATE customers SET name = 'Renamed', updated_at = '2024-06-01 12:00:00' WHERE id IN (10, 20)").unwrap();
+    // A clock set back: the change value moved backwards, and the row must still be read.
+    exec("UPDATE customers SET name = 'Backdated', updated_at = '2023-01-01 00:00:00' WHERE id = 30").unwrap();
+    exec("DELETE FROM customers WHERE id IN (40, 50)").unwrap();
+    exec("INSERT INTO customers VALUES (1001, 'New Customer', 'new@example.com', '2024-07-01 08:00:00')").unwrap();
+    let known: std::collections::HashMap<String, String> = first.into_iter().collect();
+    let (second, full) = list_with_known(kind, url, &known);
+    assert_eq!(second.len(), 999, "{kind}: 1000 - 2 deleted + 1 new");
+    let want: BTreeSet<String> =
+        ["customers/10", "customers/20", "customers/30", "customers/1001"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(full, want, "{kind}: only changed and new rows are read in full");
+    assert!(!second.contains_key("customers/40") && !second.contains_key("customers/50"));
+    let unchanged = second.iter().filter(|(k, v)| known.get(*k) == Some(*v)).count();
+    assert_eq!(unchanged, 995, "{kind}");
+}
+
+#[test]
+fn a_change_column_makes_incremental_reads_read_only_changed_rows() {
+    const INCR_DB: &str = "dossier_incremental_test";
+    let mut servers = 0;
+    let psql = |db: &str, sql: &str| {
+        sh(Command::new("psql").args(["-h", "127.0.0.1", "-v", "ON_ERROR_STOP=1", "-q", "-d", db, "-c", sql]))
+    };
+    match psql("test", "SELECT 1").map(|_| {
+        psql("test", &format!("DROP DATABASE IF EXISTS {INCR_DB}"))
+            .and_then(|_| psql("test", &format!("CREATE DATABASE {INCR_DB}")))
+            .expect("creating the PostgreSQL database")
+    }) {
+        Err(e) => skip(&format!("PostgreSQL is not available at 127.0.0.1:5432 ({e})")),
+        Ok(()) => {
+            servers += 1;
+            let url = format!("postgres://root@127.0.0.1:5432/{INCR_DB}");
+            check_change_column("postgres", &url, &|sql| psql(INCR_DB, sql));
+        }
+    }
+    let mysql = |sql: &str| sh(Command::new("mysql").args(["-h", "127.0.0.1", "-P", "3306", "-uroot", "-e", sql]));
+    match mysql("SELECT 1").map(|_| {
+        mysql(&format!("DROP DATABASE IF EXISTS {INCR_DB}; CREATE DATABASE {INCR_DB}")).expect("creating the database")
+    }) {
+        Err(e) => skip(&format!("MariaDB/MySQL is not available at 127.0.0.1:3306 ({e})")),
+        Ok(()) => {
+            servers += 1;
+            let url = format!("mysql://root@127.0.0.1:3306/{INCR_DB}");
+            check_change_column("mysql", &url, &|sql| mysql(&format!("USE {INCR_DB}; {sql}")));
+        }
+    }
+    // SQLite, embedded: always there.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("crm.sqlite");
+    let conn = std::sync::Mutex::new(rusqlite::Connection::open(&path).unwrap());
+    let url = format!("sqlite://{}", path.display());
+    check_change_column("sqlite", &url, &|sql| conn.lock().unwrap().execute_batch(sql).map_err(|e| e.to_string()));
+    eprintln!("{servers} database servers and SQLite tested");
 }

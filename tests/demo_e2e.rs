@@ -32,6 +32,8 @@ fn the_demo_company_is_searchable_by_anything_a_caller_gives() {
 
     for q in [
         "jayne smyth acme",
+        "J. Smith Seattle",
+        "smith jane",
         "555 201 7788",
         "+1 (555) 201-7788",
         "104233",
@@ -54,6 +56,18 @@ fn the_demo_company_is_searchable_by_anything_a_caller_gives() {
     let r = search(&cfg, "jane.smith@acme.example");
     let flags = r["dossiers"][0]["flags"].as_array().unwrap();
     assert!(flags.iter().any(|f| f["label"].as_str().unwrap().contains("disputed")), "{flags:?}");
+    // Each record says where it sits: page, sheet and row, sender, table.
+    let loci: std::collections::HashMap<&str, &str> = r["dossiers"][0]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["records"].as_array().unwrap().iter())
+        .map(|h| (h["key"].as_str().unwrap(), h["locus"].as_str().unwrap()))
+        .collect();
+    assert_eq!(loci.get("billing:invoices-2024.xlsx!Invoices!r2"), Some(&"sheet Invoices, row 2"), "{loci:?}");
+    assert_eq!(loci.get("contracts:contract-10000000.pdf#p2"), Some(&"page 2"));
+    assert_eq!(loci.get("crm:customers/1"), Some(&"table customers, key 1"));
+    assert!(loci.get("support:support.mbox/m1").is_some_and(|l| l.starts_with("from ")), "{loci:?}");
 
     // Two John Smiths, two customers.
     let boston = customer_of(&customers, "crm:customers/2").unwrap();
@@ -67,6 +81,44 @@ fn the_demo_company_is_searchable_by_anything_a_caller_gives() {
     assert!(r["total"].as_u64().unwrap() >= 10);
     let page = r["dossiers"][0]["groups"][0]["records"][0]["page"].as_u64();
     assert_eq!(page, Some(3), "{}", serde_json::to_string_pretty(&r["dossiers"][0]["groups"]).unwrap());
+
+    // Query syntax: proximity, NOT, OR, filters; bad syntax degrades to words with a notice.
+    let matched_pages = |q: &str| -> Vec<String> {
+        let r = search(&cfg, q);
+        let mut keys: Vec<String> = r["dossiers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|d| d["groups"].as_array().unwrap().iter())
+            .flat_map(|g| g["records"].as_array().unwrap().iter())
+            .filter(|h| h["matched"] == true)
+            .map(|h| h["key"].as_str().unwrap().to_string())
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert!(matched_pages("\"notice days\"").is_empty(), "the words are not adjacent");
+    let near = matched_pages("\"notice days\"~3");
+    assert!(!near.is_empty() && near.iter().all(|k| k.ends_with("#p2")), "{near:?}");
+    let not = matched_pages("\"termination notice\" NOT liability");
+    assert!(!not.is_empty() && not.iter().all(|k| k.ends_with("#p2")), "{not:?}");
+    let either = matched_pages("liability OR disputed");
+    assert!(
+        either.iter().any(|k| k.ends_with("#p3")) && either.iter().any(|k| k.starts_with("billing:")),
+        "{either:?}"
+    );
+    let mails = search(&cfg, "kind:email date:2024");
+    assert!(mails["total"].as_u64().unwrap() > 0);
+    for d in mails["dossiers"].as_array().unwrap() {
+        for g in d["groups"].as_array().unwrap() {
+            for h in g["records"].as_array().unwrap().iter().filter(|h| h["matched"] == true) {
+                assert_eq!(h["kind"], "email", "{h}");
+                assert!(h["date"].as_str().unwrap().starts_with("2024"), "{h}");
+            }
+        }
+    }
+    let bad = search(&cfg, "\"unclosed AND (");
+    assert!(!bad["notices"].as_array().unwrap().is_empty(), "{bad}");
 
     // The ground truth agrees.
     let eval: serde_json::Value =

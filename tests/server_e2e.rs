@@ -2,59 +2,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(config: &std::path::Path) -> Server {
-    let mut child = Command::new(common::bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--config", config.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    err.read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|r| r.split('/').next()).expect("address line").to_string();
-    Server(child, addr)
-}
-
-/// A minimal HTTP/1.1 GET: (status, body).
-fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf);
-    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let body =
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
-    (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)))
-}
-
-fn dechunk(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = &tail[n + 2..];
-    }
-    out
-}
+use common::{get, start};
 
 #[test]
 fn api_answers_searches_customers_records_and_errors_as_json() {
@@ -97,4 +45,151 @@ fn api_answers_searches_customers_records_and_errors_as_json() {
     let (st, page) = get(a, "/");
     assert_eq!(st, 200);
     assert!(page.as_str().unwrap().contains("<input id=\"q\""));
+}
+
+/// Checks `v` against the subset of JSON Schema that schemars emits for our types
+/// ($ref, type, properties, required, items, additionalProperties, oneOf/anyOf, enum),
+/// so a shape the server sends and the OpenAPI document disagree on fails here.
+fn conforms(
+    doc: &serde_json::Value,
+    schema: &serde_json::Value,
+    v: &serde_json::Value,
+    at: &str,
+) -> Result<(), String> {
+    use serde_json::Value;
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.strip_prefix("#/components/schemas/").ok_or(format!("{at}: unexpected $ref {r}"))?;
+        return conforms(doc, &doc["components"]["schemas"][name], v, at);
+    }
+    for alt in ["oneOf", "anyOf"] {
+        if let Some(alts) = schema[alt].as_array() {
+            return if alts.iter().any(|s| conforms(doc, s, v, at).is_ok()) {
+                Ok(())
+            } else {
+                Err(format!("{at}: {v} matches none of {alt}"))
+            };
+        }
+    }
+    if let Some(vals) = schema["enum"].as_array()
+        && !vals.contains(v)
+    {
+        return Err(format!("{at}: {v} not in {vals:?}"));
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let is = |t: &str| match t {
+        "string" => v.is_string(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        "null" => v.is_null(),
+        "array" => v.is_array(),
+        "object" => v.is_object(),
+        _ => true,
+    };
+    if !types.is_empty() && !types.iter().any(|t| is(t)) {
+        return Err(format!("{at}: {v} is not {types:?}"));
+    }
+    if let (Some(obj), Some(props)) = (v.as_object(), schema["properties"].as_object()) {
+        for req in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            if !obj.contains_key(req) {
+                return Err(format!("{at}: missing required `{req}`"));
+            }
+        }
+        for (k, val) in obj {
+            match props.get(k) {
+                Some(s) => conforms(doc, s, val, &format!("{at}.{k}"))?,
+                None if schema["additionalProperties"] == Value::Bool(false) => {
+                    return Err(format!("{at}: `{k}` is not in the schema"));
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (schema.get("items"), v.as_array()) {
+        for (i, x) in arr.iter().enumerate() {
+            conforms(doc, items, x, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn suggest_completes_names_and_numbers_and_every_answer_matches_the_openapi_document() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = common::demo(&tmp.path().join("co"), 30);
+    let srv = start(&cfg);
+    let a = srv.1.as_str();
+    let jane = common::search(&cfg, "jane.smith@acme.example")["dossiers"][0]["id"].as_str().unwrap().to_string();
+
+    // A name prefix, a typed-as-spoken order number, an email prefix: each finds Jane.
+    for typed in ["jane%20smi", "Smith%20Ja", "ORD-1042", "jane.smith%40acme", "555.201.77", "%2B1%20555%20201"] {
+        let (st, body) = get(a, &format!("/api/suggest?q={typed}"));
+        assert_eq!(st, 200, "{typed}: {body}");
+        let ids: Vec<&str> = body["suggestions"].as_array().unwrap().iter().filter_map(|s| s["id"].as_str()).collect();
+        assert!(ids.contains(&jane.as_str()), "{typed}: {body}");
+    }
+    let (_, body) = get(a, "/api/suggest?q=j");
+    assert_eq!(body["suggestions"].as_array().map(Vec::len), Some(0), "one letter suggests nothing");
+    let (_, body) = get(a, "/api/suggest?q=zzzzqx");
+    assert_eq!(body["suggestions"].as_array().map(Vec::len), Some(0));
+    assert_eq!(get(a, "/api/suggest?q=ja&limit=500").0, 400);
+
+    let (st, doc) = get(a, "/api/openapi.json");
+    assert_eq!(st, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/health",
+        "/api/search",
+        "/api/suggest",
+        "/api/customers/{id}",
+        "/api/records/{key}",
+        "/api/runs",
+        "/api/openapi.json",
+    ] {
+        assert!(paths.contains_key(p), "{p} is not documented");
+    }
+    // Real answers, checked against the document's own schemas.
+    let record_key = common::search(&cfg, "jane smith")["dossiers"][0]["keys"][0].as_str().unwrap().to_string();
+    let checks = [
+        ("/api/health", "/api/health", "200"),
+        ("/api/search?q=jayne%20smyth%20termination%20notice", "/api/search", "200"),
+        ("/api/search?q=", "/api/search", "400"),
+        ("/api/suggest?q=jane", "/api/suggest", "200"),
+        (&format!("/api/customers/{jane}") as &str, "/api/customers/{id}", "200"),
+        ("/api/customers/cnope", "/api/customers/{id}", "404"),
+        (&format!("/api/records/{}", record_key.replace('#', "%23")) as &str, "/api/records/{key}", "200"),
+        ("/api/runs", "/api/runs", "200"),
+    ];
+    for (url, path, status) in checks {
+        let (st, body) = get(a, url);
+        assert_eq!(st.to_string(), status, "{url}: {body}");
+        let schema = &doc["paths"][path]["get"]["responses"][status]["content"]["application/json"]["schema"];
+        assert!(schema.is_object(), "{path} {status} has no schema");
+        if let Err(e) = conforms(&doc, schema, &body, url) {
+            panic!("{e}");
+        }
+    }
+}
+
+#[test]
+fn bench_search_times_every_demo_query_and_loads_the_http_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("co");
+    common::demo(&dir, 20);
+    let out =
+        common::ok(&["bench", "search", "--dir", dir.to_str().unwrap(), "--clients", "2", "--seconds", "1", "--json"]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let queries = std::fs::read_to_string(dir.join("queries.jsonl")).unwrap().lines().count() as u64;
+    assert_eq!(r["latency"]["all"]["n"].as_u64(), Some(queries), "{r}");
+    for kind in ["name", "phone", "number", "email", "contract"] {
+        assert!(r["latency"]["by_kind"][kind]["n"].as_u64().unwrap() > 0, "{kind}: {r}");
+    }
+    assert!(r["http"]["ok"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["http"]["errors"].as_u64(), Some(0), "{r}");
+    assert!(r["http"]["peak_rss_mib"].as_f64().unwrap() > 0.0);
 }

@@ -2,6 +2,7 @@
 //! Read-only; rows stream from the server one at a time, so a table of
 //! millions never sits in memory; every column type is turned into text.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use dossier_schema::{Item, Payload, Record, RecordKind};
@@ -17,6 +18,8 @@ pub struct DatabaseConnector {
     kind: SourceKind,
     url: String,
     tables: Vec<TableSpec>,
+    /// Row versions (`u:` change-column values) from the last run, by locator.
+    known: HashMap<String, String>,
 }
 
 /// One column of one row, as text (`None` for NULL).
@@ -117,11 +120,65 @@ impl DatabaseConnector {
             }
             _ => loc,
         };
-        Ok(DatabaseConnector { name: spec.name.clone(), kind: spec.kind, url, tables: spec.tables.clone() })
+        Ok(DatabaseConnector {
+            name: spec.name.clone(),
+            kind: spec.kind,
+            url,
+            tables: spec.tables.clone(),
+            known: HashMap::new(),
+        })
     }
 
     fn db_err(&self, e: impl std::fmt::Display) -> ConnectorError {
         ConnectorError::Database { source_name: self.name.clone(), reason: e.to_string() }
+    }
+}
+
+/// What a row handler wants next.
+enum Step {
+    /// Go on reading.
+    Next,
+    /// The sink wants no more.
+    Stop,
+}
+
+/// The lowest of change-column values: numerically when all are numbers, else as text (ISO
+/// dates sort as text). `None` when any is NULL (such rows can only be found by a full read).
+fn lowest<'a>(values: impl Iterator<Item = Option<&'a str>> + Clone) -> Option<&'a str> {
+    let all: Option<Vec<&str>> = values.collect();
+    let all = all?;
+    if all.iter().all(|v| v.parse::<f64>().is_ok()) {
+        all.into_iter().min_by(|a, b| a.parse::<f64>().unwrap_or(0.0).total_cmp(&b.parse::<f64>().unwrap_or(0.0)))
+    } else {
+        all.into_iter().min()
+    }
+}
+
+/// A SQL string literal of a value read from the same database (the server coerces it to the
+/// column's type, which a bound text parameter would not be in PostgreSQL).
+fn literal(kind: SourceKind, v: &str) -> String {
+    let v = v.replace('\'', "''");
+    match kind {
+        SourceKind::Mysql => format!("'{}'", v.replace('\\', "\\\\")),
+        _ => format!("'{v}'"),
+    }
+}
+
+/// Reconnections allowed per table before its read is given up (listing then incomplete).
+const MAX_RECONNECTS: u32 = 3;
+
+/// Whether a read failed because the connection went away (server restart, killed session,
+/// network), so reconnecting and reading on is worth it; not for bad SQL or permissions.
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            // PostgreSQL: admin shutdown / crash / cannot connect now, and class 08 (connection exception);
+            // MySQL/MariaDB: 70100 (query/connection killed), 08S01 (communication link failure).
+            matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "70100" | "08S01") || code.starts_with("08")
+        }
+        _ => false,
     }
 }
 
@@ -182,6 +239,10 @@ impl Connector for DatabaseConnector {
         &self.name
     }
 
+    fn set_known(&mut self, known: &HashMap<String, String>) {
+        self.known = known.iter().filter(|(_, v)| v.starts_with("u:")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    }
+
     fn scan(&mut self, sink: &mut dyn FnMut(Item) -> bool) -> Result<ScanReport, ConnectorError> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| self.db_err(e))?;
         rt.block_on(self.scan_async(sink))
@@ -190,43 +251,177 @@ impl Connector for DatabaseConnector {
 
 impl DatabaseConnector {
     async fn scan_async(&self, sink: &mut dyn FnMut(Item) -> bool) -> Result<ScanReport, ConnectorError> {
-        let mut report = ScanReport { complete: true, errors: Vec::new() };
+        let mut report = ScanReport { complete: true, errors: Vec::new(), reconnects: 0 };
         let timeout = std::time::Duration::from_secs(15);
+        // Runs one query and hands each row's cells to $body (which says Step::Next or Step::Stop).
+        // A dropped connection is reconnected and the query read again; $body must skip rows it
+        // has already handled. Evaluates to Ok(true) when read to the end, Ok(false) when stopped.
+        macro_rules! for_each_row {
+            ($pool:expr, $sql:expr, $cells:expr, $table:expr, |$c:ident| $body:block) => {{
+                let mut reconnects = 0u32;
+                let mut outcome: Result<bool, String> = Ok(true);
+                'read: loop {
+                    // The query text is the operator's own configuration, not user input.
+                    let mut rows = sqlx::query(sqlx::AssertSqlSafe($sql)).fetch($pool);
+                    loop {
+                        match rows.try_next().await {
+                            Ok(Some(row)) => {
+                                let $c = $cells(&row);
+                                if let Step::Stop = $body {
+                                    outcome = Ok(false);
+                                    break 'read;
+                                }
+                            }
+                            Ok(None) => break 'read,
+                            Err(e) if connection_lost(&e) && reconnects < MAX_RECONNECTS => {
+                                reconnects += 1;
+                                report.reconnects += 1;
+                                tracing::warn!(
+                                    "{}: connection lost reading `{}` ({e}); reconnecting ({reconnects}/{MAX_RECONNECTS})",
+                                    self.name,
+                                    $table
+                                );
+                                drop(rows);
+                                tokio::time::sleep(std::time::Duration::from_millis(500 << reconnects)).await;
+                                continue 'read;
+                            }
+                            Err(e) => {
+                                outcome = Err(format!("query failed: {e}"));
+                                break 'read;
+                            }
+                        }
+                    }
+                }
+                outcome
+            }};
+        }
         macro_rules! run_tables {
             ($pool:expr, $cells:expr) => {{
                 let pool = $pool;
                 for t in &self.tables {
-                    let q =
+                    let all_sql =
                         t.query.clone().unwrap_or_else(|| format!("SELECT * FROM {}", quote_ident(self.kind, &t.name)));
-                    // The query text is the operator's own configuration, not user input.
-                    let mut rows = sqlx::query(sqlx::AssertSqlSafe(q.as_str())).fetch(&pool);
-                    loop {
-                        match rows.try_next().await {
-                            Ok(Some(row)) => match row_item(&self.name, t, $cells(&row)) {
-                                Ok(item) => {
-                                    if !sink(item) {
-                                        report.complete = false;
-                                        return Ok(report);
+                    // Rows already handed on, so a read resumed after a dropped connection sends each row once.
+                    let mut emitted: HashSet<String> = HashSet::new();
+                    let mut reported: HashSet<String> = HashSet::new();
+                    let mut failed: Option<String> = None;
+                    // With a change column and a previous run: list keys and change values only, pass on
+                    // unchanged rows as such, and read in full only the rows changed since.
+                    let mut wanted: Option<HashSet<String>> = None;
+                    let mut passes = vec![all_sql.clone()];
+                    if let (Some(upd), None) = (&t.updated, &t.query)
+                        && self.known.keys().any(|k| k.starts_with(&format!("{}/", t.name)))
+                    {
+                        let cols: Vec<String> =
+                            t.key.iter().chain(std::iter::once(upd)).map(|c| quote_ident(self.kind, c)).collect();
+                        let list_sql = format!("SELECT {} FROM {}", cols.join(", "), quote_ident(self.kind, &t.name));
+                        let mut changed: Vec<(String, Option<String>)> = Vec::new();
+                        let listed = for_each_row!(&pool, list_sql.as_str(), $cells, t.name, |cells| {
+                            let get = |c: &str| {
+                                cells.iter().find(|(n, _)| n.eq_ignore_ascii_case(c)).and_then(|(_, v)| v.clone())
+                            };
+                            let parts: Option<Vec<String>> = t.key.iter().map(|k| get(k)).collect();
+                            match parts {
+                                // A row without its key is reported by the full read.
+                                None => Step::Next,
+                                Some(parts) => {
+                                    let locator = format!("{}/{}", t.name, parts.join(","));
+                                    let version = get(upd).map(|u| format!("u:{u}"));
+                                    if version.is_some() && self.known.get(&locator) == version.as_ref() {
+                                        if emitted.insert(locator.clone()) {
+                                            let version = version.unwrap_or_default();
+                                            let item = Item {
+                                                locator,
+                                                version,
+                                                size: 0,
+                                                payload: Payload::Records(Vec::new()),
+                                            };
+                                            if sink(item) { Step::Next } else { Step::Stop }
+                                        } else {
+                                            Step::Next
+                                        }
+                                    } else {
+                                        changed.push((locator, get(upd)));
+                                        Step::Next
                                     }
                                 }
-                                Err(reason) => report.errors.push(dossier_schema::ItemError {
-                                    source: self.name.clone(),
-                                    locator: t.name.clone(),
-                                    reason,
-                                }),
-                            },
-                            Ok(None) => break,
-                            Err(e) => {
-                                // A failed table leaves the listing incomplete: no deletes for this source.
+                            }
+                        });
+                        match listed {
+                            Ok(false) => {
                                 report.complete = false;
-                                report.errors.push(dossier_schema::ItemError {
-                                    source: self.name.clone(),
-                                    locator: t.name.clone(),
-                                    reason: format!("query failed: {e}"),
-                                });
+                                return Ok(report);
+                            }
+                            Err(e) => failed = Some(e),
+                            Ok(true) => {
+                                passes.clear();
+                                if !changed.is_empty() {
+                                    // Changed rows have a change value at least the lowest changed one; rows whose
+                                    // value went backwards are caught by a last full pass.
+                                    if let Some(since) = lowest(changed.iter().map(|c| c.1.as_deref())) {
+                                        passes.push(format!(
+                                            "{all_sql} WHERE {} >= {}",
+                                            quote_ident(self.kind, upd),
+                                            literal(self.kind, since)
+                                        ));
+                                    }
+                                    passes.push(all_sql.clone());
+                                }
+                                wanted = Some(changed.into_iter().map(|c| c.0).collect());
+                            }
+                        }
+                    }
+                    for sql in passes.iter().filter(|_| failed.is_none()) {
+                        if wanted.as_ref().is_some_and(|w| w.is_empty()) {
+                            break;
+                        }
+                        let read = for_each_row!(&pool, sql.as_str(), $cells, t.name, |cells| {
+                            match row_item(&self.name, t, cells) {
+                                Ok(item) => {
+                                    let needed = match wanted.as_mut() {
+                                        Some(w) => w.remove(&item.locator),
+                                        None => true,
+                                    };
+                                    if !needed || !emitted.insert(item.locator.clone()) {
+                                        Step::Next
+                                    } else if sink(item) {
+                                        Step::Next
+                                    } else {
+                                        Step::Stop
+                                    }
+                                }
+                                Err(reason) => {
+                                    if reported.insert(reason.clone()) {
+                                        report.errors.push(dossier_schema::ItemError {
+                                            source: self.name.clone(),
+                                            locator: t.name.clone(),
+                                            reason,
+                                        });
+                                    }
+                                    Step::Next
+                                }
+                            }
+                        });
+                        match read {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                report.complete = false;
+                                return Ok(report);
+                            }
+                            Err(e) => {
+                                failed = Some(e);
                                 break;
                             }
                         }
+                    }
+                    if let Some(reason) = failed {
+                        // A failed table leaves the listing incomplete: no deletes for this source.
+                        report.complete = false;
+                        report.errors.push(dossier_schema::ItemError {
+                            source: self.name.clone(),
+                            locator: t.name.clone(),
+                            reason,
+                        });
                     }
                 }
                 pool.close().await;
@@ -243,10 +438,11 @@ impl DatabaseConnector {
                 run_tables!(pool, sqlite_cells);
             }
             SourceKind::Postgres => {
+                let opts: sqlx::postgres::PgConnectOptions = self.url.parse().map_err(|e| self.db_err(e))?;
                 let pool = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(timeout)
-                    .connect(&self.url)
+                    .connect_with(opts.application_name("dossier"))
                     .await
                     .map_err(|e| self.db_err(e))?;
                 run_tables!(pool, pg_cells);

@@ -74,7 +74,7 @@ impl Connector for FileConnector {
             location: self.root.display().to_string(),
             reason: e.to_string(),
         })?;
-        let mut report = ScanReport { complete: true, errors: Vec::new() };
+        let mut report = ScanReport { complete: true, errors: Vec::new(), reconnects: 0 };
         let single_file = meta.is_file();
         let walker = WalkDir::new(&self.root).follow_links(false).sort_by_file_name().into_iter();
         let mut listed = 0usize;

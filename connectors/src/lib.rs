@@ -58,6 +58,8 @@ pub struct ScanReport {
     pub complete: bool,
     /// Items that could not be listed or read while listing.
     pub errors: Vec<dossier_schema::ItemError>,
+    /// Times a dropped connection was re-established and the read resumed.
+    pub reconnects: u32,
 }
 
 /// One configured silo that can list its items.
@@ -66,6 +68,10 @@ pub trait Connector: Send {
     fn name(&self) -> &str;
     /// Lists every item, calling `sink` for each; `sink` returns false to stop early.
     fn scan(&mut self, sink: &mut dyn FnMut(Item) -> bool) -> Result<ScanReport, ConnectorError>;
+    /// The item versions of the last run, by locator. A connector that can list cheaply what
+    /// changed (a database table with a change column) uses them to read only that; it passes
+    /// on unchanged items with their old version and no content.
+    fn set_known(&mut self, _known: &std::collections::HashMap<String, String>) {}
 }
 
 /// Builds the connector for a source spec. `base` resolves relative locations.

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// One piece of evidence for a link: which value matched, from where, with what weight.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Evidence {
     /// The mention kind that matched (`email`, `phone`, `person`, …).
     pub kind: String,
@@ -19,7 +19,7 @@ pub struct Evidence {
 }
 
 /// Why one record belongs to (or is linked to) a customer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Link {
     /// The record key.
     pub key: String,
@@ -31,7 +31,7 @@ pub struct Link {
 }
 
 /// What the silos say about one customer, every variant kept.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Profile {
     /// The most frequent full name, for display.
     pub display_name: String,
@@ -54,7 +54,7 @@ pub struct Profile {
 }
 
 /// A resolved customer: a stable id, a profile and its linked records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Customer {
     /// Stable id, derived from the cluster's earliest member.
     pub id: String,
@@ -72,7 +72,7 @@ impl Customer {
 }
 
 /// Why a customer matched a query.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MatchReason {
     /// What kind of evidence: `identifier`, `email`, `phone`, `name`, `text`.
     pub kind: String,
@@ -83,7 +83,7 @@ pub struct MatchReason {
 }
 
 /// An open problem flagged at the top of a dossier.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Flag {
     /// Short label: `disputed invoice`, `open ticket`, `unanswered email`.
     pub label: String,
@@ -94,7 +94,7 @@ pub struct Flag {
 }
 
 /// One record in a dossier, with a snippet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecordHit {
     /// The record key.
     pub key: String,
@@ -114,10 +114,13 @@ pub struct RecordHit {
     pub date: Option<DateTime<Utc>>,
     /// True when this record matched the query's words.
     pub matched: bool,
+    /// Where it is, as a person says it: `page 2`, `sheet Invoices, row 5`, `from Jane <jane@…>`.
+    #[serde(default)]
+    pub locus: String,
 }
 
 /// Records of one source and kind.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecordGroup {
     /// Source name.
     pub source: String,
@@ -128,7 +131,7 @@ pub struct RecordGroup {
 }
 
 /// One event on a dossier's timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TimelineEntry {
     /// When.
     pub date: DateTime<Utc>,
@@ -141,7 +144,7 @@ pub struct TimelineEntry {
 }
 
 /// What a query returns for one customer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Dossier {
     /// Customer id (`None` for the group of matching records linked to no customer).
     pub id: Option<String>,
@@ -162,7 +165,7 @@ pub struct Dossier {
 }
 
 /// A page of ranked dossiers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SearchResponse {
     /// The query as received.
     pub query: String,
@@ -178,4 +181,17 @@ pub struct SearchResponse {
     pub unlinked: Vec<RecordHit>,
     /// Things the user should know (a query read as plain words, …).
     pub notices: Vec<String>,
+}
+
+/// One typeahead completion: a customer the typed prefix points to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Suggestion {
+    /// The customer's id (open it with `/api/customers/{id}`).
+    pub id: String,
+    /// The customer's display name.
+    pub name: String,
+    /// Company and city, to tell namesakes apart.
+    pub detail: String,
+    /// What the prefix completed: `name`, `company`, `email` or `number`.
+    pub matched: String,
 }

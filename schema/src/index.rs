@@ -10,6 +10,9 @@ use tantivy::schema::{
 };
 use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
 
+/// The field of record documents that holds their customers' ids (also a fast field).
+pub const FIELD_CUSTOMERS: &str = "customers";
+
 /// Name of the tokenizer that splits on non-alphanumerics, lowercases and folds accents.
 pub const FOLD_TOKENIZER: &str = "fold";
 
@@ -91,7 +94,7 @@ impl IndexSchema {
         let text = b.add_text_field("text", folded(true, true));
         let fields = b.add_text_field("fields", folded(false, true));
         let date = b.add_date_field("date", INDEXED | STORED | FAST);
-        let customers = b.add_text_field("customers", STRING | STORED | FAST);
+        let customers = b.add_text_field(FIELD_CUSTOMERS, STRING | STORED | FAST);
         let status = b.add_text_field("status", STRING);
         let json = b.add_text_field("json", STORED);
         let name = b.add_text_field("name", folded(false, true));

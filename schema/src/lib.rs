@@ -1,13 +1,15 @@
 //! Shared types of dossier: every stage (connectors → extraction → entities →
 //! resolution → index → query → server) speaks in these types and nothing else.
 
+pub mod api;
 pub mod customer;
 pub mod index;
 pub mod mention;
 pub mod record;
 
+pub use api::{ApiErrorBody, Health, Suggestions};
 pub use customer::{
-    Customer, Dossier, Evidence, Flag, Link, MatchReason, Profile, RecordGroup, RecordHit, SearchResponse,
+    Customer, Dossier, Evidence, Flag, Link, MatchReason, Profile, RecordGroup, RecordHit, SearchResponse, Suggestion,
     TimelineEntry,
 };
 pub use index::{IndexSchema, SchemaError};

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What a mention identifies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MentionKind {
     /// A person's name.
@@ -46,7 +46,7 @@ impl MentionKind {
 }
 
 /// A customer-identifying value, kept raw for display and normalized for matching.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Mention {
     /// What it identifies.
     pub kind: MentionKind,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::mention::Mention;
 
 /// What kind of thing a record is; decides grouping and display in a dossier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordKind {
     /// A row of a database table or query.
@@ -62,7 +62,7 @@ impl RecordKind {
 }
 
 /// The unit that is indexed and shown: a row, an email, an attachment, a PDF page.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Record {
     /// Globally unique key: `source:locator` plus `#pN`, `/att/N` or `!Sheet!rN`.
     pub key: String,
@@ -149,7 +149,7 @@ pub struct Item {
 }
 
 /// Why one item could not be read; recorded in the run's report, the run goes on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ItemError {
     /// The source name.
     pub source: String,

@@ -130,6 +130,8 @@ fn label_re() -> &'static Regex {
 struct Collector {
     out: Vec<Mention>,
     seen: HashSet<(MentionKind, String, u16)>,
+    /// (kind, norm) already found under any party, so a loose copy adds nothing.
+    values: HashSet<(MentionKind, String)>,
 }
 
 impl Collector {
@@ -143,10 +145,11 @@ impl Collector {
         party: u16,
     ) {
         let Some(norm) = norm else { return };
-        if party == LOOSE && self.seen.iter().any(|(k, n, _)| *k == kind && *n == norm) {
+        if party == LOOSE && self.values.contains(&(kind, norm.clone())) {
             return;
         }
         if self.seen.insert((kind, norm.clone(), party)) {
+            self.values.insert((kind, norm.clone()));
             self.out.push(Mention {
                 kind,
                 raw: raw.trim().chars().take(200).collect(),
@@ -188,6 +191,11 @@ impl Entities {
     /// The default phone region.
     pub fn region(&self) -> phonenumber::country::Id {
         self.region
+    }
+
+    /// The calling code of the default region (1 for US), for numbers typed without one.
+    pub fn country_code(&self) -> Option<u16> {
+        phonenumber::metadata::DATABASE.by_id(self.region.as_ref()).map(|m| m.country_code())
     }
 
     /// The configured identifier kinds.
@@ -321,7 +329,7 @@ impl Entities {
 
     /// Every mention in a record.
     pub fn mentions(&self, r: &Record) -> Vec<Mention> {
-        let mut c = Collector { out: Vec::new(), seen: HashSet::new() };
+        let mut c = Collector { out: Vec::new(), seen: HashSet::new(), values: HashSet::new() };
         match r.kind {
             RecordKind::Row | RecordKind::SheetRow | RecordKind::Ticket => {
                 let (mut first, mut last) = (None, None);

@@ -1,0 +1,399 @@
+//! Search benchmarks on a demo company: server-side latency by query kind, and
+//! HTTP throughput from concurrent keep-alive clients on loopback. These print
+//! figures for BENCHMARKS.md; nothing here asserts a speed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+
+use crate::eval::DemoQuery;
+use crate::query::{Engine, QueryError};
+use crate::server::{AppState, router};
+
+/// Latency percentiles of a set of timed calls.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Latency {
+    /// Calls timed.
+    pub n: usize,
+    /// Mean, in milliseconds.
+    pub mean_ms: f64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
+}
+
+impl Latency {
+    /// Percentiles of `samples` (nearest rank).
+    pub fn of(mut samples: Vec<Duration>) -> Latency {
+        if samples.is_empty() {
+            return Latency::default();
+        }
+        samples.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let at = |p: f64| ms(samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1]);
+        Latency {
+            n: samples.len(),
+            mean_ms: samples.iter().map(|d| ms(*d)).sum::<f64>() / samples.len() as f64,
+            p50_ms: at(0.50),
+            p95_ms: at(0.95),
+            p99_ms: at(0.99),
+            max_ms: ms(samples[samples.len() - 1]),
+        }
+    }
+}
+
+/// Server-side search latency: each query answered in process (ranking, dossier building and
+/// JSON encoding, without HTTP), after one warm-up pass.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SearchLatency {
+    /// Over every query.
+    pub all: Latency,
+    /// By query kind.
+    pub by_kind: BTreeMap<String, Latency>,
+}
+
+/// Times every query of `queries` on `engine`.
+pub fn search_latency(engine: &Engine, queries: &[DemoQuery]) -> Result<SearchLatency, QueryError> {
+    for q in queries {
+        engine.search(&q.q, 0, 10)?;
+    }
+    let mut all = Vec::with_capacity(queries.len());
+    let mut by_kind: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+    for q in queries {
+        let t = Instant::now();
+        let r = engine.search(&q.q, 0, 10)?;
+        // The server sends JSON; encoding it is part of the work.
+        let _ = serde_json::to_vec(&r);
+        let d = t.elapsed();
+        all.push(d);
+        by_kind.entry(q.kind.clone()).or_default().push(d);
+    }
+    Ok(SearchLatency {
+        all: Latency::of(all),
+        by_kind: by_kind.into_iter().map(|(k, v)| (k, Latency::of(v))).collect(),
+    })
+}
+
+/// What the HTTP load generator saw.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HttpLoad {
+    /// Concurrent keep-alive clients.
+    pub clients: usize,
+    /// Measured wall time, seconds.
+    pub seconds: f64,
+    /// Searches answered with 200.
+    pub ok: u64,
+    /// Searches that failed (connection errors or other statuses).
+    pub errors: u64,
+    /// Successful searches per second.
+    pub per_second: f64,
+    /// Client-side latency under this load (queueing included).
+    pub latency: Latency,
+    /// Resident memory of the process (server and clients) at the end, MiB.
+    pub rss_mib: f64,
+    /// Peak resident memory of the process, MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// Resident and peak resident memory of this process, MiB (Linux; zero elsewhere).
+pub fn memory_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| -> f64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Serves `engine` on a loopback port and sends `queries` round-robin from `clients`
+/// concurrent keep-alive connections for `duration`.
+pub async fn http_load(
+    engine: Engine,
+    queries: &[DemoQuery],
+    clients: usize,
+    duration: Duration,
+) -> std::io::Result<HttpLoad> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = router(Arc::new(AppState { engine }));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let uris: Arc<Vec<axum::http::Uri>> = Arc::new(
+        queries
+            .iter()
+            .filter_map(|q| {
+                let enc = percent_encoding::utf8_percent_encode(&q.q, percent_encoding::NON_ALPHANUMERIC);
+                format!("http://{addr}/api/search?q={enc}&per_page=10").parse().ok()
+            })
+            .collect(),
+    );
+    if uris.is_empty() {
+        server.abort();
+        return Ok(HttpLoad::default());
+    }
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let uris = uris.clone();
+        tasks.push(tokio::spawn(async move {
+            // One pooled client per task: one keep-alive connection each.
+            let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+            let (mut lat, mut errors) = (Vec::new(), 0u64);
+            let mut i = c * 7919;
+            while Instant::now() < deadline {
+                let uri = uris[i % uris.len()].clone();
+                i += 1;
+                let t = Instant::now();
+                let answered = match client.get(uri).await {
+                    Ok(resp) => {
+                        let ok = resp.status().is_success();
+                        resp.into_body().collect().await.is_ok() && ok
+                    }
+                    Err(_) => false,
+                };
+                if answered {
+                    lat.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut lat, mut errors) = (Vec::new(), 0u64);
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            lat.extend(l);
+            errors += e;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    server.abort();
+    let (rss, peak) = memory_mib();
+    Ok(HttpLoad {
+        clients,
+        seconds,
+        ok: lat.len() as u64,
+        errors,
+        per_second: lat.len() as f64 / seconds.max(1e-9),
+        latency: Latency::of(lat),
+        rss_mib: rss,
+        peak_rss_mib: peak,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let l = Latency::of((1..=100).map(Duration::from_millis).collect());
+        assert_eq!((l.p50_ms.round(), l.p95_ms.round(), l.p99_ms.round(), l.max_ms.round()), (50.0, 95.0, 99.0, 100.0));
+        assert_eq!(Latency::of(Vec::new()).n, 0);
+    }
+}
+
+/// Extraction figures of one file format.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FormatThroughput {
+    /// Files of this format.
+    pub files: usize,
+    /// Files that ended as an error entry.
+    pub failed: usize,
+    /// Bytes of those files.
+    pub bytes: u64,
+    /// Records extracted.
+    pub records: usize,
+    /// PDF pages among them.
+    pub pages: usize,
+    /// Mail messages among them.
+    pub messages: usize,
+    /// Sheet, CSV and table rows among them.
+    pub rows: usize,
+    /// Wall time spent extracting them, seconds.
+    pub seconds: f64,
+}
+
+/// Word recall of dossier's PDF text against `pdftotext` (poppler).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PdfRecall {
+    /// PDFs compared (pdftotext found at least 20 words and dossier read the file).
+    pub files: usize,
+    /// Words pdftotext found in them.
+    pub words: usize,
+    /// Of those, words dossier found too (as a multiset).
+    pub found: usize,
+    /// `found / words`.
+    pub recall: f64,
+    /// Per file: path, pdftotext words, recall.
+    pub per_file: Vec<(String, usize, f64)>,
+    /// PDFs not compared, with why.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// What `dossier bench extract` measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExtractBench {
+    /// By format (`pdf`, `workbook`, `csv`, `mbox`, `eml`, `json`, `text`).
+    pub formats: BTreeMap<String, FormatThroughput>,
+    /// Largest resident memory of an extraction worker, MiB.
+    pub worker_peak_rss_mib: f64,
+    /// PDF word recall, when asked for and pdftotext is installed.
+    pub pdf_recall: Option<PdfRecall>,
+}
+
+/// Lower-cased words of two characters or more, counted.
+fn words(text: &str) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 2) {
+        *out.entry(w.to_lowercase()).or_insert(0) += 1;
+    }
+    out
+}
+
+/// `pdftotext`'s text of a PDF, or why there is none (missing tool, failure, 30 s timeout).
+fn pdftotext(path: &Path) -> Result<String, String> {
+    let mut child = std::process::Command::new("pdftotext")
+        .args(["-q", "-enc", "UTF-8"])
+        .arg(path)
+        .arg("-")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("pdftotext: {e} (install poppler-utils)"))?;
+    let mut stdout = child.stdout.take().ok_or("pdftotext: no output")?;
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("pdftotext took longer than 30 s".into());
+            }
+        }
+    }
+    reader.join().map_err(|_| "pdftotext output unreadable".to_string())
+}
+
+/// Extracts every file under `dir` (hidden files skipped) one at a time through an isolated
+/// worker of `exe`, timing each format; with `recall`, compares PDF text with pdftotext.
+pub fn extract_bench(
+    dir: &Path,
+    exe: std::path::PathBuf,
+    limits: &dossier_connectors::Limits,
+    recall: bool,
+    progress: bool,
+) -> ExtractBench {
+    use dossier_schema::RecordKind;
+    let spec = dossier_connectors::SourceSpec::files("bench", &dir.display().to_string());
+    let x = dossier_connectors::Extractor::new(&spec);
+    let pool = crate::extraction::Isolated::new(exe, 1, limits.memory_mib);
+    let timeout = Duration::from_secs(limits.timeout_secs);
+    let files: Vec<walkdir::DirEntry> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .collect();
+    let bar = if progress { indicatif::ProgressBar::new(files.len() as u64) } else { indicatif::ProgressBar::hidden() };
+    let mut out = ExtractBench::default();
+    let mut rec = recall.then(PdfRecall::default);
+    for e in files {
+        bar.inc(1);
+        let path = e.path();
+        let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut head = vec![0u8; 1024];
+        let n = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).unwrap_or(0);
+        head.truncate(n);
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let Some(format) = dossier_connectors::extract::sniff(&name, &head) else { continue };
+        let fmt = format!("{format:?}").to_lowercase();
+        let locator = path.strip_prefix(dir).unwrap_or(path).display().to_string();
+        let t = Instant::now();
+        let result = pool.extract(&x, &locator, path, timeout);
+        let secs = t.elapsed().as_secs_f64();
+        let s = out.formats.entry(fmt).or_default();
+        s.files += 1;
+        s.bytes += size;
+        s.seconds += secs;
+        let records = match result {
+            Ok(ex) => ex.records,
+            Err(why) => {
+                s.failed += 1;
+                if let Some(r) = rec.as_mut().filter(|_| format == dossier_connectors::extract::Format::Pdf) {
+                    r.skipped.push((locator.clone(), why));
+                }
+                continue;
+            }
+        };
+        s.records += records.len();
+        s.pages += records.iter().filter(|r| r.kind == RecordKind::Page).count();
+        s.messages += records.iter().filter(|r| r.kind == RecordKind::Email).count();
+        s.rows += records.iter().filter(|r| matches!(r.kind, RecordKind::Row | RecordKind::SheetRow)).count();
+        if let Some(r) = rec.as_mut().filter(|_| format == dossier_connectors::extract::Format::Pdf) {
+            let ours: String = records
+                .iter()
+                .filter(|r| r.kind == RecordKind::Page)
+                .map(|r| r.text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            match pdftotext(path) {
+                Err(why) => r.skipped.push((locator, why)),
+                Ok(theirs) => {
+                    let (want, have) = (words(&theirs), words(&ours));
+                    let total: usize = want.values().sum();
+                    if total < 20 {
+                        r.skipped.push((locator, format!("pdftotext finds {total} words (no text layer)")));
+                        continue;
+                    }
+                    let found: usize = want.iter().map(|(w, n)| (*n).min(have.get(w).copied().unwrap_or(0))).sum();
+                    r.files += 1;
+                    r.words += total;
+                    r.found += found;
+                    r.per_file.push((locator, total, found as f64 / total as f64));
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    drop(pool);
+    // The workers have exited (their input closed) and been waited for: their peak is the
+    // largest of the children's.
+    out.worker_peak_rss_mib = children_peak_rss_mib();
+    if let Some(r) = rec.as_mut() {
+        r.recall = if r.words > 0 { r.found as f64 / r.words as f64 } else { 0.0 };
+    }
+    out.pdf_recall = rec;
+    out
+}
+
+/// Largest resident memory of any waited-for child process, MiB (Linux).
+fn children_peak_rss_mib() -> f64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } == 0;
+    if ok { usage.ru_maxrss as f64 / 1024.0 } else { 0.0 }
+}

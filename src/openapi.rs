@@ -1,0 +1,96 @@
+//! The OpenAPI 3.1 description of the HTTP API. Paths are written here; every
+//! body shape is generated from the Rust types the server answers with, so
+//! the document cannot drift from what is sent.
+
+use dossier_schema::{ApiErrorBody, Dossier, Health, Record, SearchResponse, Suggestions};
+use schemars::generate::SchemaSettings;
+use serde_json::{Value, json};
+
+use crate::server::{MAX_PER_PAGE, MAX_QUERY};
+use crate::state::RunReport;
+
+fn param(name: &str, required: bool, desc: &str, schema: Value) -> Value {
+    json!({ "name": name, "in": "query", "required": required, "description": desc, "schema": schema })
+}
+
+fn path_param(name: &str, desc: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "description": desc, "schema": { "type": "string" } })
+}
+
+fn ok(desc: &str, schema: Value) -> Value {
+    json!({ "description": desc, "content": { "application/json": { "schema": schema } } })
+}
+
+/// The document served at `/api/openapi.json`.
+pub fn document() -> Value {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    let mut g = settings.into_generator();
+    let search = g.subschema_for::<SearchResponse>().to_value();
+    let dossier = g.subschema_for::<Dossier>().to_value();
+    let record = g.subschema_for::<Record>().to_value();
+    let suggest = g.subschema_for::<Suggestions>().to_value();
+    let health = g.subschema_for::<Health>().to_value();
+    let runs = g.subschema_for::<Vec<RunReport>>().to_value();
+    let error = g.subschema_for::<ApiErrorBody>().to_value();
+    let schemas = g.take_definitions(true);
+    let err = |desc: &str| ok(desc, error.clone());
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "dossier",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Customer dossiers across silos: search by name, number, email or contract words."
+        },
+        "paths": {
+            "/api/health": { "get": {
+                "summary": "Liveness",
+                "responses": { "200": ok("The server answers", health) }
+            }},
+            "/api/search": { "get": {
+                "summary": "Ranked customer dossiers for a query",
+                "description": "The query may hold names (typos, nicknames, either order), emails, phone numbers and \
+                    order/account numbers in any format, words and \"phrases\" with AND/OR/NOT, and the filters \
+                    source:, kind:, status: and date:YYYY[-MM[-DD]][..YYYY[-MM[-DD]]]. Syntax that cannot be read is \
+                    searched as plain words, with a notice.",
+                "parameters": [
+                    param("q", true, &format!("The query, at most {MAX_QUERY} bytes"), json!({ "type": "string", "maxLength": MAX_QUERY })),
+                    param("page", false, "0-based page over customers", json!({ "type": "integer", "minimum": 0, "default": 0 })),
+                    param("per_page", false, "Dossiers per page", json!({ "type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": 10 })),
+                ],
+                "responses": {
+                    "200": ok("A page of dossiers, best first; `total` counts customers", search),
+                    "400": err("No query, a query too long, or a page size out of range"),
+                    "408": err("The search took longer than the server allows"),
+                }
+            }},
+            "/api/suggest": { "get": {
+                "summary": "Typeahead: customers whose name, company, email or number starts with what was typed",
+                "parameters": [
+                    param("q", true, "What has been typed so far (fewer than 2 characters gives no suggestions)", json!({ "type": "string", "maxLength": MAX_QUERY })),
+                    param("limit", false, "Most suggestions", json!({ "type": "integer", "minimum": 1, "maximum": 20, "default": 8 })),
+                ],
+                "responses": { "200": ok("Suggestions", suggest), "400": err("A query too long or a limit out of range") }
+            }},
+            "/api/customers/{id}": { "get": {
+                "summary": "One customer's dossier; an id merged into another redirects to it",
+                "parameters": [ path_param("id", "A customer id as search results give it") ],
+                "responses": { "200": ok("The dossier", dossier), "404": err("No such customer") }
+            }},
+            "/api/records/{key}": { "get": {
+                "summary": "One record in full, with its provenance",
+                "parameters": [ path_param("key", "A record key, `source:locator` (the rest of the path, slashes included)") ],
+                "responses": { "200": ok("The record", record), "404": err("No such record") }
+            }},
+            "/api/runs": { "get": {
+                "summary": "The last index runs with their per-source counts and per-item errors",
+                "responses": { "200": ok("Runs, newest first", runs) }
+            }},
+            "/api/openapi.json": { "get": {
+                "summary": "This document",
+                "responses": { "200": { "description": "OpenAPI 3.1" } }
+            }}
+        },
+        "components": { "schemas": schemas }
+    })
+}
