@@ -1,6 +1,8 @@
 //! Crawls a folder (or one file) with walkdir: include/exclude globs, hidden
 //! files skipped, symlinks not followed (so loops cannot trap the crawl), and
-//! files over the size limit reported instead of read.
+//! files over the size limit reported instead of read. Maildir folders are
+//! read from `cur/` and `new/` (never `tmp/`, where mail is still arriving),
+//! each message under a locator that survives its moves and flag changes.
 
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -63,6 +65,25 @@ fn is_hidden(name: &std::ffi::OsStr) -> bool {
     name.to_str().is_some_and(|s| s.starts_with('.') && s != "." && s != "..")
 }
 
+/// True when `dir` is a maildir: it holds `cur` and `new` folders.
+fn is_maildir(dir: &Path) -> bool {
+    dir.join("cur").is_dir() && dir.join("new").is_dir()
+}
+
+/// The locator of a maildir message: its folder and unique name without the `cur`/`new` step and
+/// the `:2,FLAGS` suffix, which change when a mail is read or answered
+/// (`Maildir/cur/1700.M1.host:2,RS` → `Maildir/1700.M1.host`). Other paths stay as they are.
+fn maildir_locator(rel: &str, path: &Path) -> Option<String> {
+    let (dir, file) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let (parent, step) = dir.rsplit_once('/').unwrap_or(("", dir));
+    if !matches!(step, "cur" | "new") || !is_maildir(path.parent()?.parent()?) {
+        return None;
+    }
+    // `!` is the separator maildir uses where `:` is not allowed in file names.
+    let unique = file.split([':', '!']).next().unwrap_or(file);
+    Some(if parent.is_empty() { unique.to_string() } else { format!("{parent}/{unique}") })
+}
+
 impl Connector for FileConnector {
     fn name(&self) -> &str {
         &self.name
@@ -78,7 +99,12 @@ impl Connector for FileConnector {
         let single_file = meta.is_file();
         let walker = WalkDir::new(&self.root).follow_links(false).sort_by_file_name().into_iter();
         let mut listed = 0usize;
-        for entry in walker.filter_entry(|e| e.depth() == 0 || !is_hidden(e.file_name())) {
+        let keep = |e: &walkdir::DirEntry| {
+            e.depth() == 0
+                || !is_hidden(e.file_name())
+                    && !(e.file_type().is_dir() && e.file_name() == "tmp" && e.path().parent().is_some_and(is_maildir))
+        };
+        for entry in walker.filter_entry(keep) {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
@@ -135,8 +161,9 @@ impl Connector for FileConnector {
             }
             let mtime =
                 meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+            let locator = maildir_locator(&rel, entry.path()).unwrap_or(rel);
             let item = Item {
-                locator: rel,
+                locator,
                 version: format!("{}-{}", meta.len(), mtime),
                 size: meta.len(),
                 payload: Payload::File(entry.into_path()),
@@ -186,6 +213,39 @@ mod tests {
         assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
         assert!(report.errors[0].reason.contains("over this source's limit"));
         assert!(report.complete);
+    }
+
+    #[test]
+    fn maildir_reads_cur_and_new_and_keeps_locators_across_flag_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = dir.path().join("support/Maildir");
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(md.join(sub)).unwrap();
+        }
+        let mail = |n: &str| format!("From: a@b.example\nSubject: {n}\n\nbody\n");
+        std::fs::write(md.join("new/1700.M1.host"), mail("new")).unwrap();
+        std::fs::write(md.join("cur/1600.M2.host:2,S"), mail("seen")).unwrap();
+        std::fs::write(md.join("tmp/1800.M3.host"), mail("arriving")).unwrap();
+        let scan = |root: &Path| {
+            let mut s = SourceSpec::files("m", &root.display().to_string());
+            s.limits = Limits::default();
+            let mut c = FileConnector::new(&s, Path::new("/")).unwrap();
+            let mut seen = vec![];
+            c.scan(&mut |i| {
+                seen.push((i.locator, i.version));
+                true
+            })
+            .unwrap();
+            seen.sort();
+            seen
+        };
+        let before = scan(dir.path());
+        let locators: Vec<&str> = before.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(locators, vec!["support/Maildir/1600.M2.host", "support/Maildir/1700.M1.host"]);
+        // The mail client reads and answers the new mail: it moves to cur/ with flags.
+        std::fs::rename(md.join("new/1700.M1.host"), md.join("cur/1700.M1.host:2,RS")).unwrap();
+        assert_eq!(scan(dir.path()), before, "same items, same versions: nothing to re-index");
+        assert_eq!(crate::extract::sniff("1700.M1.host:2,RS", mail("x").as_bytes()), Some(crate::extract::Format::Eml));
     }
 
     #[test]
