@@ -99,12 +99,12 @@ impl Connector for FileConnector {
         let single_file = meta.is_file();
         let walker = WalkDir::new(&self.root).follow_links(false).sort_by_file_name().into_iter();
         let mut listed = 0usize;
-        let keep = |e: &walkdir::DirEntry| {
-            e.depth() == 0
-                || !is_hidden(e.file_name())
-                    && !(e.file_type().is_dir() && e.file_name() == "tmp" && e.path().parent().is_some_and(is_maildir))
+        // Hidden entries and maildir `tmp/` folders (mail still being delivered) are skipped.
+        let skip = |e: &walkdir::DirEntry| {
+            is_hidden(e.file_name())
+                || e.file_type().is_dir() && e.file_name() == "tmp" && e.path().parent().is_some_and(is_maildir)
         };
-        for entry in walker.filter_entry(keep) {
+        for entry in walker.filter_entry(|e| e.depth() == 0 || !skip(e)) {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
