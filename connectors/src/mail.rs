@@ -270,3 +270,67 @@ mod tests {
         assert!(!is_from_line(b"From Russia with love"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::extract::Place;
+    use crate::spec::SourceSpec;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any bytes split into messages that are pieces of the input, at most one per line.
+        #[test]
+        fn split_mbox_returns_pieces_of_its_input(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let lines = bytes.iter().filter(|&&b| b == b'\n').count() + 1;
+            let parts = split_mbox(&bytes);
+            prop_assert!(parts.len() <= lines);
+            let range = bytes.as_ptr_range();
+            for p in parts {
+                prop_assert!(range.start <= p.as_ptr() && p.as_ptr_range().end <= range.end);
+            }
+        }
+
+        /// Messages written as an mbox come back one for one, whatever their bodies say, as
+        /// long as body lines starting with "From " are quoted the mboxrd way.
+        #[test]
+        fn mbox_round_trip(bodies in proptest::collection::vec(
+            proptest::collection::vec("(From [a-z]{1,8}( [0-9]{1,4})?|[ -~]{0,40})", 0..6), 1..8)) {
+            let mut mbox = String::new();
+            for (i, body) in bodies.iter().enumerate() {
+                mbox.push_str(&format!("From sender{i}@example.com Sat Jan  3 01:05:34 1996\n"));
+                mbox.push_str(&format!("From: sender{i}@example.com\nSubject: message {i}\n\n"));
+                for line in body {
+                    if line.starts_with("From ") {
+                        mbox.push('>');
+                    }
+                    mbox.push_str(line);
+                    mbox.push('\n');
+                }
+            }
+            let parts = split_mbox(mbox.as_bytes());
+            prop_assert_eq!(parts.len(), bodies.len());
+            for (i, p) in parts.iter().enumerate() {
+                let text = String::from_utf8_lossy(p);
+                let subject = format!("Subject: message {i}\n");
+                prop_assert!(text.contains(&subject));
+            }
+        }
+
+        /// Arbitrary bytes as an mbox, a message or a CSV give records or an error, never a panic.
+        #[test]
+        fn extractors_take_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 1..2048), pick in 0..3usize) {
+            let name = ["f.mbox", "f.eml", "f.csv"][pick];
+            let spec = SourceSpec::files("p", "/nonexistent");
+            let x = Extractor::new(&spec);
+            let place = Place { item: name, key: format!("p:{name}"), parent: None, depth: 0 };
+            let mut out = Extracted::default();
+            if x.extract_bytes(&place, name, &bytes, &mut out).is_ok() {
+                prop_assert!(out.records.len() <= spec.limits.max_records);
+                prop_assert!(out.records.iter().all(|r| r.key.starts_with("p:f.")));
+            }
+        }
+    }
+}

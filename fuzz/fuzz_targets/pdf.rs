@@ -1,0 +1,6 @@
+//! Fuzzes the pdf extractor: any bytes give records or an error, never a panic or a hang.
+#![no_main]
+
+mod common;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::extract("file.pdf", data));
