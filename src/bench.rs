@@ -397,3 +397,119 @@ fn children_peak_rss_mib() -> f64 {
     let ok = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } == 0;
     if ok { usage.ru_maxrss as f64 / 1024.0 } else { 0.0 }
 }
+
+/// One `dossier index` run measured from outside, in its own process.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexRun {
+    /// `full`, `no change`, `1% changed`, `1% deleted`.
+    pub label: String,
+    /// Wall time of the process, seconds.
+    pub wall_secs: f64,
+    /// Peak resident memory of the process, MiB.
+    pub peak_rss_mib: f64,
+    /// What the run reported (counts per source, stage times).
+    pub report: crate::state::RunReport,
+}
+
+/// Errors of `dossier bench index`.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexBenchError {
+    /// The index process could not be started or waited for.
+    #[error("running `dossier index`: {0}")]
+    Io(#[from] std::io::Error),
+    /// It ran but did not complete.
+    #[error("`dossier index` failed ({status}): {stderr}")]
+    Failed {
+        /// Exit status.
+        status: String,
+        /// Its last error output.
+        stderr: String,
+    },
+    /// Its report was not JSON.
+    #[error("reading the run report: {0}")]
+    Report(#[from] serde_json::Error),
+    /// Changing the demo company's CRM failed.
+    #[error("changing the demo CRM: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Runs `exe index --json` (with `--full` when asked) on `config` in a child process and
+/// measures its wall time and peak memory.
+pub fn index_run(exe: &Path, config: &Path, full: bool, label: &str) -> Result<IndexRun, IndexBenchError> {
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("index").arg("--json").arg("--config").arg(config);
+    if full {
+        cmd.arg("--full");
+    }
+    let t = Instant::now();
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn()?;
+    let mut stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+    let mut stderr = child.stderr.take().ok_or_else(|| std::io::Error::other("no stderr"))?;
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    // wait4 rather than Child::wait: it also returns this child's own peak memory.
+    let mut status = 0;
+    // SAFETY: rusage is plain integers, valid when zeroed.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: wait4 writes only into the two locals passed; the pid is our own unreaped child.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall_secs = t.elapsed().as_secs_f64();
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    let (out, err) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        let tail: String = err.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+        return Err(IndexBenchError::Failed { status: format!("wait status {status}"), stderr: tail });
+    }
+    Ok(IndexRun {
+        label: label.to_string(),
+        wall_secs,
+        peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+        report: serde_json::from_str(&out)?,
+    })
+}
+
+/// Changes or deletes about `per_mille`/1000 of the demo company's CRM customer rows and
+/// contract PDFs (every k-th, from `offset`): customer rows get a new street and change time,
+/// PDFs a new modification time. The mailbox, workbook and call log are single files and stay.
+pub fn alter_demo(dir: &Path, per_mille: u32, offset: u32, delete: bool) -> Result<(usize, usize), IndexBenchError> {
+    let step = (1000 / per_mille.max(1)).max(1);
+    let db = rusqlite::Connection::open(dir.join("crm/crm.sqlite"))?;
+    let rows = if delete {
+        // Their orders go too (the CRM enforces the foreign key).
+        db.execute("DELETE FROM orders WHERE customer_id % ?1 = ?2", rusqlite::params![step, offset % step])?;
+        db.execute("DELETE FROM customers WHERE id % ?1 = ?2", rusqlite::params![step, offset % step])?
+    } else {
+        db.execute(
+            "UPDATE customers SET street = street || ' (moved)', updated_at = datetime('now') WHERE id % ?1 = ?2",
+            rusqlite::params![step, offset % step],
+        )?
+    };
+    let mut pdfs: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("contracts"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pdf"))
+        .collect();
+    pdfs.sort();
+    let mut files = 0;
+    for p in pdfs.iter().skip(offset as usize % step as usize).step_by(step as usize) {
+        if delete {
+            std::fs::remove_file(p)?;
+        } else {
+            let f = std::fs::OpenOptions::new().write(true).open(p)?;
+            f.set_modified(std::time::SystemTime::now() + Duration::from_secs(1))?;
+        }
+        files += 1;
+    }
+    Ok((rows, files))
+}

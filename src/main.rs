@@ -49,6 +49,9 @@ enum Command {
         /// Index only this source (repeatable).
         #[arg(long = "source", value_name = "NAME")]
         sources: Vec<String>,
+        /// Print the run's report as JSON (counts per source, stage times, failed items).
+        #[arg(long)]
+        json: bool,
     },
     /// Search: a name, phone, email, order or account number, or contract words.
     Search {
@@ -142,6 +145,21 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Index a generated demo company four times, each in its own process: full, with nothing
+    /// changed, after changing 1% of its CRM rows and contract PDFs, after deleting 1%. Prints
+    /// wall time, peak memory, records/s and the time of each stage.
+    Index {
+        /// Folder of the demo company (generated there when it holds no dossier.toml; the
+        /// benchmark then changes and deletes some of its rows and files).
+        #[arg(long, default_value = "bench-company")]
+        dir: PathBuf,
+        /// Customers to generate.
+        #[arg(long, default_value_t = 10_000)]
+        customers: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Search on an indexed demo company: server-side latency of its query set by kind,
     /// then HTTP throughput from concurrent clients on loopback.
     Search {
@@ -204,6 +222,10 @@ fn print_report(r: &RunReport) {
             s.error.as_deref().map(|e| format!("  ERROR: {e}")).unwrap_or_default()
         );
     }
+    if !r.stages.is_empty() {
+        let stages: Vec<String> = r.stages.iter().map(|(k, ms)| format!("{k} {:.1}s", *ms as f64 / 1000.0)).collect();
+        println!("  stages: {}", stages.join(", "));
+    }
     if !r.errors.is_empty() {
         println!("  {} problems (dossier status shows them):", r.errors.len());
         for e in r.errors.iter().take(10) {
@@ -226,6 +248,75 @@ fn serve(cfg: &Config, listen: Option<String>) -> Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(dossier::server::serve(engine, &listen)).with_context(|| format!("serving on {listen}"))?;
     Ok(())
+}
+
+fn bench_index(dir: &std::path::Path, customers: usize, json: bool) -> Result<()> {
+    use dossier::bench;
+    let exe = std::env::current_exe().context("finding this program to run `dossier index`")?;
+    let config = dir.join("dossier.toml");
+    let mut generate_secs = None;
+    if !config.exists() {
+        eprintln!("generating a demo company of {customers} customers in {}", dir.display());
+        let t = std::time::Instant::now();
+        dossier::demo::generate(dir, customers)?;
+        generate_secs = Some(t.elapsed().as_secs_f64());
+    }
+    let mut runs = Vec::new();
+    eprintln!("full run");
+    runs.push(bench::index_run(&exe, &config, true, "full")?);
+    eprintln!("incremental run, nothing changed");
+    runs.push(bench::index_run(&exe, &config, false, "no change")?);
+    let (rows, files) = bench::alter_demo(dir, 10, 3, false)?;
+    eprintln!("incremental run after changing {rows} customer rows and {files} contracts");
+    runs.push(bench::index_run(&exe, &config, false, "1% changed")?);
+    let (rows, files) = bench::alter_demo(dir, 10, 7, true)?;
+    eprintln!("incremental run after deleting {rows} customer rows and {files} contracts");
+    runs.push(bench::index_run(&exe, &config, false, "1% deleted")?);
+    let index_mib = dir_size(&dir.join("index")) as f64 / (1 << 20) as f64;
+    if json {
+        let out = serde_json::json!({ "generate_secs": generate_secs, "runs": runs, "index_mib": index_mib });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    if let Some(g) = generate_secs {
+        println!("generated in {g:.1} s");
+    }
+    let stages = ["listing", "extraction", "load_stored", "resolution", "index_writing", "relinking", "commit"];
+    print!("{:<11} {:>8} {:>9} {:>9} {:>8} {:>8}", "run", "wall s", "peak MiB", "records", "rec/s", "deleted");
+    for s in stages {
+        print!(" {:>10}", s);
+    }
+    println!();
+    for r in &runs {
+        let records: u64 = r.report.sources.iter().map(|s| s.records).sum();
+        let deleted: u64 = r.report.sources.iter().map(|s| s.deleted).sum();
+        print!(
+            "{:<11} {:>8.1} {:>9.0} {:>9} {:>8.0} {:>8}",
+            r.label,
+            r.wall_secs,
+            r.peak_rss_mib,
+            records,
+            records as f64 / r.wall_secs.max(1e-9),
+            deleted
+        );
+        for s in stages {
+            print!(" {:>10.1}", r.report.stages.get(s).copied().unwrap_or(0) as f64 / 1000.0);
+        }
+        println!();
+    }
+    println!("customers: {}; index on disk: {index_mib:.0} MiB", runs.last().map(|r| r.report.customers).unwrap_or(0));
+    Ok(())
+}
+
+/// Bytes of the files under `dir`.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 fn bench_extract(dir: &std::path::Path, recall: bool, json: bool) -> Result<()> {
@@ -339,10 +430,14 @@ fn main() -> Result<()> {
                 serve(&cfg, listen)?;
             }
         }
-        Command::Index { full, sources } => {
+        Command::Index { full, sources, json } => {
             let cfg = Config::load(&cli.config)?;
             let report = index(&cfg, full, sources)?;
-            print_report(&report);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_report(&report);
+            }
         }
         Command::Search { query, json, page, per_page } => {
             let cfg = Config::load(&cli.config)?;
@@ -419,6 +514,9 @@ fn main() -> Result<()> {
                 report.errors.len(),
                 report.reconnects
             );
+        }
+        Command::Bench { command: BenchCommand::Index { dir, customers, json } } => {
+            bench_index(&dir, customers, json)?;
         }
         Command::Bench { command: BenchCommand::Extract { dir, recall, json } } => {
             bench_extract(&dir, recall, json)?;

@@ -115,6 +115,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         let known = state.item_versions(&spec.name)?;
         let mut items: Vec<Item> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
+        let t_list = Instant::now();
         let listing = connector_for(spec, &cfg.base).and_then(|mut c| {
             if !opts.full {
                 c.set_known(&known);
@@ -162,6 +163,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             }
         }
 
+        stage(&mut report, "listing", t_list);
+        let t_extract = Instant::now();
         let x = Extractor::new(spec);
         let pool = opts.isolate.as_ref().map(|exe| {
             let size = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
@@ -205,6 +208,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                 }
             }
         }
+        stage(&mut report, "extraction", t_extract);
         sr.millis = ts.elapsed().as_millis() as u64;
         if opts.progress {
             eprintln!(
@@ -216,6 +220,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     }
 
     // Resolution over every record: the stored ones not replaced this run, plus the fresh ones.
+    let t = Instant::now();
     let old_links = state.all_links()?;
     let mut all: Vec<RecordEntities> = state
         .all_entities()?
@@ -231,7 +236,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     // Resolution is order-sensitive at ties: the same records in the same order give
     // the same customers, whether this run is full or incremental.
     all.sort_by(|a, b| a.key.cmp(&b.key));
+    stage(&mut report, "load_stored", t);
+    let t = Instant::now();
     let resolution = resolve::resolve(&all, &resolve::Weights::default());
+    stage(&mut report, "resolution", t);
+    let t = Instant::now();
 
     // Records of this run, with their customers.
     let fresh_keys: HashSet<String> = fresh.iter().map(|(r, _)| r.key.clone()).collect();
@@ -243,6 +252,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         pb.inc(1);
     }
     pb.finish_and_clear();
+    stage(&mut report, "index_writing", t);
+    let t = Instant::now();
     // Unchanged records whose customers changed are rewritten from their stored copy.
     let empty = Vec::new();
     let mut rewritten = 0usize;
@@ -286,11 +297,23 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         }
     }
 
+    stage(&mut report, "relinking", t);
+    let t = Instant::now();
     store.commit(&mut writer, run_id)?;
+    stage(&mut report, "commit", t);
+    let t = Instant::now();
     report.customers = resolution.customers.len() as u64;
     report.millis = t0.elapsed().as_millis() as u64;
     commit.customers = Some(resolution.customers);
     commit.report = report.clone();
     state.commit_run(&commit)?;
+    // The stored report was written above; the caller's copy also times that write.
+    stage(&mut report, "state_commit", t);
+    report.millis = t0.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// Adds the time since `since` to a stage of the run's report.
+fn stage(report: &mut RunReport, name: &str, since: Instant) {
+    *report.stages.entry(name.to_string()).or_default() += since.elapsed().as_millis() as u64;
 }

@@ -95,6 +95,11 @@ pub struct RunReport {
     /// Per-item errors.
     #[serde(default)]
     pub errors: Vec<ItemError>,
+    /// Wall time per stage in milliseconds: `listing`, `extraction` (with mention finding),
+    /// `load_stored`, `resolution`, `index_writing`, `relinking`, `commit` (the index), and, in the
+    /// report a run returns, `state_commit`.
+    #[serde(default)]
+    pub stages: std::collections::BTreeMap<String, u64>,
 }
 
 /// The state store.

@@ -155,8 +155,12 @@ fn incremental_runs_touch_only_what_changed_and_deletes_need_a_complete_listing(
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(&notes, text).unwrap();
     std::fs::remove_file(dir.join("contracts/contract-10000039.pdf")).unwrap();
-    ok(&["index", "--config", c]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&["index", "--json", "--config", c])).unwrap();
+    for stage in ["listing", "extraction", "resolution", "index_writing", "commit", "state_commit"] {
+        assert!(report["stages"][stage].is_u64(), "stage {stage} timed: {report}");
+    }
     let status: serde_json::Value = serde_json::from_str(&ok(&["status", "--json", "--config", c])).unwrap();
+    assert_eq!(status[0]["id"], report["id"]);
     let sources = status[0]["sources"].as_array().unwrap();
     let calls = sources.iter().find(|s| s["source"] == "calls").unwrap();
     assert_eq!(calls["changed"], 1);
