@@ -267,6 +267,16 @@ fn words(text: &str) -> HashMap<String, usize> {
     out
 }
 
+/// Reads a child's pipe to its end on a thread of its own, so the child never blocks on a full
+/// pipe while we wait for it.
+fn read_all(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = pipe.read_to_string(&mut s);
+        s
+    })
+}
+
 /// `pdftotext`'s text of a PDF, or why there is none (missing tool, failure, 30 s timeout).
 fn pdftotext(path: &Path) -> Result<String, String> {
     let mut child = std::process::Command::new("pdftotext")
@@ -277,12 +287,8 @@ fn pdftotext(path: &Path) -> Result<String, String> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| format!("pdftotext: {e} (install poppler-utils)"))?;
-    let mut stdout = child.stdout.take().ok_or("pdftotext: no output")?;
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
-        s
-    });
+    let stdout = child.stdout.take().ok_or("pdftotext: no output")?;
+    let reader = read_all(stdout);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match child.try_wait() {
@@ -443,18 +449,8 @@ pub fn index_run(exe: &Path, config: &Path, full: bool, label: &str) -> Result<I
     }
     let t = Instant::now();
     let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn()?;
-    let mut stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
-    let mut stderr = child.stderr.take().ok_or_else(|| std::io::Error::other("no stderr"))?;
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-        s
-    });
+    let out = read_all(child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?);
+    let err = read_all(child.stderr.take().ok_or_else(|| std::io::Error::other("no stderr"))?);
     // wait4 rather than Child::wait: it also returns this child's own peak memory.
     let mut status = 0;
     // SAFETY: rusage is plain integers, valid when zeroed.

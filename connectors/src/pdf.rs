@@ -133,7 +133,9 @@ impl pdf_extract::OutputDev for Layout {
         &mut self,
         trm: &pdf_extract::Transform,
         width: f64,
-        spacing: f64,
+        // Character spacing is left out of the advance: files that set it often cancel it with
+        // explicit positions, and counting it put every following glyph "behind" the previous one.
+        _spacing: f64,
         font_size: f64,
         ch: &str,
     ) -> Result<(), pdf_extract::OutputError> {
@@ -170,9 +172,6 @@ impl pdf_extract::OutputDev for Layout {
         if !(blank && self.text.ends_with(char::is_whitespace)) {
             self.text.push_str(if blank { " " } else { ch });
         }
-        // Character spacing is left out: files that set it often cancel it with explicit
-        // positions, and counting it put every following glyph "behind" the previous one.
-        let _ = spacing;
         // A font whose width table lacks a glyph reports 0: assume half an em rather than
         // reading the glyph's own width as the gap to the next.
         let width = if width <= 0.0 && !blank { 0.5 } else { width };
