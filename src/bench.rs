@@ -12,9 +12,24 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 
+use crate::config::Config;
 use crate::eval::DemoQuery;
 use crate::query::{Engine, QueryError};
 use crate::server::{AppState, router};
+
+/// Errors of the HTTP load benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The loopback socket failed.
+    #[error("benchmark socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The engine or state store failed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// No key could be made for the load.
+    #[error("benchmark key: {0}")]
+    Key(String),
+}
 
 /// Latency percentiles of a set of timed calls.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -88,6 +103,8 @@ pub fn search_latency(engine: &Engine, queries: &[DemoQuery]) -> Result<SearchLa
 /// What the HTTP load generator saw.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct HttpLoad {
+    /// The role the load's API key has (its view and masking are part of the work).
+    pub role: String,
     /// Concurrent keep-alive clients.
     pub clients: usize,
     /// Measured wall time, seconds.
@@ -121,16 +138,24 @@ pub fn memory_mib() -> (f64, f64) {
 }
 
 /// Serves `engine` on a loopback port and sends `queries` round-robin from `clients`
-/// concurrent keep-alive connections for `duration`.
+/// concurrent keep-alive connections for `duration`, with a key of `role` made for the run
+/// (every search is authenticated and audited, as in production).
 pub async fn http_load(
+    cfg: &Config,
     engine: Engine,
+    role: &str,
     queries: &[DemoQuery],
     clients: usize,
     duration: Duration,
-) -> std::io::Result<HttpLoad> {
+) -> Result<HttpLoad, BenchError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let app = router(Arc::new(AppState { engine }));
+    let mut state = AppState::new(cfg, engine)?;
+    let key = crate::access::new_key().map_err(|e| BenchError::Key(e.to_string()))?;
+    state.auth.allow("bench", &key, role);
+    let auth: axum::http::HeaderValue =
+        format!("Bearer {key}").parse().map_err(|_| BenchError::Key("not a header value".into()))?;
+    let app = router(Arc::new(state));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let uris: Arc<Vec<axum::http::Uri>> = Arc::new(
         queries
@@ -150,6 +175,7 @@ pub async fn http_load(
     let mut tasks = Vec::with_capacity(clients);
     for c in 0..clients {
         let uris = uris.clone();
+        let auth = auth.clone();
         tasks.push(tokio::spawn(async move {
             // One pooled client per task: one keep-alive connection each.
             let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
@@ -159,7 +185,10 @@ pub async fn http_load(
                 let uri = uris[i % uris.len()].clone();
                 i += 1;
                 let t = Instant::now();
-                let answered = match client.get(uri).await {
+                let mut req = axum::http::Request::new(Empty::<bytes::Bytes>::new());
+                *req.uri_mut() = uri;
+                req.headers_mut().insert(axum::http::header::AUTHORIZATION, auth.clone());
+                let answered = match client.request(req).await {
                     Ok(resp) => {
                         let ok = resp.status().is_success();
                         resp.into_body().collect().await.is_ok() && ok
@@ -186,6 +215,7 @@ pub async fn http_load(
     server.abort();
     let (rss, peak) = memory_mib();
     Ok(HttpLoad {
+        role: role.to_string(),
         clients,
         seconds,
         ok: lat.len() as u64,

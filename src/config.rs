@@ -99,6 +99,51 @@ pub struct KeySpec {
     pub role: String,
 }
 
+/// `[privacy]`: which values are masked for roles without `unmask`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySection {
+    /// Regexes of sensitive values in any text (government ids, card numbers); matches are
+    /// masked but for their last four digits. Card-number-like matches must pass the Luhn check.
+    #[serde(default = "default_mask_patterns")]
+    pub mask_patterns: Vec<String>,
+    /// Field names (case-insensitive) whose whole value is masked.
+    #[serde(default = "default_mask_fields")]
+    pub mask_fields: Vec<String>,
+}
+
+fn default_mask_patterns() -> Vec<String> {
+    vec![
+        // US social security numbers.
+        r"\b\d{3}-\d{2}-\d{4}\b".into(),
+        // Payment card numbers: 13 to 19 digits, in groups or not (Luhn-checked).
+        r"\b\d{4}(?:[ -]?\d{4}){2}[ -]?\d{1,7}\b".into(),
+    ]
+}
+
+fn default_mask_fields() -> Vec<String> {
+    [
+        "ssn",
+        "social_security",
+        "national_id",
+        "tax_id",
+        "passport",
+        "dob",
+        "date_of_birth",
+        "birth_date",
+        "birthdate",
+        "card_number",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+impl Default for PrivacySection {
+    fn default() -> Self {
+        PrivacySection { mask_patterns: default_mask_patterns(), mask_fields: default_mask_fields() }
+    }
+}
+
 /// `[server]`: where `dossier serve` listens.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,6 +184,9 @@ pub struct Config {
     /// API keys.
     #[serde(default)]
     pub keys: Vec<KeySpec>,
+    /// Masking of sensitive values.
+    #[serde(default)]
+    pub privacy: PrivacySection,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base: PathBuf,
@@ -214,6 +262,27 @@ impl Config {
             if !self.roles.contains_key(&k.role) {
                 return Err(bad(format!("key `{}` grants role `{}`, which is not defined", k.name, k.role)));
             }
+            if crate::access::parse_key_hash(&k.hash).is_none() {
+                return Err(bad(format!(
+                    "key `{}`: hash must be `blake3:` and 64 hex digits (print one with `dossier keys hash`)",
+                    k.name
+                )));
+            }
+        }
+        for (name, r) in &self.roles {
+            if name == crate::access::ALL_VIEW
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(bad(format!("role name `{name}`: use letters, digits, `-` and `_` only")));
+            }
+            for s in r.sources.iter().filter(|s| *s != "*") {
+                if self.source(s).is_none() {
+                    return Err(bad(format!("role `{name}` names source `{s}`, which no [[sources]] defines")));
+                }
+            }
+        }
+        for p in &self.privacy.mask_patterns {
+            regex::Regex::new(p).map_err(|e| bad(format!("privacy.mask_patterns: bad pattern {p:?}: {e}")))?;
         }
         Ok(())
     }
@@ -226,6 +295,18 @@ impl Config {
     /// A source by name.
     pub fn source(&self, name: &str) -> Option<&SourceSpec> {
         self.sources.iter().find(|s| s.name == name)
+    }
+
+    /// The sources `role` may see: those its `[roles]` entry lists (`*` for all) and those
+    /// whose own `roles` name it. `None` means every source.
+    pub fn role_sources(&self, role: &str) -> Option<BTreeSet<String>> {
+        let spec = self.roles.get(role);
+        if spec.is_some_and(|r| r.sources.iter().any(|s| s == "*")) {
+            return None;
+        }
+        let mut out: BTreeSet<String> = spec.map(|r| r.sources.iter().cloned().collect()).unwrap_or_default();
+        out.extend(self.sources.iter().filter(|s| s.roles.iter().any(|r| r == role)).map(|s| s.name.clone()));
+        Some(out)
     }
 }
 

@@ -519,14 +519,14 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
     let mut db = rusqlite::Connection::open(&crm_path)?;
     db.execute_batch(
         "CREATE TABLE customers(id INTEGER PRIMARY KEY, full_name TEXT, email TEXT, phone TEXT, company TEXT,
-            street TEXT, city TEXT, state TEXT, account_no TEXT, created_at TEXT, updated_at TEXT);
+            street TEXT, city TEXT, state TEXT, account_no TEXT, created_at TEXT, updated_at TEXT, dob TEXT);
          CREATE TABLE orders(order_id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id), order_no TEXT,
             product TEXT, amount REAL, status TEXT, ordered_at TEXT);",
     )?;
     {
         let tx = db.transaction()?;
         {
-            let mut ins_c = tx.prepare("INSERT INTO customers VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)")?;
+            let mut ins_c = tx.prepare("INSERT INTO customers VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)")?;
             let mut ins_o = tx.prepare("INSERT INTO orders VALUES (?1,?2,?3,?4,?5,?6,?7)")?;
             let mut oid = 1;
             for (i, p) in ps.iter().enumerate() {
@@ -561,7 +561,10 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
                     state,
                     format!("AC-{:08}", p.account),
                     format!("{y}-{m:02}-{d:02}"),
-                    format!("{y}-{m:02}-{d:02} 10:00:00")
+                    format!("{y}-{m:02}-{d:02} 10:00:00"),
+                    // Dates of birth, sensitive: masked for roles without `unmask`. Derived from the
+                    // row, not drawn, so the rest of the generated data stays as it was.
+                    format!("{}-{:02}-{:02}", 1940 + (i * 7) % 60, 1 + i % 12, 1 + (i * 13) % 28)
                 ])?;
                 truth.push(Truth { key: format!("crm:customers/{id}"), customer: &p.gid });
                 for o in &p.orders {
@@ -802,7 +805,8 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
         let (y, m, d) = date(&mut rng, 2024);
         let order = p.orders[0];
         let note = if i == 0 {
-            "caller gave order 104233, ph 555.201.7788; upset about disputed bill, asked us not to disconnect"
+            "caller gave order 104233, ph 555.201.7788; upset about disputed bill, asked us not to disconnect; \
+             read card 4111 1111 1111 1111 to verify"
                 .to_string()
         } else {
             let ord = if rng.chance(50) { format!("ORD-{order}") } else { format!("order {order}") };

@@ -1,18 +1,20 @@
 //! The index stage: writes records and customer profiles into tantivy, with
 //! one writer and atomic commits whose payload names the run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use dossier_schema::index::{DOC_CUSTOMER, DOC_RECORD};
-use dossier_schema::{Customer, IndexSchema, Record};
+use dossier_schema::{Customer, IndexSchema, Profile, Record};
 use tantivy::directory::MmapDirectory;
 use tantivy::indexer::LogMergePolicy;
 use tantivy::schema::Value;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
+use crate::access::View;
 use crate::entities::names;
 use crate::entities::normalize;
+use crate::resolve::{SourceProfile, merged_profile};
 
 /// Errors of the index.
 #[derive(Debug, thiserror::Error)]
@@ -159,54 +161,89 @@ impl IndexStore {
         Ok(())
     }
 
-    /// Replaces every customer document.
+    /// Replaces every customer document: one per view a customer's profile differs in. A
+    /// role that sees only some sources gets a document whose profile holds only what those
+    /// sources say, so no name, number or place learned from a hidden record can match or show;
+    /// a customer none of whose records a role sees has no document for it.
     pub fn replace_customers(
         &self,
         w: &IndexWriter<TantivyDocument>,
         customers: &[Customer],
+        sources: &HashMap<String, BTreeMap<String, SourceProfile>>,
+        views: &[View],
     ) -> Result<(), IndexError> {
-        let f = &self.fields;
-        w.delete_term(Term::from_field_text(f.doctype, DOC_CUSTOMER));
+        w.delete_term(Term::from_field_text(self.fields.doctype, DOC_CUSTOMER));
+        let none = BTreeMap::new();
         for c in customers {
-            let mut d = TantivyDocument::default();
-            d.add_text(f.doctype, DOC_CUSTOMER);
-            d.add_text(f.key, &c.id);
-            let p = &c.profile;
-            for n in &p.names {
-                d.add_text(f.name, n);
-                for word in names::fold(n).split(' ').filter(|w| w.len() > 1) {
-                    d.add_text(f.canon, word);
-                }
-                // Sound-alike codes for family names only: given names that sound
-                // alike are often different people (Jane and John share a code).
-                if let Some(parsed) = names::parse(n) {
-                    d.add_text(f.canon, &parsed.first);
-                    d.add_text(f.canon, &parsed.last);
-                    // Initials of given and middle names, for "J. Smith" and "Jane Q Smith".
-                    for given in std::iter::once(&parsed.first).chain(&parsed.middle) {
-                        if let Some(c) = given.chars().next() {
-                            d.add_text(f.canon, format!("{INITIAL}{c}"));
-                        }
-                    }
-                    let (a, b) = names::phonetic(&parsed.last);
-                    for code in [a.clone(), b].into_iter().filter(|c| !c.is_empty()).collect::<BTreeSet<_>>() {
-                        d.add_text(f.phonetic, &code);
-                    }
+            let parts = sources.get(&c.id).unwrap_or(&none);
+            // Views that see the same sources of this customer share one document.
+            let mut docs: BTreeMap<Vec<&str>, Vec<&str>> = BTreeMap::new();
+            for (tag, allowed) in views {
+                let visible: Vec<&str> = parts
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|s| allowed.as_ref().is_none_or(|a| a.contains(*s)))
+                    .collect();
+                if allowed.is_none() || !visible.is_empty() {
+                    docs.entry(visible).or_default().push(tag);
                 }
             }
-            for v in p.emails.iter().chain(&p.phones).chain(&p.ids) {
-                for t in id_terms(v) {
-                    d.add_text(f.ids, &t);
-                }
+            let all: Vec<&str> = parts.keys().map(String::as_str).collect();
+            for (visible, tags) in docs {
+                let profile = if visible == all {
+                    c.profile.clone()
+                } else {
+                    merged_profile(&c.id, visible.iter().filter_map(|s| parts.get(*s)))
+                };
+                w.add_document(self.customer_doc(&c.id, profile, &tags)?)?;
             }
-            for v in p.companies.iter().chain(&p.cities).chain(&p.addresses) {
-                d.add_text(f.place, v);
-            }
-            let stored = Customer { id: c.id.clone(), profile: c.profile.clone(), links: Vec::new() };
-            d.add_text(f.json, serde_json::to_string(&stored)?);
-            w.add_document(d)?;
         }
         Ok(())
+    }
+
+    /// The document of one customer as the views in `tags` see it.
+    fn customer_doc(&self, id: &str, profile: Profile, tags: &[&str]) -> Result<TantivyDocument, IndexError> {
+        let f = &self.fields;
+        let mut d = TantivyDocument::default();
+        d.add_text(f.doctype, DOC_CUSTOMER);
+        d.add_text(f.key, id);
+        for t in tags {
+            d.add_text(f.view, t);
+        }
+        let p = &profile;
+        for n in &p.names {
+            d.add_text(f.name, n);
+            for word in names::fold(n).split(' ').filter(|w| w.len() > 1) {
+                d.add_text(f.canon, word);
+            }
+            // Sound-alike codes for family names only: given names that sound
+            // alike are often different people (Jane and John share a code).
+            if let Some(parsed) = names::parse(n) {
+                d.add_text(f.canon, &parsed.first);
+                d.add_text(f.canon, &parsed.last);
+                // Initials of given and middle names, for "J. Smith" and "Jane Q Smith".
+                for given in std::iter::once(&parsed.first).chain(&parsed.middle) {
+                    if let Some(c) = given.chars().next() {
+                        d.add_text(f.canon, format!("{INITIAL}{c}"));
+                    }
+                }
+                let (a, b) = names::phonetic(&parsed.last);
+                for code in [a.clone(), b].into_iter().filter(|c| !c.is_empty()).collect::<BTreeSet<_>>() {
+                    d.add_text(f.phonetic, &code);
+                }
+            }
+        }
+        for v in p.emails.iter().chain(&p.phones).chain(&p.ids) {
+            for t in id_terms(v) {
+                d.add_text(f.ids, &t);
+            }
+        }
+        for v in p.companies.iter().chain(&p.cities).chain(&p.addresses) {
+            d.add_text(f.place, v);
+        }
+        let stored = Customer { id: id.to_string(), profile, links: Vec::new() };
+        d.add_text(f.json, serde_json::to_string(&stored)?);
+        Ok(d)
     }
 
     /// Commits with the run id as payload and makes the result visible.

@@ -5,6 +5,7 @@
 //! speaks the types of the `dossier-schema` crate. [`pipeline`] runs the stages
 //! for an index run; [`state`] holds what tantivy should not.
 
+pub mod access;
 pub mod bench;
 pub mod config;
 pub mod demo;

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use dossier::access::{self, Viewer};
 use dossier::config::Config;
 use dossier::pipeline::{self, RunOptions};
 use dossier::query::Engine;
-use dossier::state::RunReport;
+use dossier::state::{AuditEntry, AuditFilter, RunReport};
 
 // Searching and indexing allocate many small, short-lived objects (query parts, hit lists, JSON);
 // mimalloc serves them faster than glibc's allocator (measured in BENCHMARKS.md).
@@ -66,6 +67,9 @@ enum Command {
         /// Customers per page.
         #[arg(long, default_value_t = 10)]
         per_page: usize,
+        /// See what this role sees (its sources, masking) instead of everything.
+        #[arg(long)]
+        role: Option<String>,
     },
     /// Serve the JSON API and the search page.
     Serve {
@@ -123,6 +127,56 @@ enum Command {
         #[command(subcommand)]
         command: CustomersCommand,
     },
+    /// API keys: the server answers only requests that carry one.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// List the audit log: who looked at which customer or record, when, with which query.
+    Audit {
+        /// Only this key name (`cli:USER` for the console).
+        #[arg(long)]
+        who: Option<String>,
+        /// Only this customer id.
+        #[arg(long)]
+        customer: Option<String>,
+        /// Only this action: search, suggest, dossier, record, export-subject.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only from this time on (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Most entries, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key for a role and print it once; only its hash is kept.
+    Add {
+        /// Who holds the key (shown in the audit log).
+        name: String,
+        /// The role it grants, from the config's [roles].
+        #[arg(long)]
+        role: String,
+    },
+    /// List keys: name, role, created, revoked.
+    List,
+    /// Revoke a key by name; the server refuses it from the next request on.
+    Revoke {
+        /// The key's name.
+        name: String,
+    },
+    /// Print the `blake3:…` hash of a key read from standard input, for a [[keys]] entry.
+    Hash,
 }
 
 #[derive(Subcommand)]
@@ -182,6 +236,15 @@ enum BenchCommand {
 enum CustomersCommand {
     /// One JSON object per customer per line: id, record keys, profile, evidence.
     Export,
+    /// Everything held about one customer, for a subject-access request: profile, every linked
+    /// record in full, where each came from, and why it is linked. Unmasked; audited.
+    ExportSubject {
+        /// The customer id (an old id of a merged customer is followed).
+        id: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, short = 'o')]
+        out: Option<PathBuf>,
+    },
     /// Why each record is in a customer's dossier.
     Explain {
         /// The customer id (old ids of merged customers are followed).
@@ -242,11 +305,136 @@ fn index(cfg: &Config, full: bool, sources: Vec<String>) -> Result<RunReport> {
     Ok(report)
 }
 
+/// The file `dossier demo` keeps its demo keys in (the demo only: real keys are shown once).
+const DEMO_KEYS: &str = "demo-keys.txt";
+
+/// One key per role of the demo company, made on its first run: (role, key).
+fn demo_keys(cfg: &Config, dir: &std::path::Path) -> Result<Vec<(String, String)>> {
+    let path = dir.join(DEMO_KEYS);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Ok(text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(r, k)| (r.to_string(), k.trim().to_string()))
+            .collect());
+    }
+    let store = dossier::state::State::open(&pipeline::paths(cfg).1)?;
+    let mut out = Vec::new();
+    let mut text =
+        String::from("# API keys of the demo company's roles: ROLE KEY. Demo only; real keys are shown once.\n");
+    for role in cfg.roles.keys() {
+        let key = access::new_key().map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;
+        let mut name = format!("demo-{role}");
+        // The keys file was removed: the old keys go, new ones take their place.
+        if store.keys()?.iter().any(|k| k.name == name) {
+            store.revoke_key(&name)?;
+            name = format!("demo-{role}-{}", chrono::Utc::now().timestamp());
+        }
+        store.add_key(&name, &access::hash_key(&key), role)?;
+        text.push_str(&format!("{role} {key}\n"));
+        out.push((role.clone(), key));
+    }
+    write_private(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(out)
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+/// Writes a console look to the audit log.
+fn audit_cli(
+    engine: &Engine,
+    cfg: &Config,
+    v: &Viewer,
+    action: &str,
+    customers: Vec<Option<String>>,
+    query: &str,
+) -> Result<()> {
+    let query = Some(engine.masker().text(query).into_owned());
+    let entry = |customer: Option<String>| AuditEntry {
+        who: v.who.clone(),
+        role: Some(v.role.clone()),
+        action: action.to_string(),
+        customer,
+        query: query.clone(),
+        detail: Some("console".into()),
+        ..Default::default()
+    };
+    let mut entries: Vec<AuditEntry> = customers.into_iter().map(entry).collect();
+    if entries.is_empty() {
+        entries.push(entry(None));
+    }
+    dossier::state::State::open(&pipeline::paths(cfg).1)?.audit(&entries)?;
+    Ok(())
+}
+
+fn keys(cfg: &Config, command: KeysCommand) -> Result<()> {
+    let (index_dir, state_path) = pipeline::paths(cfg);
+    std::fs::create_dir_all(&index_dir).with_context(|| format!("creating {}", index_dir.display()))?;
+    let store = dossier::state::State::open(&state_path)?;
+    match command {
+        KeysCommand::Add { name, role } => {
+            if !cfg.roles.contains_key(&role) {
+                bail!("no role {role:?} in the config; define [roles.{role}] or use one of {:?}", cfg.roles.keys());
+            }
+            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                bail!("a key name is 1 to 64 printable characters");
+            }
+            if store.keys()?.iter().any(|k| k.name == name) || cfg.keys.iter().any(|k| k.name == name) {
+                bail!("a key named {name:?} exists; revoke it or choose another name");
+            }
+            let key = access::new_key().map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;
+            store.add_key(&name, &access::hash_key(&key), &role)?;
+            eprintln!("key {name:?} for role `{role}` (shown once; only its hash is kept):");
+            println!("{key}");
+        }
+        KeysCommand::List => {
+            for k in store.keys()? {
+                let state = k.revoked.map(|r| format!("revoked {r}")).unwrap_or_else(|| "live".into());
+                println!("{:<24} {:<12} created {}  {state}", k.name, k.role, k.created);
+            }
+            for k in &cfg.keys {
+                println!("{:<24} {:<12} in the config", k.name, k.role);
+            }
+        }
+        KeysCommand::Revoke { name } => {
+            if !store.revoke_key(&name)? {
+                if cfg.keys.iter().any(|k| k.name == name) {
+                    bail!("key {name:?} is in the config's [[keys]]: remove it there");
+                }
+                bail!("no live key named {name:?}; list them with `dossier keys list`");
+            }
+            eprintln!("revoked {name:?}");
+        }
+        // Answered in `main`, before any config is read.
+        KeysCommand::Hash => {}
+    }
+    Ok(())
+}
+
 fn serve(cfg: &Config, listen: Option<String>) -> Result<()> {
     let engine = Engine::open(cfg)?;
+    if !engine.views_current() {
+        eprintln!(
+            "warning: the roles in the config changed since the last index run; role keys get 503 until `dossier index` runs"
+        );
+    }
+    let live_keys = engine.with_state(|s| s.keys())??.iter().filter(|k| k.revoked.is_none()).count() + cfg.keys.len();
+    if live_keys == 0 {
+        eprintln!(
+            "note: no API keys yet, so the API refuses every request; create one with `dossier keys add NAME --role ROLE`"
+        );
+    }
+    let state = dossier::server::AppState::new(cfg, engine)?;
     let listen = listen.unwrap_or_else(|| cfg.server.listen.clone());
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(dossier::server::serve(engine, &listen)).with_context(|| format!("serving on {listen}"))?;
+    rt.block_on(dossier::server::serve(state, &listen)).with_context(|| format!("serving on {listen}"))?;
     Ok(())
 }
 
@@ -378,9 +566,16 @@ fn bench_search(dir: &std::path::Path, clients: usize, seconds: u64, json: bool)
     let latency = bench::search_latency(&engine, &queries)?;
     let (_, peak_before_load) = bench::memory_mib();
     let http = if clients > 0 {
-        eprintln!("HTTP load: {clients} clients for {seconds} s");
+        // The load runs as a support rep would, through that role's view and masking.
+        let role = if cfg.roles.contains_key("support") {
+            "support".to_string()
+        } else {
+            cfg.roles.keys().next().cloned().context("the config defines no [roles]; the HTTP load needs one")?
+        };
+        eprintln!("HTTP load: {clients} clients for {seconds} s, as role `{role}`");
         let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-        Some(rt.block_on(bench::http_load(engine, &queries, clients, std::time::Duration::from_secs(seconds)))?)
+        let d = std::time::Duration::from_secs(seconds);
+        Some(rt.block_on(bench::http_load(&cfg, engine, &role, &queries, clients, d))?)
     } else {
         None
     };
@@ -397,8 +592,9 @@ fn bench_search(dir: &std::path::Path, clients: usize, seconds: u64, json: bool)
     }
     if let Some(h) = http {
         println!(
-            "HTTP: {} clients, {:.1} s: {} searches ({} errors), {:.0}/s; client-side p50 {:.2} ms p99 {:.2} ms; \
+            "HTTP as `{}`: {} clients, {:.1} s: {} searches ({} errors), {:.0}/s; client-side p50 {:.2} ms p99 {:.2} ms; \
              process RSS {:.0} MiB (peak {:.0} MiB)",
+            h.role,
             h.clients,
             h.seconds,
             h.ok,
@@ -426,7 +622,12 @@ fn main() -> Result<()> {
             let cfg = Config::load(&dir.join("dossier.toml"))?;
             let report = index(&cfg, false, Vec::new())?;
             print_report(&report);
+            let keys = demo_keys(&cfg, &dir)?;
             if !no_serve {
+                if let Some((_, key)) = keys.iter().find(|(role, _)| role == "admin") {
+                    eprintln!("\nadmin key for the web page and the API: {key}");
+                }
+                eprintln!("keys of every demo role: {}", dir.join(DEMO_KEYS).display());
                 serve(&cfg, listen)?;
             }
         }
@@ -439,13 +640,20 @@ fn main() -> Result<()> {
                 print_report(&report);
             }
         }
-        Command::Search { query, json, page, per_page } => {
+        Command::Search { query, json, page, per_page, role } => {
             let cfg = Config::load(&cli.config)?;
             if per_page == 0 || per_page > 1000 {
                 bail!("--per-page must be between 1 and 1000");
             }
             let engine = Engine::open(&cfg)?;
-            let r = engine.search(&query, page, per_page)?;
+            let viewer = match &role {
+                None => Viewer::operator(),
+                Some(r) => Viewer::for_role(&cfg, &Viewer::operator().who, r).with_context(|| {
+                    format!("no role {r:?} in {}; roles: {:?}", cli.config.display(), cfg.roles.keys())
+                })?,
+            };
+            let r = engine.search_as(&viewer, &query, page, per_page)?;
+            audit_cli(&engine, &cfg, &viewer, "search", r.dossiers.iter().map(|d| d.id.clone()).collect(), &query)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -569,6 +777,37 @@ fn main() -> Result<()> {
                 }
             }
         }
+        Command::Keys { command: KeysCommand::Hash } => {
+            // Hashing needs no config: the hash goes into one.
+            let mut key = String::new();
+            std::io::stdin().read_line(&mut key).context("reading the key from standard input")?;
+            if key.trim().is_empty() {
+                bail!("give the key on standard input: `echo KEY | dossier keys hash`");
+            }
+            println!("{}", access::hash_key(&key));
+        }
+        Command::Keys { command } => {
+            let cfg = Config::load(&cli.config)?;
+            keys(&cfg, command)?;
+        }
+        Command::Audit { who, customer, action, since, until, limit, json } => {
+            let cfg = Config::load(&cli.config)?;
+            let store = dossier::state::State::open(&pipeline::paths(&cfg).1)?;
+            let f = AuditFilter { who, customer, action, since, until, limit };
+            let entries = store.audit_entries(&f)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else if entries.is_empty() {
+                println!("no audit entries match");
+            } else {
+                for e in &entries {
+                    let what = e.customer.as_deref().or(e.record.as_deref()).unwrap_or("-");
+                    let q = e.query.as_deref().map(|q| format!(" q={q:?}")).unwrap_or_default();
+                    let d = e.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+                    println!("{}  {} [{}]  {} {what}{q}{d}", e.at, e.who, e.role.as_deref().unwrap_or("-"), e.action);
+                }
+            }
+        }
         Command::Customers { command } => {
             let cfg = Config::load(&cli.config)?;
             let engine = Engine::open(&cfg)?;
@@ -580,6 +819,29 @@ fn main() -> Result<()> {
                         let line =
                             serde_json::json!({ "id": c.id, "keys": c.keys(), "profile": c.profile, "links": c.links });
                         writeln!(out, "{line}")?;
+                    }
+                }
+                CustomersCommand::ExportSubject { id, out } => {
+                    let Some(x) = engine.export_subject(&id)? else {
+                        bail!("no customer {id}: find its id with `dossier search`")
+                    };
+                    let v = Viewer::operator();
+                    let mut store = dossier::state::State::open(&pipeline::paths(&cfg).1)?;
+                    store.audit(&[AuditEntry {
+                        who: v.who.clone(),
+                        role: Some(v.role.clone()),
+                        action: "export-subject".into(),
+                        customer: Some(x.customer.clone()),
+                        detail: Some(format!("{} records", x.records.len())),
+                        ..Default::default()
+                    }])?;
+                    let text = serde_json::to_string_pretty(&x)?;
+                    match out {
+                        Some(p) => {
+                            std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+                            eprintln!("wrote {} records of {} to {}", x.records.len(), x.customer, p.display());
+                        }
+                        None => println!("{text}"),
                     }
                 }
                 CustomersCommand::Explain { id } => {

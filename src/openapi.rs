@@ -2,12 +2,12 @@
 //! body shape is generated from the Rust types the server answers with, so
 //! the document cannot drift from what is sent.
 
-use dossier_schema::{ApiErrorBody, Dossier, Health, Record, SearchResponse, Suggestions};
+use dossier_schema::{ApiErrorBody, Dossier, Health, Record, SearchResponse, SubjectExport, Suggestions};
 use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
-use crate::server::{MAX_PER_PAGE, MAX_QUERY};
-use crate::state::RunReport;
+use crate::server::{ExportRequest, MAX_PAGE, MAX_PER_PAGE, MAX_QUERY, WhoAmI};
+use crate::state::{AuditEntry, RunReport};
 
 fn param(name: &str, required: bool, desc: &str, schema: Value) -> Value {
     json!({ "name": name, "in": "query", "required": required, "description": desc, "schema": schema })
@@ -33,8 +33,15 @@ pub fn document() -> Value {
     let health = g.subschema_for::<Health>().to_value();
     let runs = g.subschema_for::<Vec<RunReport>>().to_value();
     let error = g.subschema_for::<ApiErrorBody>().to_value();
+    let whoami = g.subschema_for::<WhoAmI>().to_value();
+    let audit = g.subschema_for::<Vec<AuditEntry>>().to_value();
+    let export = g.subschema_for::<SubjectExport>().to_value();
+    let export_req = g.subschema_for::<ExportRequest>().to_value();
     let schemas = g.take_definitions(true);
     let err = |desc: &str| ok(desc, error.clone());
+    let denied = err("No key, or a key that is not valid (revoked, never issued)");
+    let admin = err("The key's role is not an administrator");
+    let open: Value = json!([]);
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -42,10 +49,37 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Customer dossiers across silos: search by name, number, email or contract words."
         },
+        "security": [ { "bearer": [] } ],
         "paths": {
             "/api/health": { "get": {
-                "summary": "Liveness",
+                "summary": "Liveness (needs no key)",
+                "security": open,
                 "responses": { "200": ok("The server answers", health) }
+            }},
+            "/api/whoami": { "get": {
+                "summary": "The caller's key name, role, visible sources, masking and admin right",
+                "responses": { "200": ok("The caller", whoami), "401": denied.clone() }
+            }},
+            "/api/admin/audit": { "get": {
+                "summary": "The audit log, newest first (administrators)",
+                "parameters": [
+                    param("who", false, "Only this key name", json!({ "type": "string" })),
+                    param("customer", false, "Only this customer id", json!({ "type": "string" })),
+                    param("action", false, "Only this action (search, suggest, dossier, record, export-subject)", json!({ "type": "string" })),
+                    param("since", false, "At or after this time (RFC 3339 or YYYY-MM-DD, UTC)", json!({ "type": "string" })),
+                    param("until", false, "Before this time", json!({ "type": "string" })),
+                    param("limit", false, "Most entries", json!({ "type": "integer", "minimum": 1, "maximum": 10000, "default": 100 })),
+                ],
+                "responses": { "200": ok("Entries", audit), "400": err("A parameter out of range"), "401": denied.clone(), "403": admin.clone() }
+            }},
+            "/api/admin/export-subject": { "post": {
+                "summary": "Everything held about one customer, for a subject-access request (administrators; audited)",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": export_req } } },
+                "responses": {
+                    "200": ok("The export: profile, links with evidence, every record in full, provenance", export),
+                    "400": err("A body that is not the JSON described, or larger than 16 KiB"),
+                    "401": denied.clone(), "403": admin.clone(), "404": err("No such customer")
+                }
             }},
             "/api/search": { "get": {
                 "summary": "Ranked customer dossiers for a query",
@@ -55,7 +89,7 @@ pub fn document() -> Value {
                     searched as plain words, with a notice.",
                 "parameters": [
                     param("q", true, &format!("The query, at most {MAX_QUERY} bytes"), json!({ "type": "string", "maxLength": MAX_QUERY })),
-                    param("page", false, "0-based page over customers", json!({ "type": "integer", "minimum": 0, "default": 0 })),
+                    param("page", false, "0-based page over customers", json!({ "type": "integer", "minimum": 0, "maximum": MAX_PAGE, "default": 0 })),
                     param("per_page", false, "Dossiers per page", json!({ "type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": 10 })),
                 ],
                 "responses": {
@@ -84,13 +118,17 @@ pub fn document() -> Value {
             }},
             "/api/runs": { "get": {
                 "summary": "The last index runs with their per-source counts and per-item errors",
-                "responses": { "200": ok("Runs, newest first", runs) }
+                "responses": { "200": ok("Runs, newest first", runs), "401": denied.clone(), "403": admin.clone() }
             }},
             "/api/openapi.json": { "get": {
                 "summary": "This document",
                 "responses": { "200": { "description": "OpenAPI 3.1" } }
             }}
         },
-        "components": { "schemas": schemas }
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer",
+                "description": "An API key made with `dossier keys add NAME --role ROLE`" } }
+        }
     })
 }

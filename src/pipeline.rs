@@ -272,7 +272,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         }
     }
     tracing::debug!(rewritten, "records relinked");
-    store.replace_customers(&writer, &resolution.customers)?;
+    let views = crate::access::views(cfg);
+    store.replace_customers(&writer, &resolution.customers, &resolution.sources, &views)?;
+    commit.views = Some(crate::access::views_fingerprint(&views));
 
     // Redirects: an old id whose records now live under another id points there.
     let new_ids: HashSet<&str> = resolution.customers.iter().map(|c| c.id.as_str()).collect();

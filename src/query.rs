@@ -9,10 +9,10 @@ use rustc_hash::FxHashMap;
 use std::ops::Bound;
 use std::sync::Mutex;
 
-use dossier_schema::index::{DOC_CUSTOMER, DOC_RECORD};
+use dossier_schema::index::DOC_RECORD;
 use dossier_schema::{
-    Customer, Dossier, Flag, MatchReason, Profile, Record, RecordGroup, RecordHit, SearchResponse, Suggestion,
-    TimelineEntry,
+    Customer, Dossier, Flag, MatchReason, Profile, Provenance, Record, RecordGroup, RecordHit, SearchResponse,
+    SubjectExport, Suggestion, TimelineEntry,
 };
 use tantivy::collector::{Collector, SegmentCollector, TopDocs};
 use tantivy::query::{
@@ -22,6 +22,7 @@ use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader, TantivyDocument, Term};
 
+use crate::access::{Masker, Viewer};
 use crate::config::Config;
 use crate::entities::{Entities, names, normalize};
 use crate::index::IndexStore;
@@ -42,6 +43,11 @@ pub enum QueryError {
     /// The state store lock was poisoned by a panic elsewhere.
     #[error("state store unavailable")]
     Poisoned,
+    /// The roles in the config are not the ones the index was written for.
+    #[error(
+        "the roles in the config changed since the last index run, so each role's view of the customers is out of date; run `dossier index` first"
+    )]
+    StaleViews,
 }
 
 /// Most records shown in one dossier; most text hits aggregated per query.
@@ -325,6 +331,9 @@ pub struct Engine {
     store: IndexStore,
     state: Mutex<State>,
     entities: Entities,
+    masker: Masker,
+    /// True when the index was written for the config's roles.
+    views_current: bool,
 }
 
 /// Per-customer evidence gathered for ranking.
@@ -341,11 +350,35 @@ impl Engine {
     /// Opens the index and state of `cfg`.
     pub fn open(cfg: &Config) -> Result<Engine, QueryError> {
         let (index_dir, state_path) = crate::pipeline::paths(cfg);
+        let state = State::open(&state_path)?;
+        let written = state.meta("views")?;
+        let views_current = written.is_none_or(|w| w == crate::access::views_fingerprint(&crate::access::views(cfg)));
         Ok(Engine {
             store: IndexStore::open(&index_dir)?,
-            state: Mutex::new(State::open(&state_path)?),
+            state: Mutex::new(state),
             entities: Entities::new(cfg),
+            masker: Masker::new(&cfg.privacy),
+            views_current,
         })
+    }
+
+    /// Fails when `v` is a role whose view is out of date (the operator's view of all sources
+    /// is always current).
+    fn check_view(&self, v: &Viewer) -> Result<(), QueryError> {
+        if v.sources.is_some() && !self.views_current {
+            return Err(QueryError::StaleViews);
+        }
+        Ok(())
+    }
+
+    /// True when the index was written for the config's roles.
+    pub fn views_current(&self) -> bool {
+        self.views_current
+    }
+
+    /// The masker of the config's `[privacy]` section.
+    pub fn masker(&self) -> &Masker {
+        &self.masker
     }
 
     /// Sees the latest commit.
@@ -367,14 +400,26 @@ impl Engine {
         Ok(s.search(q, &DocVec)?)
     }
 
-    fn customers_only(&self, q: Box<dyn Query>) -> BooleanQuery {
-        BooleanQuery::new(vec![(Occur::Must, self.term(self.store.fields.doctype, DOC_CUSTOMER)), (Occur::Must, q)])
+    /// Customer documents of the viewer's view matching `q` (only customer documents carry a
+    /// view).
+    fn customers_only(&self, v: &Viewer, q: Box<dyn Query>) -> BooleanQuery {
+        BooleanQuery::new(vec![(Occur::Must, self.term(self.store.fields.view, v.view())), (Occur::Must, q)])
     }
 
-    /// Record filter from `source:`, `kind:`, `status:` and `date:`.
-    fn record_filter(&self, p: &ParsedQuery) -> Vec<(Occur, Box<dyn Query>)> {
+    /// The records of the sources the viewer sees, when it does not see them all.
+    fn visible_sources(&self, v: &Viewer) -> Option<Box<dyn Query>> {
+        let sources = v.sources.as_ref()?;
+        let terms = sources.iter().map(|s| Term::from_field_text(self.store.fields.source, s));
+        Some(Box::new(TermSetQuery::new(terms)))
+    }
+
+    /// Record filter from the viewer's sources and `source:`, `kind:`, `status:` and `date:`.
+    fn record_filter(&self, v: &Viewer, p: &ParsedQuery) -> Vec<(Occur, Box<dyn Query>)> {
         let f = &self.store.fields;
         let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, self.term(f.doctype, DOC_RECORD))];
+        if let Some(q) = self.visible_sources(v) {
+            must.push((Occur::Must, q));
+        }
         let any = |field, vals: &[String]| -> Box<dyn Query> {
             Box::new(BooleanQuery::new(vals.iter().map(|v| (Occur::Should, self.term(field, v))).collect()))
         };
@@ -401,8 +446,15 @@ impl Engine {
         must
     }
 
-    /// Answers a query with a page of ranked dossiers.
+    /// Answers a query with a page of ranked dossiers, as the operator (every source, unmasked).
     pub fn search(&self, q: &str, page: usize, per_page: usize) -> Result<SearchResponse, QueryError> {
+        self.search_as(&Viewer::operator(), q, page, per_page)
+    }
+
+    /// Answers a query as `v` sees the customers: records of hidden sources do not exist, and
+    /// sensitive values are masked unless the role unmasks them.
+    pub fn search_as(&self, v: &Viewer, q: &str, page: usize, per_page: usize) -> Result<SearchResponse, QueryError> {
+        self.check_view(v)?;
         let searcher = self.store.reader.searcher();
         let f = &self.store.fields;
         let p = parse(q, &self.entities);
@@ -413,14 +465,14 @@ impl Engine {
         // Identifiers, emails and phones: exact terms on customers.
         let mut id_records: Vec<(DocAddress, String, String, &'static str)> = Vec::new();
         for (term, raw, kind) in &p.ids {
-            let q = self.customers_only(self.term(f.ids, term));
+            let q = self.customers_only(v, self.term(f.ids, term));
             for addr in self.docs(&searcher, &q)? {
                 let c = cands.entry(addr).or_default();
                 c.id_hits += if *kind == "identifier" && !term.contains(':') { 0.9 } else { 1.0 };
                 c.why.push(MatchReason { kind: kind.to_string(), query: raw.clone(), matched: term.clone() });
             }
             // Records that carry the value in their text (a call note) count for their customers too.
-            let mut rq = self.record_filter(&p);
+            let mut rq = self.record_filter(v, &p);
             rq.push((Occur::Must, self.term(f.ids, term)));
             for (_, addr) in searcher.search(&BooleanQuery::new(rq), &TopDocs::with_limit(200).order_by_score())? {
                 id_records.push((addr, term.clone(), raw.clone(), kind));
@@ -429,8 +481,8 @@ impl Engine {
 
         // Names: each word scores its best kind of match on each customer.
         // Per customer: score, words matched, whether any matched as a name, and which words (bit per word).
-        // The name, canon, phonetic and place fields exist on customer documents only, so these
-        // queries need no document-type filter (intersecting with it cost a tenth of the search).
+        // The name, canon, phonetic and place fields exist on customer documents only; each query
+        // is narrowed to the documents of the viewer's view.
         let mut name_scores: FxHashMap<DocAddress, (f64, usize, bool, u64)> = FxHashMap::default();
         // Company and city words only add to customers some word matched as a name: alone they
         // match a tenth of the index and can never make a name match.
@@ -448,26 +500,26 @@ impl Engine {
             if w.len() == 1 {
                 // An initial ("J Smith", "Smith, J."): given names starting with it.
                 let q = self.term(f.canon, &format!("{}{w}", crate::index::INITIAL));
-                add(self.docs(&searcher, q.as_ref())?, 1.5, true);
+                add(self.docs(&searcher, &self.customers_only(v, q))?, 1.5, true);
             } else {
                 let canon = names::canonical_first(w).to_string();
                 let exact: Vec<(Occur, Box<dyn Query>)> =
                     vec![(Occur::Should, self.term(f.canon, w)), (Occur::Should, self.term(f.canon, &canon))];
-                add(self.docs(&searcher, &BooleanQuery::new(exact))?, 3.0, true);
+                add(self.docs(&searcher, &self.customers_only(v, Box::new(BooleanQuery::new(exact))))?, 3.0, true);
                 let (code, alt) = names::phonetic(w);
                 if !code.is_empty() {
                     let mut ph: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Should, self.term(f.phonetic, &code))];
                     if !alt.is_empty() && alt != code {
                         ph.push((Occur::Should, self.term(f.phonetic, &alt)));
                     }
-                    add(self.docs(&searcher, &BooleanQuery::new(ph))?, 2.0, true);
+                    add(self.docs(&searcher, &self.customers_only(v, Box::new(BooleanQuery::new(ph))))?, 2.0, true);
                 }
                 if w.len() >= 4 {
                     let dist = if w.len() >= 8 { 2 } else { 1 };
                     let fz = FuzzyTermQuery::new(Term::from_field_text(f.name, w), dist, true);
-                    add(self.docs(&searcher, &fz)?, 2.0, true);
+                    add(self.docs(&searcher, &self.customers_only(v, Box::new(fz)))?, 2.0, true);
                 }
-                places.push((wi, self.docs(&searcher, self.term(f.place, w).as_ref())?));
+                places.push((wi, self.docs(&searcher, &self.customers_only(v, self.term(f.place, w)))?));
             }
             for (d, (s, is_name)) in best {
                 let e = name_scores.entry(d).or_insert((0.0, 0, false, 0));
@@ -548,7 +600,7 @@ impl Engine {
                 }
                 tq
             };
-            let mut clauses = self.record_filter(&p);
+            let mut clauses = self.record_filter(v, &p);
             clauses.push((Occur::Must, tq.box_clone()));
             // Words looked for in the named customers' records: search only those records, so the
             // clause is found even when thousands of other contracts say the same.
@@ -569,14 +621,21 @@ impl Engine {
                 if ids.is_empty() {
                     if !only_named
                         && unlinked.len() < 20
-                        && let Some(r) = self.record_of(&searcher.doc(addr)?)
+                        && let Some(mut r) = self.record_of(&searcher.doc(addr)?)
                     {
-                        unlinked.push(hit(&r, String::new(), true));
+                        let values = if v.unmask { Vec::new() } else { self.masker.record_with_values(&mut r) };
+                        let mut h = hit(&r, String::new(), true);
+                        if !v.unmask {
+                            self.masker.hit(&mut h, &values);
+                        }
+                        unlinked.push(h);
                     }
                     continue;
                 }
                 for id in ids {
-                    let Some(caddr) = self.customer_addr(&searcher, &mut customer_addr_by_id, &id)? else { continue };
+                    let Some(caddr) = self.customer_addr(v, &searcher, &mut customer_addr_by_id, &id)? else {
+                        continue;
+                    };
                     if only_named && !name_cands.contains(&caddr) {
                         continue;
                     }
@@ -595,7 +654,7 @@ impl Engine {
         }
         for (addr, term, raw, kind) in id_records {
             for id in customer_ids.of(addr) {
-                let Some(caddr) = self.customer_addr(&searcher, &mut customer_addr_by_id, &id)? else { continue };
+                let Some(caddr) = self.customer_addr(v, &searcher, &mut customer_addr_by_id, &id)? else { continue };
                 let c = cands.entry(caddr).or_default();
                 if !c.why.iter().any(|w| w.matched == term) {
                     c.id_hits += 0.8;
@@ -644,7 +703,7 @@ impl Engine {
                     why.push(MatchReason { kind: "text".into(), query: text_used.clone(), matched: k.to_string() });
                 }
             }
-            let mut d = self.dossier(&searcher, &cu.id, Some(cu.profile), &matched, snippets.as_ref())?;
+            let mut d = self.dossier(v, &searcher, &cu.id, Some(cu.profile), &matched, snippets.as_ref())?;
             d.score = (score * 1000.0).round() / 1000.0;
             // Name reasons say which names matched.
             for w in &mut why {
@@ -653,6 +712,9 @@ impl Engine {
                 }
             }
             d.why = why;
+            if !v.unmask {
+                self.masker.dossier(&mut d);
+            }
             dossiers.push(d);
         }
         Ok(SearchResponse {
@@ -669,6 +731,7 @@ impl Engine {
     /// The customer document of `id`, cached per query.
     fn customer_addr(
         &self,
+        v: &Viewer,
         s: &Searcher,
         cache: &mut HashMap<String, DocAddress>,
         id: &str,
@@ -676,7 +739,7 @@ impl Engine {
         if let Some(a) = cache.get(id) {
             return Ok(Some(*a));
         }
-        let q = self.customers_only(self.term(self.store.fields.key, id));
+        let q = self.customers_only(v, self.term(self.store.fields.key, id));
         let a = self.docs(s, &q)?.into_iter().next();
         if let Some(a) = a {
             cache.insert(id.to_string(), a);
@@ -710,6 +773,12 @@ impl Engine {
 
     /// Typeahead: customers whose name, company, email or number starts with what was typed.
     pub fn suggest(&self, typed: &str, limit: usize) -> Result<Vec<Suggestion>, QueryError> {
+        self.suggest_as(&Viewer::operator(), typed, limit)
+    }
+
+    /// Typeahead as `v` sees the customers: names and numbers from hidden sources complete nothing.
+    pub fn suggest_as(&self, v: &Viewer, typed: &str, limit: usize) -> Result<Vec<Suggestion>, QueryError> {
+        self.check_view(v)?;
         let typed = typed.trim();
         if typed.chars().count() < 2 {
             return Ok(Vec::new());
@@ -771,7 +840,7 @@ impl Engine {
             must.push((Occur::Must, Box::new(either)));
             (Box::new(BooleanQuery::new(must)), "name")
         };
-        let hits = searcher.search(&self.customers_only(query), &TopDocs::with_limit(200).order_by_score())?;
+        let hits = searcher.search(&self.customers_only(v, query), &TopDocs::with_limit(200).order_by_score())?;
         let folded = names::fold(typed);
         let mut out: Vec<(bool, Suggestion)> = Vec::new();
         for (_, addr) in hits {
@@ -800,20 +869,78 @@ impl Engine {
         Ok(out.into_iter().map(|(_, s)| s).take(limit).collect())
     }
 
-    /// The dossier of one customer (following redirects), with no query.
+    /// The dossier of one customer (following redirects), with no query, as the operator.
     pub fn customer(&self, id: &str) -> Result<Option<Dossier>, QueryError> {
+        self.customer_as(&Viewer::operator(), id)
+    }
+
+    /// The dossier of one customer as `v` sees it; `None` when no record of it is visible.
+    pub fn customer_as(&self, v: &Viewer, id: &str) -> Result<Option<Dossier>, QueryError> {
+        self.check_view(v)?;
         let real = {
             let st = self.state.lock().map_err(|_| QueryError::Poisoned)?;
             st.customer(id)?.map(|c| c.id)
         };
         let Some(real) = real else { return Ok(None) };
         let searcher = self.store.reader.searcher();
-        Ok(Some(self.dossier(&searcher, &real, None, &HashSet::new(), None)?))
+        let q = self.customers_only(v, self.term(self.store.fields.key, &real));
+        let Some(c) = self.docs(&searcher, &q)?.into_iter().next().and_then(|a| self.customer_doc(&searcher, a)) else {
+            return Ok(None);
+        };
+        let mut d = self.dossier(v, &searcher, &real, Some(c.profile), &HashSet::new(), None)?;
+        if !v.unmask {
+            self.masker.dossier(&mut d);
+        }
+        Ok(Some(d))
     }
 
-    /// One record in full.
+    /// One record in full, as the operator.
     pub fn record(&self, key: &str) -> Result<Option<Record>, QueryError> {
         Ok(self.store.record(key)?)
+    }
+
+    /// One record in full as `v` sees it: `None` when its source is hidden, masked unless the
+    /// role unmasks.
+    pub fn record_as(&self, v: &Viewer, key: &str) -> Result<Option<Record>, QueryError> {
+        let Some(mut r) = self.store.record(key)? else { return Ok(None) };
+        if !v.sees(&r.source) {
+            return Ok(None);
+        }
+        if !v.unmask {
+            self.masker.record(&mut r);
+        }
+        Ok(Some(r))
+    }
+
+    /// Everything held about one customer (following redirects), unmasked, for a
+    /// subject-access request: profile, links with their evidence, every linked record in full
+    /// and where it came from.
+    pub fn export_subject(&self, id: &str) -> Result<Option<SubjectExport>, QueryError> {
+        let st = self.state.lock().map_err(|_| QueryError::Poisoned)?;
+        let Some(c) = st.customer(id)? else { return Ok(None) };
+        let mut records = Vec::new();
+        let mut provenance = Vec::new();
+        for l in &c.links {
+            let Some(r) = self.store.record(&l.key)? else { continue };
+            let v = st.item_version(&r.source, &r.item)?;
+            provenance.push(Provenance {
+                key: r.key.clone(),
+                source: r.source.clone(),
+                item: r.item.clone(),
+                item_version: v.as_ref().map(|x| x.0.clone()),
+                run: v.map(|x| x.1),
+            });
+            records.push(r);
+        }
+        Ok(Some(SubjectExport {
+            former_ids: st.former_ids(&c.id)?,
+            customer: c.id,
+            exported_at: chrono::Utc::now().to_rfc3339(),
+            profile: c.profile,
+            links: c.links,
+            records,
+            provenance,
+        }))
     }
 
     /// Every customer with links and evidence, from the state store.
@@ -833,6 +960,7 @@ impl Engine {
 
     fn dossier(
         &self,
+        v: &Viewer,
         s: &Searcher,
         id: &str,
         profile: Option<Profile>,
@@ -843,7 +971,7 @@ impl Engine {
         let profile = match profile {
             Some(p) => p,
             None => {
-                let cq = self.customers_only(self.term(f.key, id));
+                let cq = self.customers_only(v, self.term(f.key, id));
                 self.docs(s, &cq)?
                     .into_iter()
                     .next()
@@ -853,23 +981,33 @@ impl Engine {
             }
         };
         // Only record documents carry the `customers` field: no document-type filter, no scoring.
-        let mut addrs = self.docs(s, self.term(f.customers, id).as_ref())?;
+        let linked = self.term(f.customers, id);
+        let mut addrs = match self.visible_sources(v) {
+            Some(sources) => self.docs(s, &BooleanQuery::new(vec![(Occur::Must, linked), (Occur::Must, sources)]))?,
+            None => self.docs(s, linked.as_ref())?,
+        };
         addrs.sort();
         addrs.truncate(MAX_DOSSIER_RECORDS);
         let mut records: Vec<(Record, bool, String)> = Vec::new();
         for a in addrs {
             let d: TantivyDocument = s.doc(a)?;
-            let Some(r) = self.shown_record_of(&d) else {
+            let Some(mut r) = self.shown_record_of(&d) else {
                 continue;
             };
             let is_match = matched.contains(&a);
-            let snippet = match (is_match, snippets) {
+            let values = if v.unmask { Vec::new() } else { self.masker.record_with_values(&mut r) };
+            let mut snippet = match (is_match, snippets) {
                 (true, Some(g)) => {
                     let sn = g.snippet_from_doc(&d);
                     if sn.fragment().is_empty() { preview(&r.text) } else { sn.to_html() }
                 }
                 _ => preview(&r.text),
             };
+            if !v.unmask {
+                let mut h = RecordHit { snippet, ..hit(&r, String::new(), false) };
+                self.masker.hit(&mut h, &values);
+                snippet = h.snippet;
+            }
             records.push((r, is_match, snippet));
         }
         records.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.date.cmp(&a.0.date)).then(a.0.key.cmp(&b.0.key)));

@@ -172,6 +172,78 @@ pub struct Resolution {
     pub links: HashMap<String, Vec<String>>,
     /// Values found generic and ignored, with how many people shared each.
     pub generic: Vec<(String, usize)>,
+    /// Customer id → what each source's member records say, for per-role profiles.
+    pub sources: HashMap<String, BTreeMap<String, SourceProfile>>,
+}
+
+/// What one source's records say about a customer.
+#[derive(Debug, Clone, Default)]
+pub struct SourceProfile {
+    /// The values.
+    pub profile: Profile,
+    /// How often each name is written, to choose the display name.
+    pub name_counts: BTreeMap<String, usize>,
+}
+
+impl SourceProfile {
+    /// Adds one mention's value.
+    fn add(&mut self, m: &dossier_schema::Mention) {
+        let p = &mut self.profile;
+        match m.kind {
+            MentionKind::Person => {
+                *self.name_counts.entry(m.raw.clone()).or_default() += 1;
+                p.names.insert(m.raw.clone());
+            }
+            MentionKind::Email => {
+                p.emails.insert(m.norm.clone());
+            }
+            MentionKind::Phone => {
+                p.phones.insert(m.norm.clone());
+            }
+            MentionKind::Company => {
+                p.companies.insert(m.raw.clone());
+            }
+            MentionKind::Address => {
+                p.addresses.insert(m.raw.clone());
+            }
+            MentionKind::City => {
+                p.cities.insert(m.raw.clone());
+            }
+            MentionKind::Identifier => {
+                p.ids.insert(m.norm.clone());
+            }
+            MentionKind::Dob => {
+                p.dobs.insert(m.norm.clone());
+            }
+        }
+    }
+}
+
+/// The profile of customer `id` from some of its sources: every value, and the most written
+/// name for display (else an email, else the id).
+pub fn merged_profile<'a>(id: &str, parts: impl IntoIterator<Item = &'a SourceProfile>) -> Profile {
+    let mut profile = Profile::default();
+    let mut name_counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for part in parts {
+        let (p, q) = (&mut profile, &part.profile);
+        p.names.extend(q.names.iter().cloned());
+        p.emails.extend(q.emails.iter().cloned());
+        p.phones.extend(q.phones.iter().cloned());
+        p.companies.extend(q.companies.iter().cloned());
+        p.addresses.extend(q.addresses.iter().cloned());
+        p.cities.extend(q.cities.iter().cloned());
+        p.ids.extend(q.ids.iter().cloned());
+        p.dobs.extend(q.dobs.iter().cloned());
+        for (n, c) in &part.name_counts {
+            *name_counts.entry(n).or_default() += c;
+        }
+    }
+    profile.display_name = name_counts
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.len().cmp(&a.0.len()).reverse()))
+        .map(|(n, _)| n.to_string())
+        .unwrap_or_else(|| profile.emails.iter().next().cloned().unwrap_or_else(|| id.to_string()));
+    profile
 }
 
 /// Most observations compared within one soft blocking key; larger blocks are
@@ -406,6 +478,7 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
     let mut customers: Vec<Customer> = Vec::with_capacity(members.len());
     let mut links: HashMap<String, Vec<String>> = HashMap::new();
     let mut link_role: HashMap<(String, String), (String, Vec<Evidence>)> = HashMap::new();
+    let mut sources: HashMap<String, BTreeMap<String, SourceProfile>> = HashMap::new();
     for ms in members.values() {
         let founder = ms
             .iter()
@@ -415,38 +488,13 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
             .copied()
             .unwrap_or(ms[0]);
         let id = customer_id(&records[obs[founder].record].key, obs[founder].party);
-        let mut profile = Profile::default();
-        let mut name_counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut parts: BTreeMap<String, SourceProfile> = BTreeMap::new();
         for &i in ms {
             let r = &records[obs[i].record];
+            let source = r.key.split_once(':').map_or(r.key.as_str(), |(s, _)| s);
+            let part = parts.entry(source.to_string()).or_default();
             for m in r.mentions.iter().filter(|m| m.party == obs[i].party) {
-                match m.kind {
-                    MentionKind::Person => {
-                        *name_counts.entry(m.raw.clone()).or_default() += 1;
-                        profile.names.insert(m.raw.clone());
-                    }
-                    MentionKind::Email => {
-                        profile.emails.insert(m.norm.clone());
-                    }
-                    MentionKind::Phone => {
-                        profile.phones.insert(m.norm.clone());
-                    }
-                    MentionKind::Company => {
-                        profile.companies.insert(m.raw.clone());
-                    }
-                    MentionKind::Address => {
-                        profile.addresses.insert(m.raw.clone());
-                    }
-                    MentionKind::City => {
-                        profile.cities.insert(m.raw.clone());
-                    }
-                    MentionKind::Identifier => {
-                        profile.ids.insert(m.norm.clone());
-                    }
-                    MentionKind::Dob => {
-                        profile.dobs.insert(m.norm.clone());
-                    }
-                }
+                part.add(m);
             }
             for (_, v) in &obs[i].strong {
                 if !generic.contains_key(v) {
@@ -456,11 +504,8 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
             let ev = if i == founder { Vec::new() } else { evidence_of.get(&i).cloned().unwrap_or_default() };
             link_role.entry((r.key.clone(), id.clone())).or_insert(("member".into(), ev));
         }
-        profile.display_name = name_counts
-            .iter()
-            .max_by(|a, b| a.1.cmp(b.1).then(b.0.len().cmp(&a.0.len()).reverse()))
-            .map(|(n, _)| n.clone())
-            .unwrap_or_else(|| profile.emails.iter().next().cloned().unwrap_or_else(|| id.clone()));
+        let profile = merged_profile(&id, parts.values());
+        sources.insert(id.clone(), parts);
         customers.push(Customer { id, profile, links: Vec::new() });
     }
 
@@ -543,7 +588,7 @@ pub fn resolve(records: &[RecordEntities], w: &Weights) -> Resolution {
     }
     let mut generic: Vec<(String, usize)> = generic.into_iter().collect();
     generic.sort();
-    Resolution { customers, links, generic }
+    Resolution { customers, links, generic, sources }
 }
 
 fn add_link(

@@ -1,27 +1,119 @@
-//! The server stage: a small axum app with the JSON API and the search page.
+//! The server stage: a small axum app with the JSON API and the search page. Every route
+//! but `/api/health` and the page itself needs an API key; what a key's role may not see
+//! does not exist in any answer, and every look at a customer or record is audited.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
 use dossier_schema::{ApiErrorBody, Health, Suggestions};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::access::{Viewer, hash_key, parse_key_hash};
+use crate::config::Config;
 use crate::query::{Engine, QueryError};
+use crate::state::{AuditEntry, AuditFilter, State as Store};
 
 /// Longest query accepted, in bytes.
 pub const MAX_QUERY: usize = 512;
 /// Largest page of dossiers.
 pub const MAX_PER_PAGE: usize = 50;
+/// Highest page number.
+pub const MAX_PAGE: usize = 10_000;
+/// Largest request body (the admin routes' JSON).
+const MAX_BODY: usize = 16 * 1024;
+/// Longest a client may take to send its request headers before it is disconnected.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// Who may use the API: key hashes from the config and the state store, and the roles they
+/// grant.
+pub struct Auth {
+    cfg: Config,
+    /// Hash → (key name, role), from `[[keys]]` and keys added at run time (benchmarks).
+    keys: HashMap<String, (String, String)>,
+}
+
+impl Auth {
+    /// The keys of the config; keys in the state store are looked up per request, so keys
+    /// added or revoked while serving take effect at once.
+    pub fn new(cfg: &Config) -> Auth {
+        let keys = cfg
+            .keys
+            .iter()
+            .filter(|k| parse_key_hash(&k.hash).is_some())
+            .map(|k| (k.hash.to_ascii_lowercase(), (k.name.clone(), k.role.clone())))
+            .collect();
+        Auth { cfg: cfg.clone(), keys }
+    }
+
+    /// Accepts `key` for `role` in this process only (benchmarks and tests).
+    pub fn allow(&mut self, name: &str, key: &str, role: &str) {
+        self.keys.insert(hash_key(key), (name.to_string(), role.to_string()));
+    }
+
+    /// The viewer a presented key makes, or why it is refused.
+    fn viewer(&self, engine: &Engine, key: &str) -> Result<Viewer, ApiError> {
+        let refused =
+            || ApiError(StatusCode::UNAUTHORIZED, "the API key is not valid (never issued, or revoked)".into());
+        if key.len() > 256 {
+            return Err(refused());
+        }
+        let hash = hash_key(key);
+        let found = match self.keys.get(&hash) {
+            Some(k) => Some(k.clone()),
+            None => engine.with_state(|s| s.key_by_hash(&hash))?.map_err(QueryError::from)?,
+        };
+        let (name, role) = found.ok_or_else(refused)?;
+        Viewer::for_role(&self.cfg, &name, &role).ok_or_else(|| {
+            ApiError(
+                StatusCode::FORBIDDEN,
+                format!("the key's role `{role}` is not defined in the config; ask an administrator"),
+            )
+        })
+    }
+}
 
 /// Shared by every request.
 pub struct AppState {
     /// The search engine.
     pub engine: Engine,
+    /// Who may ask.
+    pub auth: Auth,
+    /// The state store connection the audit log is written through.
+    pub audit: Mutex<Store>,
+}
+
+impl AppState {
+    /// The state of a server over `engine` for `cfg`.
+    pub fn new(cfg: &Config, engine: Engine) -> Result<AppState, QueryError> {
+        let (_, state_path) = crate::pipeline::paths(cfg);
+        Ok(AppState { engine, auth: Auth::new(cfg), audit: Mutex::new(Store::open(&state_path)?) })
+    }
+
+    /// Writes audit entries; a request whose look cannot be recorded is refused.
+    fn audit(&self, v: &Viewer, mut entries: Vec<AuditEntry>) -> Result<(), ApiError> {
+        for e in &mut entries {
+            e.who = v.who.clone();
+            e.role = Some(v.role.clone());
+            // The log must not hold what the masking hides, whoever typed it.
+            e.query = e.query.as_deref().map(|q| self.engine.masker().text(q).into_owned());
+        }
+        let failed = |e: String| {
+            tracing::error!("audit log: {e}");
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, "the audit log cannot be written; see the server log".into())
+        };
+        let mut store = self.audit.lock().map_err(|_| failed("lock poisoned".into()))?;
+        store.audit(&entries).map_err(|e| failed(e.to_string()))
+    }
 }
 
 /// An error answered as JSON with a status code.
@@ -29,15 +121,30 @@ pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(ApiErrorBody { error: self.1, status: self.0.as_u16() })).into_response()
+        let mut r = (self.0, Json(ApiErrorBody { error: self.1, status: self.0.as_u16() })).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"dossier\""));
+        }
+        r
     }
 }
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
+        if matches!(e, QueryError::StaleViews) {
+            return ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
         tracing::error!("query failed: {e}");
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the search failed; see the server log".into())
     }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn bad_query(e: QueryRejection) -> ApiError {
+    bad(format!("bad query parameters: {}", e.body_text()))
 }
 
 /// `GET /api/search` parameters.
@@ -57,20 +164,52 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
         .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the request was cancelled".into()))?
 }
 
-async fn search(State(st): State<Arc<AppState>>, Query(p): Query<SearchParams>) -> Result<impl IntoResponse, ApiError> {
-    let q = p.q.unwrap_or_default();
+fn check_query(q: &str) -> Result<(), ApiError> {
     if q.len() > MAX_QUERY {
-        return Err(ApiError(StatusCode::BAD_REQUEST, format!("the query is longer than {MAX_QUERY} bytes")));
+        return Err(bad(format!("the query is longer than {MAX_QUERY} bytes")));
     }
+    if q.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(bad("the query holds control characters"));
+    }
+    Ok(())
+}
+
+async fn search(
+    State(st): State<Arc<AppState>>,
+    Extension(v): Extension<Viewer>,
+    p: Result<Query<SearchParams>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(p) = p.map_err(bad_query)?;
+    let q = p.q.unwrap_or_default();
+    check_query(&q)?;
     if q.trim().is_empty() {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "give a query as ?q=…".into()));
+        return Err(bad("give a query as ?q=…"));
     }
     let per_page = p.per_page.unwrap_or(10);
     if per_page == 0 || per_page > MAX_PER_PAGE {
-        return Err(ApiError(StatusCode::BAD_REQUEST, format!("per_page must be between 1 and {MAX_PER_PAGE}")));
+        return Err(bad(format!("per_page must be between 1 and {MAX_PER_PAGE}")));
     }
-    let page = p.page.unwrap_or(0).min(10_000);
-    let resp = blocking(move || Ok(st.engine.search(&q, page, per_page)?)).await?;
+    let page = p.page.unwrap_or(0);
+    if page > MAX_PAGE {
+        return Err(bad(format!("page must be at most {MAX_PAGE}")));
+    }
+    let resp = blocking(move || {
+        let r = st.engine.search_as(&v, &q, page, per_page)?;
+        let entry = |customer: Option<String>| AuditEntry {
+            action: "search".into(),
+            customer,
+            query: Some(q.clone()),
+            detail: Some(format!("page {page}, {} customers", r.total)),
+            ..Default::default()
+        };
+        let mut entries: Vec<AuditEntry> = r.dossiers.iter().map(|d| entry(d.id.clone())).collect();
+        if entries.is_empty() {
+            entries.push(entry(None));
+        }
+        st.audit(&v, entries)?;
+        Ok(r)
+    })
+    .await?;
     Ok(Json(resp))
 }
 
@@ -85,45 +224,210 @@ pub struct SuggestParams {
 
 async fn suggest(
     State(st): State<Arc<AppState>>,
-    Query(p): Query<SuggestParams>,
+    Extension(v): Extension<Viewer>,
+    p: Result<Query<SuggestParams>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let Query(p) = p.map_err(bad_query)?;
     let q = p.q.unwrap_or_default();
-    if q.len() > MAX_QUERY {
-        return Err(ApiError(StatusCode::BAD_REQUEST, format!("the query is longer than {MAX_QUERY} bytes")));
-    }
+    check_query(&q)?;
     let limit = p.limit.unwrap_or(8);
     if limit == 0 || limit > 20 {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "limit must be between 1 and 20".into()));
+        return Err(bad("limit must be between 1 and 20"));
     }
-    let s = blocking(move || Ok(st.engine.suggest(&q, limit)?)).await?;
+    let s = blocking(move || {
+        let s = st.engine.suggest_as(&v, &q, limit)?;
+        if !s.is_empty() {
+            let ids: Vec<&str> = s.iter().map(|x| x.id.as_str()).collect();
+            st.audit(
+                &v,
+                vec![AuditEntry {
+                    action: "suggest".into(),
+                    query: Some(q.clone()),
+                    detail: Some(format!("shown: {}", ids.join(" "))),
+                    ..Default::default()
+                }],
+            )?;
+        }
+        Ok(s)
+    })
+    .await?;
     Ok(Json(Suggestions { suggestions: s }))
 }
 
-async fn customer(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    if id.len() > 64 {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "not a customer id".into()));
+fn check_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(bad("not a customer id: ids are letters, digits, `-` and `_`, as search results give them"));
     }
+    Ok(())
+}
+
+async fn customer(
+    State(st): State<Arc<AppState>>,
+    Extension(v): Extension<Viewer>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_id(&id)?;
     let shown = id.clone();
-    match blocking(move || Ok(st.engine.customer(&id)?)).await? {
-        Some(d) => Ok(Json(d)),
-        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no customer {shown}"))),
-    }
+    let d = blocking(move || {
+        let d = st.engine.customer_as(&v, &id)?;
+        if let Some(d) = &d {
+            st.audit(
+                &v,
+                vec![AuditEntry {
+                    action: "dossier".into(),
+                    customer: d.id.clone(),
+                    detail: (d.id.as_deref() != Some(id.as_str())).then(|| format!("asked for {id}")),
+                    ..Default::default()
+                }],
+            )?;
+        }
+        Ok(d)
+    })
+    .await?;
+    d.map(Json).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no customer {shown}")))
 }
 
-async fn record(State(st): State<Arc<AppState>>, Path(key): Path<String>) -> Result<impl IntoResponse, ApiError> {
+/// Why a record key cannot be one: too long, control characters, or `..` path segments
+/// (keys are looked up, never opened, but a traversal attempt is refused as such).
+fn check_key(key: &str) -> Result<(), ApiError> {
     if key.len() > 2048 {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "record key too long".into()));
+        return Err(bad("record key too long"));
     }
+    if key.chars().any(char::is_control) {
+        return Err(bad("a record key holds no control characters"));
+    }
+    if key.split(['/', '\\', ':']).any(|seg| seg == "..") {
+        return Err(bad("a record key has no `..` segments"));
+    }
+    Ok(())
+}
+
+async fn record(
+    State(st): State<Arc<AppState>>,
+    Extension(v): Extension<Viewer>,
+    Path(key): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_key(&key)?;
     let shown = key.clone();
-    match blocking(move || Ok(st.engine.record(&key)?)).await? {
-        Some(r) => Ok(Json(r)),
-        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no record {shown}"))),
+    let r = blocking(move || {
+        let r = st.engine.record_as(&v, &key)?;
+        if r.is_some() {
+            st.audit(&v, vec![AuditEntry { action: "record".into(), record: Some(key), ..Default::default() }])?;
+        }
+        Ok(r)
+    })
+    .await?;
+    r.map(Json).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no record {shown}")))
+}
+
+fn admin_only(v: &Viewer) -> Result<(), ApiError> {
+    if v.admin {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!("role `{}` may not use this route; it is for administrators", v.role),
+        ))
     }
 }
 
-async fn runs(State(st): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
+async fn runs(State(st): State<Arc<AppState>>, Extension(v): Extension<Viewer>) -> Result<impl IntoResponse, ApiError> {
+    admin_only(&v)?;
     let r = blocking(move || Ok(st.engine.with_state(|s| s.runs(20, 100))?.map_err(QueryError::from)?)).await?;
     Ok(Json(r))
+}
+
+/// `GET /api/admin/audit` parameters.
+#[derive(Deserialize)]
+pub struct AuditParams {
+    who: Option<String>,
+    customer: Option<String>,
+    action: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn audit(
+    State(st): State<Arc<AppState>>,
+    Extension(v): Extension<Viewer>,
+    p: Result<Query<AuditParams>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    admin_only(&v)?;
+    let Query(p) = p.map_err(bad_query)?;
+    let limit = p.limit.unwrap_or(100);
+    if limit == 0 || limit > 10_000 {
+        return Err(bad("limit must be between 1 and 10000"));
+    }
+    let f = AuditFilter { who: p.who, customer: p.customer, action: p.action, since: p.since, until: p.until, limit };
+    let r = blocking(move || {
+        let store = st.audit.lock().map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "audit log busy".into()))?;
+        Ok(store.audit_entries(&f).map_err(QueryError::from)?)
+    })
+    .await?;
+    Ok(Json(r))
+}
+
+/// `POST /api/admin/export-subject` body.
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    /// The customer id (an old id of a merged customer is followed).
+    pub customer: String,
+}
+
+async fn export_subject(
+    State(st): State<Arc<AppState>>,
+    Extension(v): Extension<Viewer>,
+    body: Result<Json<ExportRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    admin_only(&v)?;
+    // The rejection's own status: 400 bad JSON, 413 too large, 415 not JSON, 422 wrong shape.
+    let Json(req) = body.map_err(|e| ApiError(e.status(), format!("bad JSON body: {}", e.body_text())))?;
+    check_id(&req.customer)?;
+    let shown = req.customer.clone();
+    let x = blocking(move || {
+        let x = st.engine.export_subject(&req.customer)?;
+        if let Some(x) = &x {
+            st.audit(
+                &v,
+                vec![AuditEntry {
+                    action: "export-subject".into(),
+                    customer: Some(x.customer.clone()),
+                    detail: Some(format!("{} records", x.records.len())),
+                    ..Default::default()
+                }],
+            )?;
+        }
+        Ok(x)
+    })
+    .await?;
+    x.map(Json).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no customer {shown}")))
+}
+
+/// `GET /api/whoami`: the caller's role and what it sees.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct WhoAmI {
+    /// The key's name.
+    pub who: String,
+    /// The role.
+    pub role: String,
+    /// Sources visible (absent: all).
+    pub sources: Option<Vec<String>>,
+    /// Sensitive values shown unmasked.
+    pub unmask: bool,
+    /// Administrator.
+    pub admin: bool,
+}
+
+async fn whoami(Extension(v): Extension<Viewer>) -> impl IntoResponse {
+    Json(WhoAmI {
+        who: v.who,
+        role: v.role,
+        sources: v.sources.map(|s| s.into_iter().collect()),
+        unmask: v.unmask,
+        admin: v.admin,
+    })
 }
 
 async fn health() -> impl IntoResponse {
@@ -131,6 +435,7 @@ async fn health() -> impl IntoResponse {
 }
 
 async fn page() -> impl IntoResponse {
+    // The page holds no data (it asks for a key, then calls the API), so it needs none.
     Html(include_str!("web/index.html"))
 }
 
@@ -142,18 +447,55 @@ async fn not_found() -> ApiError {
     ApiError(StatusCode::NOT_FOUND, "no such route; the API is described at /api/openapi.json".into())
 }
 
+/// Lets a request through with the viewer its bearer key makes, or answers 401.
+async fn authenticate(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let key = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|k| k.trim().to_string());
+    let Some(key) = key else {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "send an API key as `Authorization: Bearer KEY` (an administrator creates one with `dossier keys add`)"
+                .into(),
+        )
+        .into_response();
+    };
+    let st2 = st.clone();
+    match blocking(move || st2.auth.viewer(&st2.engine, &key)).await {
+        Ok(v) => {
+            req.extensions_mut().insert(v);
+            next.run(req).await
+        }
+        Err(e) => {
+            tracing::warn!(path = %req.uri().path(), "refused a request: {}", e.1);
+            e.into_response()
+        }
+    }
+}
+
 /// The router.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/", get(page))
-        .route("/api/health", get(health))
+    let api = Router::new()
         .route("/api/openapi.json", get(openapi))
         .route("/api/search", get(search))
         .route("/api/suggest", get(suggest))
         .route("/api/customers/{id}", get(customer))
         .route("/api/records/{*key}", get(record))
         .route("/api/runs", get(runs))
+        .route("/api/whoami", get(whoami))
+        .route("/api/admin/audit", get(audit))
+        .route("/api/admin/export-subject", post(export_subject))
         .fallback(not_found)
+        // `layer`, not `route_layer`: unknown routes need a key too, so they tell nothing.
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/", get(page))
+        .route("/api/health", get(health))
+        .merge(api)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(10),
@@ -161,15 +503,64 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves until Ctrl-C.
-pub async fn serve(engine: Engine, listen: &str) -> std::io::Result<()> {
-    let state = Arc::new(AppState { engine });
+/// Serves until Ctrl-C: each connection must send its request headers within 10 s (axum's own
+/// `serve` sets no such limit, so slow clients could hold connections open for ever), at most
+/// 1024 connections at once.
+pub async fn serve(state: AppState, listen: &str) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let app = router(Arc::new(state));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        eprintln!("note: listening on {addr}, reachable from other machines; every route but /api/health needs a key");
+    }
     eprintln!("dossier is serving http://{addr}/  (Ctrl-C stops it)");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            _ = &mut stop => break,
+        };
+        let (stream, _) = tokio::select! {
+            c = listener.accept() => match c {
+                Ok(c) => c,
+                // Out of file descriptors and the like: wait a little rather than spin.
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    // Requests under way get a few seconds to finish.
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_keys_with_traversal_or_control_characters_are_refused() {
+        assert!(check_key("contracts:contract-1.pdf#p2").is_ok());
+        assert!(check_key("contracts:a..b.pdf").is_ok());
+        for k in ["contracts:../../etc/passwd", "crm:x/../y", "a\\..\\b", "x\u{0}y"] {
+            assert!(check_key(k).is_err(), "{k}");
+        }
+        assert!(check_id("c-0123abcd").is_ok());
+        assert!(check_id("../x").is_err());
+    }
 }

@@ -42,7 +42,75 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX item_errors_run ON item_errors(run);
      CREATE TABLE audit(id INTEGER PRIMARY KEY, at TEXT NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL,
         customer TEXT, detail TEXT);",
+    // 2: API keys, run metadata, and an audit log that cannot be rewritten.
+    "CREATE TABLE api_keys(name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL,
+        created TEXT NOT NULL, revoked TEXT);
+     CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     ALTER TABLE audit ADD COLUMN role TEXT;
+     ALTER TABLE audit ADD COLUMN record TEXT;
+     ALTER TABLE audit ADD COLUMN query TEXT;
+     CREATE INDEX audit_customer ON audit(customer);
+     CREATE INDEX audit_who ON audit(who);
+     CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 ];
+
+/// A stored API key (its hash only).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredKey {
+    /// Who holds it.
+    pub name: String,
+    /// `blake3:HEX`.
+    pub hash: String,
+    /// The role it grants.
+    pub role: String,
+    /// When it was made (RFC 3339).
+    pub created: String,
+    /// When it was revoked, if it was.
+    pub revoked: Option<String>,
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct AuditEntry {
+    /// Sequence number.
+    pub id: i64,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// The key's name, or `cli:USER`.
+    pub who: String,
+    /// The role the key grants.
+    pub role: Option<String>,
+    /// `search`, `dossier`, `record`, `export-subject`, `denied`.
+    pub action: String,
+    /// The customer looked at.
+    pub customer: Option<String>,
+    /// The record looked at.
+    pub record: Option<String>,
+    /// The query typed (sensitive values masked).
+    pub query: Option<String>,
+    /// Anything else (the route, the status).
+    pub detail: Option<String>,
+}
+
+/// What to list of the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this key name.
+    pub who: Option<String>,
+    /// Only this customer.
+    pub customer: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only at or after this time (RFC 3339 or a date).
+    pub since: Option<String>,
+    /// Only before this time.
+    pub until: Option<String>,
+    /// Most entries, newest first.
+    pub limit: usize,
+}
 
 /// Per-source counts of one run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
@@ -221,6 +289,9 @@ impl State {
             for e in &c.report.errors {
                 put_e.execute(params![c.run, e.source, e.locator, e.reason])?;
             }
+            if let Some(v) = &c.views {
+                tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('views', ?1)", [v])?;
+            }
             let mut report = c.report.clone();
             report.errors.clear();
             tx.execute(
@@ -305,13 +376,121 @@ impl State {
         Ok(None)
     }
 
-    /// Appends to the audit log.
-    pub fn audit(&self, who: &str, action: &str, customer: Option<&str>, detail: &str) -> Result<(), StateError> {
+    /// Appends entries to the audit log in one transaction; `at` is filled in.
+    pub fn audit(&mut self, entries: &[AuditEntry]) -> Result<(), StateError> {
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO audit(at, who, role, action, customer, record, query, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for e in entries {
+                st.execute(params![at, e.who, e.role, e.action, e.customer, e.record, e.query, e.detail])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Audit entries, newest first.
+    pub fn audit_entries(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StateError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, at, who, role, action, customer, record, query, detail FROM audit
+             WHERE (?1 IS NULL OR who = ?1) AND (?2 IS NULL OR customer = ?2) AND (?3 IS NULL OR action = ?3)
+               AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5)
+             ORDER BY id DESC LIMIT ?6",
+        )?;
+        let rows = st.query_map(params![f.who, f.customer, f.action, f.since, f.until, f.limit as i64], |r| {
+            Ok(AuditEntry {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                who: r.get(2)?,
+                role: r.get(3)?,
+                action: r.get(4)?,
+                customer: r.get(5)?,
+                record: r.get(6)?,
+                query: r.get(7)?,
+                detail: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Stores a new key's hash; fails when the name is taken.
+    pub fn add_key(&self, name: &str, hash: &str, role: &str) -> Result<(), StateError> {
         self.conn.execute(
-            "INSERT INTO audit(at, who, action, customer, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![chrono::Utc::now().to_rfc3339(), who, action, customer, detail],
+            "INSERT INTO api_keys(name, hash, role, created) VALUES (?1, ?2, ?3, ?4)",
+            params![name, hash, role, chrono::Utc::now().to_rfc3339()],
         )?;
         Ok(())
+    }
+
+    /// Every stored key, revoked ones included.
+    pub fn keys(&self) -> Result<Vec<StoredKey>, StateError> {
+        let mut st =
+            self.conn.prepare_cached("SELECT name, hash, role, created, revoked FROM api_keys ORDER BY name")?;
+        let rows = st.query_map([], |r| {
+            Ok(StoredKey { name: r.get(0)?, hash: r.get(1)?, role: r.get(2)?, created: r.get(3)?, revoked: r.get(4)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The live key with this hash: (name, role).
+    pub fn key_by_hash(&self, hash: &str) -> Result<Option<(String, String)>, StateError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT name, role FROM api_keys WHERE hash = ?1 AND revoked IS NULL")?
+            .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// Revokes a key; false when no live key has that name.
+    pub fn revoke_key(&self, name: &str) -> Result<bool, StateError> {
+        let n = self.conn.execute(
+            "UPDATE api_keys SET revoked = ?1 WHERE name = ?2 AND revoked IS NULL",
+            params![chrono::Utc::now().to_rfc3339(), name],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// A value of the run metadata.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
+        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    /// Old ids that redirect to `id`, directly or through others.
+    pub fn former_ids(&self, id: &str) -> Result<Vec<String>, StateError> {
+        let mut st = self.conn.prepare_cached("SELECT old FROM redirects WHERE new = ?1 ORDER BY old")?;
+        let mut out: Vec<String> = Vec::new();
+        let mut todo = vec![id.to_string()];
+        while let Some(x) = todo.pop() {
+            for old in st.query_map([&x], |r| r.get::<_, String>(0))? {
+                let old = old?;
+                if old != id && !out.contains(&old) && out.len() < 10_000 {
+                    todo.push(old.clone());
+                    out.push(old);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The version and run of an item as last read.
+    pub fn item_version(&self, source: &str, locator: &str) -> Result<Option<(String, i64)>, StateError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT version, run FROM items WHERE source = ?1 AND locator = ?2")?
+            .query_row([source, locator], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// The keys of the records linked to a customer.
+    pub fn linked_keys(&self, customer: &str) -> Result<Vec<String>, StateError> {
+        let mut st = self.conn.prepare_cached("SELECT key FROM links WHERE customer = ?1 ORDER BY key")?;
+        let rows = st.query_map([customer], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
@@ -332,6 +511,8 @@ pub struct RunCommit {
     pub redirects: Vec<(String, String)>,
     /// The report.
     pub report: RunReport,
+    /// Fingerprint of the role views the customer documents were written for.
+    pub views: Option<String>,
 }
 
 #[cfg(test)]
@@ -349,5 +530,38 @@ mod tests {
         }
         let s = State::open(&p).unwrap();
         assert_eq!(s.runs(5, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_audit_log_is_append_only_and_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(&dir.path().join("state.sqlite")).unwrap();
+        let e = |who: &str, c: &str| AuditEntry {
+            who: who.into(),
+            action: "dossier".into(),
+            customer: Some(c.into()),
+            ..Default::default()
+        };
+        s.audit(&[e("ann", "c1"), e("bob", "c2"), e("ann", "c2")]).unwrap();
+        let f = AuditFilter { who: Some("ann".into()), limit: 10, ..Default::default() };
+        assert_eq!(s.audit_entries(&f).unwrap().len(), 2);
+        let f = AuditFilter { customer: Some("c2".into()), limit: 1, ..Default::default() };
+        let got = s.audit_entries(&f).unwrap();
+        assert_eq!((got.len(), got[0].who.as_str()), (1, "ann"));
+        let err = s.conn.execute("DELETE FROM audit", []).unwrap_err().to_string();
+        assert!(err.contains("append-only"), "{err}");
+        assert!(s.conn.execute("UPDATE audit SET who = 'x'", []).is_err());
+    }
+
+    #[test]
+    fn keys_are_stored_by_hash_and_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(&dir.path().join("state.sqlite")).unwrap();
+        s.add_key("ann", "blake3:00", "support").unwrap();
+        assert!(s.add_key("ann", "blake3:01", "support").is_err());
+        assert_eq!(s.key_by_hash("blake3:00").unwrap(), Some(("ann".into(), "support".into())));
+        assert!(s.revoke_key("ann").unwrap());
+        assert_eq!(s.key_by_hash("blake3:00").unwrap(), None);
+        assert!(!s.revoke_key("ann").unwrap());
     }
 }

@@ -102,6 +102,20 @@ async fn a_rep_types_a_query_sees_the_dossier_opens_a_page_and_uses_typeahead() 
     let c = browser(port, &tmp.path().join("chromium-profile")).await;
 
     c.goto(&format!("http://{}/", srv.1)).await.unwrap();
+    // The page asks for a key; a wrong one is refused with the server's reason.
+    until(&c, "the sign-in dialog", "!document.querySelector('#login').hidden").await;
+    let key = c.find(Locator::Css("#key")).await.unwrap();
+    key.send_keys(&format!("dsk_wrong{}", char::from(Key::Enter))).await.unwrap();
+    until(&c, "the refusal", "!document.querySelector('#lerr').hidden").await;
+    let refusal = c.find(Locator::Css("#lerr")).await.unwrap().text().await.unwrap();
+    assert!(refusal.contains("not valid"), "{refusal}");
+    // Legal staff, who see the contracts (and the CRM), sign in.
+    let legal = common::demo_key(&cfg, "legal");
+    key.clear().await.unwrap();
+    key.send_keys(&format!("{legal}{}", char::from(Key::Enter))).await.unwrap();
+    until(&c, "signing in", "document.querySelector('#login').hidden").await;
+    let who = c.find(Locator::Css("#who")).await.unwrap().text().await.unwrap();
+    assert!(who.contains("legal"), "{who}");
     let q = c.find(Locator::Css("#q")).await.unwrap();
     // The misspelt name as the contract writes it, plus contract words.
     q.send_keys(&format!("jayne smyth termination notice{}", char::from(Key::Enter))).await.unwrap();

@@ -70,8 +70,8 @@ pub fn shared_corpus() -> Option<PathBuf> {
     None
 }
 
-/// A running `dossier serve`, killed when dropped; `.1` is its address.
-pub struct Server(pub Child, pub String);
+/// A running `dossier serve`, killed when dropped; `.1` is its address, `.2` what it has logged.
+pub struct Server(pub Child, pub String, pub std::sync::Arc<std::sync::Mutex<String>>);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -87,17 +87,68 @@ pub fn start(config: &std::path::Path) -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
     let mut err = BufReader::new(child.stderr.take().unwrap());
-    err.read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|r| r.split('/').next()).expect("address line").to_string();
-    Server(child, addr)
+    // Notes (no keys yet, roles changed) may come before the address line.
+    let mut addr = None;
+    for _ in 0..10 {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(a) = line.split("http://").nth(1).and_then(|r| r.split('/').next()) {
+            addr = Some(a.to_string());
+            break;
+        }
+    }
+    // Keep reading what it logs: a closed pipe would fail its writes.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while err.read_line(&mut line).is_ok_and(|n| n > 0) {
+            sink.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    Server(child, addr.expect("address line"), log)
 }
 
-/// A minimal HTTP/1.1 GET: (status, body).
+/// The demo key of `role`, from the file `dossier demo` writes beside its config.
+pub fn demo_key(config: &Path, role: &str) -> String {
+    let text = std::fs::read_to_string(config.with_file_name("demo-keys.txt")).expect("demo-keys.txt");
+    text.lines()
+        .find_map(|l| l.strip_prefix(role).and_then(|k| k.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no demo key for {role}"))
+        .to_string()
+}
+
+/// A minimal HTTP/1.1 GET without a key: (status, body).
 pub fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
+    request(addr, "GET", path, None, None)
+}
+
+/// A GET with a bearer key.
+pub fn get_as(addr: &str, key: &str, path: &str) -> (u16, serde_json::Value) {
+    request(addr, "GET", path, Some(key), None)
+}
+
+/// A minimal HTTP/1.1 request with an optional bearer key and JSON body: (status, body).
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
+    let body = body.unwrap_or("");
+    let len = if method == "GET" {
+        String::new()
+    } else {
+        format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len())
+    };
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{len}Connection: close\r\n\r\n{body}").unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
     let text = String::from_utf8_lossy(&buf);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{get, start};
+use common::{demo_key, start};
 
 #[test]
 fn api_answers_searches_customers_records_and_errors_as_json() {
@@ -10,6 +10,8 @@ fn api_answers_searches_customers_records_and_errors_as_json() {
     let cfg = common::demo(&tmp.path().join("co"), 20);
     let srv = start(&cfg);
     let a = srv.1.as_str();
+    let key = demo_key(&cfg, "admin");
+    let get = |a: &str, p: &str| common::get_as(a, &key, p);
 
     let (st, body) = get(a, "/api/health");
     assert_eq!((st, body["status"].as_str()), (200, Some("ok")));
@@ -33,7 +35,7 @@ fn api_answers_searches_customers_records_and_errors_as_json() {
         ("/api/search?q=", 400),
         ("/api/search?q=x&per_page=100000", 400),
         ("/api/customers/cnope", 404),
-        ("/api/records/..%2F..%2Fetc%2Fpasswd", 404),
+        ("/api/records/..%2F..%2Fetc%2Fpasswd", 400),
         ("/api/nothing", 404),
     ] {
         let (st, body) = get(a, path);
@@ -123,6 +125,8 @@ fn suggest_completes_names_and_numbers_and_every_answer_matches_the_openapi_docu
     let cfg = common::demo(&tmp.path().join("co"), 30);
     let srv = start(&cfg);
     let a = srv.1.as_str();
+    let key = demo_key(&cfg, "admin");
+    let get = |a: &str, p: &str| common::get_as(a, &key, p);
     let jane = common::search(&cfg, "jane.smith@acme.example")["dossiers"][0]["id"].as_str().unwrap().to_string();
 
     // A name prefix, a typed-as-spoken order number, an email prefix: each finds Jane.
@@ -150,6 +154,9 @@ fn suggest_completes_names_and_numbers_and_every_answer_matches_the_openapi_docu
         "/api/records/{key}",
         "/api/runs",
         "/api/openapi.json",
+        "/api/whoami",
+        "/api/admin/audit",
+        "/api/admin/export-subject",
     ] {
         assert!(paths.contains_key(p), "{p} is not documented");
     }
@@ -164,6 +171,8 @@ fn suggest_completes_names_and_numbers_and_every_answer_matches_the_openapi_docu
         ("/api/customers/cnope", "/api/customers/{id}", "404"),
         (&format!("/api/records/{}", record_key.replace('#', "%23")) as &str, "/api/records/{key}", "200"),
         ("/api/runs", "/api/runs", "200"),
+        ("/api/whoami", "/api/whoami", "200"),
+        ("/api/admin/audit?limit=5", "/api/admin/audit", "200"),
     ];
     for (url, path, status) in checks {
         let (st, body) = get(a, url);

@@ -70,6 +70,8 @@ pub struct IndexSchema {
     pub ids: Field,
     /// Companies, cities and addresses of a customer (full text, folded).
     pub place: Field,
+    /// The views (role names, `*` for every source) a customer document is written for (exact).
+    pub view: Field,
 }
 
 impl IndexSchema {
@@ -102,6 +104,7 @@ impl IndexSchema {
         let canon = b.add_text_field("canon", STRING);
         let ids = b.add_text_field("ids", STRING);
         let place = b.add_text_field("place", folded(false, false));
+        let view = b.add_text_field("view", STRING);
         IndexSchema {
             schema: b.build(),
             doctype,
@@ -121,6 +124,7 @@ impl IndexSchema {
             canon,
             ids,
             place,
+            view,
         }
     }
 

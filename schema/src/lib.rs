@@ -7,7 +7,7 @@ pub mod index;
 pub mod mention;
 pub mod record;
 
-pub use api::{ApiErrorBody, Health, Suggestions};
+pub use api::{ApiErrorBody, Health, Provenance, SubjectExport, Suggestions};
 pub use customer::{
     Customer, Dossier, Evidence, Flag, Link, MatchReason, Profile, RecordGroup, RecordHit, SearchResponse, Suggestion,
     TimelineEntry,
