@@ -97,6 +97,29 @@ impl CustomerIds {
     }
 }
 
+/// The source of record documents, read from the `source` fast field, so records a viewer may
+/// not see are skipped without decompressing their stored text.
+struct SourceOf {
+    columns: Vec<Option<tantivy::columnar::StrColumn>>,
+    buf: String,
+}
+
+impl SourceOf {
+    fn new(s: &Searcher) -> Result<SourceOf, QueryError> {
+        let mut columns = Vec::with_capacity(s.segment_readers().len());
+        for r in s.segment_readers() {
+            columns.push(r.fast_fields().str("source")?);
+        }
+        Ok(SourceOf { columns, buf: String::new() })
+    }
+
+    fn of(&mut self, addr: DocAddress) -> Option<&str> {
+        let col = self.columns.get(addr.segment_ord as usize)?.as_ref()?;
+        let ord = col.term_ords(addr.doc_id).next()?;
+        col.ord_to_str(ord, &mut self.buf).ok()?.then_some(self.buf.as_str())
+    }
+}
+
 /// The parts of a stored [`Record`] a dossier shows; serde skips the rest (its mentions).
 #[derive(serde::Deserialize)]
 struct ShownRecord {
@@ -406,19 +429,34 @@ impl Engine {
         BooleanQuery::new(vec![(Occur::Must, self.term(self.store.fields.view, v.view())), (Occur::Must, q)])
     }
 
-    /// The records of the sources the viewer sees, when it does not see them all.
-    fn visible_sources(&self, v: &Viewer) -> Option<Box<dyn Query>> {
-        let sources = v.sources.as_ref()?;
-        let terms = sources.iter().map(|s| Term::from_field_text(self.store.fields.source, s));
-        Some(Box::new(TermSetQuery::new(terms)))
+    /// The sources in the index the viewer does not see. Records are filtered by excluding
+    /// these (an exclusion only seeks; a union of the visible sources, or a `TermSetQuery`,
+    /// walked every record of them and cost more than the search). The list is read from the
+    /// index's own terms, so a source no longer in the config is hidden too.
+    fn hidden_sources(&self, s: &Searcher, v: &Viewer) -> Result<Vec<String>, QueryError> {
+        if v.sources.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut out = BTreeMap::new();
+        for seg in s.segment_readers() {
+            let inv = seg.inverted_index(self.store.fields.source)?;
+            let mut terms = inv.terms().stream().map_err(tantivy::TantivyError::from)?;
+            while terms.advance() {
+                let name = String::from_utf8_lossy(terms.key()).into_owned();
+                if !v.sees(&name) {
+                    out.insert(name, ());
+                }
+            }
+        }
+        Ok(out.into_keys().collect())
     }
 
     /// Record filter from the viewer's sources and `source:`, `kind:`, `status:` and `date:`.
-    fn record_filter(&self, v: &Viewer, p: &ParsedQuery) -> Vec<(Occur, Box<dyn Query>)> {
+    fn record_filter(&self, hidden: &[String], p: &ParsedQuery) -> Vec<(Occur, Box<dyn Query>)> {
         let f = &self.store.fields;
         let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, self.term(f.doctype, DOC_RECORD))];
-        if let Some(q) = self.visible_sources(v) {
-            must.push((Occur::Must, q));
+        for h in hidden {
+            must.push((Occur::MustNot, self.term(f.source, h)));
         }
         let any = |field, vals: &[String]| -> Box<dyn Query> {
             Box::new(BooleanQuery::new(vals.iter().map(|v| (Occur::Should, self.term(field, v))).collect()))
@@ -458,6 +496,7 @@ impl Engine {
         let searcher = self.store.reader.searcher();
         let f = &self.store.fields;
         let p = parse(q, &self.entities);
+        let hidden = self.hidden_sources(&searcher, v)?;
         let mut notices = Vec::new();
         let mut cands: HashMap<DocAddress, Candidate> = HashMap::new();
         let filtered = !(p.sources.is_empty() && p.kinds.is_empty() && p.statuses.is_empty() && p.date.is_none());
@@ -472,7 +511,7 @@ impl Engine {
                 c.why.push(MatchReason { kind: kind.to_string(), query: raw.clone(), matched: term.clone() });
             }
             // Records that carry the value in their text (a call note) count for their customers too.
-            let mut rq = self.record_filter(v, &p);
+            let mut rq = self.record_filter(&hidden, &p);
             rq.push((Occur::Must, self.term(f.ids, term)));
             for (_, addr) in searcher.search(&BooleanQuery::new(rq), &TopDocs::with_limit(200).order_by_score())? {
                 id_records.push((addr, term.clone(), raw.clone(), kind));
@@ -600,7 +639,7 @@ impl Engine {
                 }
                 tq
             };
-            let mut clauses = self.record_filter(v, &p);
+            let mut clauses = self.record_filter(&hidden, &p);
             clauses.push((Occur::Must, tq.box_clone()));
             // Words looked for in the named customers' records: search only those records, so the
             // clause is found even when thousands of other contracts say the same.
@@ -981,12 +1020,14 @@ impl Engine {
             }
         };
         // Only record documents carry the `customers` field: no document-type filter, no scoring.
-        let linked = self.term(f.customers, id);
-        let mut addrs = match self.visible_sources(v) {
-            Some(sources) => self.docs(s, &BooleanQuery::new(vec![(Occur::Must, linked), (Occur::Must, sources)]))?,
-            None => self.docs(s, linked.as_ref())?,
-        };
+        // Records of hidden sources are skipped as they are read (a customer has few records;
+        // a source filter in the query would walk every record of the visible sources).
+        let mut addrs = self.docs(s, self.term(f.customers, id).as_ref())?;
         addrs.sort();
+        if v.sources.is_some() {
+            let mut sources = SourceOf::new(s)?;
+            addrs.retain(|a| sources.of(*a).is_some_and(|src| v.sees(src)));
+        }
         addrs.truncate(MAX_DOSSIER_RECORDS);
         let mut records: Vec<(Record, bool, String)> = Vec::new();
         for a in addrs {
@@ -994,6 +1035,9 @@ impl Engine {
             let Some(mut r) = self.shown_record_of(&d) else {
                 continue;
             };
+            if !v.sees(&r.source) {
+                continue;
+            }
             let is_match = matched.contains(&a);
             let values = if v.unmask { Vec::new() } else { self.masker.record_with_values(&mut r) };
             let mut snippet = match (is_match, snippets) {

@@ -383,3 +383,27 @@ fn hostile_requests_get_clear_4xx_answers_and_slow_clients_are_cut_off() {
     let got = slow_body.join().unwrap();
     assert!(got.starts_with("HTTP/1.1 408"), "{got}");
 }
+
+#[test]
+fn changed_roles_take_effect_after_one_index_run_and_are_refused_until_then() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = fixture(&tmp.path().join("co"));
+    let desk = add_key(&cfg, "dana", "desk");
+    // The desk is given the vault too.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[roles.desk]\nsources = [\"desk\"]", "[roles.desk]\nsources = [\"desk\", \"vault\"]");
+    std::fs::write(&cfg, text).unwrap();
+    {
+        let srv = common::start(&cfg);
+        let (st, body) = get_as(srv.1.as_str(), &desk, "/api/search?q=zebra");
+        assert_eq!(st, 503, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("dossier index"), "{body}");
+        // The administrator's view of every source does not depend on the roles.
+        assert_eq!(get_as(srv.1.as_str(), ADMIN_KEY, "/api/search?q=zebra").0, 200);
+    }
+    common::ok(&["index", "--config", cfg.to_str().unwrap()]);
+    let srv = common::start(&cfg);
+    let (st, body) = get_as(srv.1.as_str(), &desk, "/api/search?q=zebra");
+    assert_eq!((st, body["total"].as_u64()), (200, Some(1)), "{body}");
+}
