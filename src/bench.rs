@@ -26,6 +26,9 @@ pub enum BenchError {
     /// The engine or state store failed.
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// The server could not start.
+    #[error(transparent)]
+    Server(#[from] crate::server::ServerError),
     /// No key could be made for the load.
     #[error("benchmark key: {0}")]
     Key(String),

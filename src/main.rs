@@ -226,6 +226,9 @@ enum BenchCommand {
         /// Seconds of HTTP load.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// The role of the load's API key (default `support`, else the first role).
+        #[arg(long)]
+        role: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -556,7 +559,7 @@ fn bench_extract(dir: &std::path::Path, recall: bool, json: bool) -> Result<()> 
     Ok(())
 }
 
-fn bench_search(dir: &std::path::Path, clients: usize, seconds: u64, json: bool) -> Result<()> {
+fn bench_search(dir: &std::path::Path, clients: usize, seconds: u64, role: Option<String>, json: bool) -> Result<()> {
     use dossier::bench;
     let cfg = Config::load(&dir.join("dossier.toml"))?;
     let queries = dossier::eval::read_queries(dir)?;
@@ -567,10 +570,13 @@ fn bench_search(dir: &std::path::Path, clients: usize, seconds: u64, json: bool)
     let (_, peak_before_load) = bench::memory_mib();
     let http = if clients > 0 {
         // The load runs as a support rep would, through that role's view and masking.
-        let role = if cfg.roles.contains_key("support") {
-            "support".to_string()
-        } else {
-            cfg.roles.keys().next().cloned().context("the config defines no [roles]; the HTTP load needs one")?
+        let role = match role {
+            Some(r) if cfg.roles.contains_key(&r) => r,
+            Some(r) => bail!("no role {r:?} in {}; roles: {:?}", dir.join("dossier.toml").display(), cfg.roles.keys()),
+            None if cfg.roles.contains_key("support") => "support".to_string(),
+            None => {
+                cfg.roles.keys().next().cloned().context("the config defines no [roles]; the HTTP load needs one")?
+            }
         };
         eprintln!("HTTP load: {clients} clients for {seconds} s, as role `{role}`");
         let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -729,8 +735,8 @@ fn main() -> Result<()> {
         Command::Bench { command: BenchCommand::Extract { dir, recall, json } } => {
             bench_extract(&dir, recall, json)?;
         }
-        Command::Bench { command: BenchCommand::Search { dir, clients, seconds, json } } => {
-            bench_search(&dir, clients, seconds, json)?;
+        Command::Bench { command: BenchCommand::Search { dir, clients, seconds, role, json } } => {
+            bench_search(&dir, clients, seconds, role, json)?;
         }
         Command::Eval { dir, json } => {
             let cfg = Config::load(&dir.join("dossier.toml"))?;

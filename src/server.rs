@@ -3,7 +3,7 @@
 //! does not exist in any answer, and every look at a customer or record is audited.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -82,21 +82,96 @@ impl Auth {
     }
 }
 
+/// Errors starting a server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The engine or state store failed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// The audit writer thread could not start.
+    #[error("starting the audit writer: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A request waiting for its audit entries to be committed.
+type AuditJob = (Vec<AuditEntry>, crossbeam_channel::Sender<Result<(), String>>);
+
+/// Appends to the audit log from one thread with group commit: requests queue their entries
+/// and wait; the writer commits everything queued in one transaction and answers them all, so
+/// a request is answered only once its entries are committed. The writer's commits never
+/// checkpoint the WAL: a second thread does, once a second. Checkpoints inside commits (every
+/// few hundred) waited for the disk while every request queued behind them, which cost a
+/// quarter of the search throughput (910 against 1,175 searches/s at 10,000 customers).
+pub struct AuditWriter {
+    tx: crossbeam_channel::Sender<AuditJob>,
+    /// Dropped with the writer, which stops the checkpoint thread.
+    _stop: crossbeam_channel::Sender<()>,
+}
+
+impl AuditWriter {
+    /// Starts the writer and the checkpointer, each on its own connection to the state store.
+    pub fn start(mut store: Store, checkpointer: Store) -> Result<AuditWriter, ServerError> {
+        store.manual_checkpoints().map_err(QueryError::from)?;
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        std::thread::Builder::new().name("audit-checkpoint".into()).spawn(move || {
+            loop {
+                let last = matches!(
+                    stopped.recv_timeout(Duration::from_secs(1)),
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+                );
+                if let Err(e) = checkpointer.checkpoint() {
+                    tracing::warn!("audit log checkpoint: {e}");
+                }
+                if last {
+                    break;
+                }
+            }
+        })?;
+        let (tx, rx) = crossbeam_channel::bounded::<AuditJob>(4096);
+        std::thread::Builder::new().name("audit-writer".into()).spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                while batch.len() < 512 {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let entries: Vec<AuditEntry> = batch.iter_mut().flat_map(|(e, _)| std::mem::take(e)).collect();
+                let done = store.audit(&entries).map_err(|e| e.to_string());
+                for (_, reply) in batch {
+                    let _ = reply.send(done.clone());
+                }
+            }
+        })?;
+        Ok(AuditWriter { tx, _stop: stop })
+    }
+
+    /// Appends entries and waits until they are committed.
+    pub fn write(&self, entries: Vec<AuditEntry>) -> Result<(), String> {
+        let (reply, done) = crossbeam_channel::bounded(1);
+        self.tx.send((entries, reply)).map_err(|_| "the audit writer stopped".to_string())?;
+        done.recv().map_err(|_| "the audit writer stopped".to_string())?
+    }
+}
+
 /// Shared by every request.
 pub struct AppState {
     /// The search engine.
     pub engine: Engine,
     /// Who may ask.
     pub auth: Auth,
-    /// The state store connection the audit log is written through.
-    pub audit: Mutex<Store>,
+    /// The audit log's writer.
+    pub audit: AuditWriter,
 }
 
 impl AppState {
     /// The state of a server over `engine` for `cfg`.
-    pub fn new(cfg: &Config, engine: Engine) -> Result<AppState, QueryError> {
+    pub fn new(cfg: &Config, engine: Engine) -> Result<AppState, ServerError> {
         let (_, state_path) = crate::pipeline::paths(cfg);
-        Ok(AppState { engine, auth: Auth::new(cfg), audit: Mutex::new(Store::open(&state_path)?) })
+        let open = || Store::open(&state_path).map_err(QueryError::from);
+        let audit = AuditWriter::start(open()?, open()?)?;
+        Ok(AppState { engine, auth: Auth::new(cfg), audit })
     }
 
     /// Writes audit entries; a request whose look cannot be recorded is refused.
@@ -107,12 +182,10 @@ impl AppState {
             // The log must not hold what the masking hides, whoever typed it.
             e.query = e.query.as_deref().map(|q| self.engine.masker().text(q).into_owned());
         }
-        let failed = |e: String| {
+        self.audit.write(entries).map_err(|e| {
             tracing::error!("audit log: {e}");
             ApiError(StatusCode::SERVICE_UNAVAILABLE, "the audit log cannot be written; see the server log".into())
-        };
-        let mut store = self.audit.lock().map_err(|_| failed("lock poisoned".into()))?;
-        store.audit(&entries).map_err(|e| failed(e.to_string()))
+        })
     }
 }
 
@@ -360,11 +433,7 @@ async fn audit(
         return Err(bad("limit must be between 1 and 10000"));
     }
     let f = AuditFilter { who: p.who, customer: p.customer, action: p.action, since: p.since, until: p.until, limit };
-    let r = blocking(move || {
-        let store = st.audit.lock().map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "audit log busy".into()))?;
-        Ok(store.audit_entries(&f).map_err(QueryError::from)?)
-    })
-    .await?;
+    let r = blocking(move || Ok(st.engine.with_state(|s| s.audit_entries(&f))?.map_err(QueryError::from)?)).await?;
     Ok(Json(r))
 }
 

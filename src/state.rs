@@ -376,6 +376,20 @@ impl State {
         Ok(None)
     }
 
+    /// Stops this connection's commits from checkpointing the WAL (a checkpoint waits for the
+    /// disk); pair it with [`State::checkpoint`] run from elsewhere.
+    pub fn manual_checkpoints(&self) -> Result<(), StateError> {
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok(())
+    }
+
+    /// Copies the WAL back into the database and truncates it. Writers wait for it (a passive
+    /// checkpoint never catches up with a steady writer, and the WAL grew without bound).
+    pub fn checkpoint(&self) -> Result<(), StateError> {
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// Appends entries to the audit log in one transaction; `at` is filled in.
     pub fn audit(&mut self, entries: &[AuditEntry]) -> Result<(), StateError> {
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);

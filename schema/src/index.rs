@@ -70,7 +70,8 @@ pub struct IndexSchema {
     pub ids: Field,
     /// Companies, cities and addresses of a customer (full text, folded).
     pub place: Field,
-    /// The views (role names, `*` for every source) a customer document is written for (exact).
+    /// The views (role names, `*` for every source) a customer document is written for (exact,
+    /// fast: name matches are checked against it one by one).
     pub view: Field,
 }
 
@@ -104,7 +105,7 @@ impl IndexSchema {
         let canon = b.add_text_field("canon", STRING);
         let ids = b.add_text_field("ids", STRING);
         let place = b.add_text_field("place", folded(false, false));
-        let view = b.add_text_field("view", STRING);
+        let view = b.add_text_field("view", STRING | FAST);
         IndexSchema {
             schema: b.build(),
             doctype,
