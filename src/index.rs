@@ -83,11 +83,27 @@ impl IndexStore {
         std::fs::create_dir_all(dir).map_err(|e| IndexError::Io(dir.display().to_string(), e.to_string()))?;
         let fields = IndexSchema::new();
         let mmap = MmapDirectory::open(dir).map_err(|e| IndexError::Io(dir.display().to_string(), e.to_string()))?;
-        let index = Index::open_or_create(mmap, fields.schema.clone())?;
+        let index = Index::open_or_create(mmap, fields.schema.clone()).map_err(|e| match e {
+            tantivy::TantivyError::SchemaError(_) => IndexError::Schema(dossier_schema::SchemaError::Outdated),
+            e => IndexError::Tantivy(e),
+        })?;
         fields.check(&index.schema())?;
         IndexSchema::register_tokenizers(&index);
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         Ok(IndexStore { index, fields, reader })
+    }
+
+    /// Opens the index for an index run. With `rebuild`, an index written by another version of
+    /// dossier (its schema differs) is removed and created anew: the caller re-reads every item.
+    pub fn open_for_run(dir: &Path, rebuild: bool) -> Result<IndexStore, IndexError> {
+        match Self::open(dir) {
+            Err(IndexError::Schema(_)) if rebuild => {
+                tracing::warn!("the index in {} has another schema; rebuilding it", dir.display());
+                std::fs::remove_dir_all(dir).map_err(|e| IndexError::Io(dir.display().to_string(), e.to_string()))?;
+                Self::open(dir)
+            }
+            r => r,
+        }
     }
 
     /// Takes the single writer; a second indexer gets [`IndexError::Busy`].
@@ -272,5 +288,25 @@ impl IndexStore {
             }
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_of_another_schema_is_refused_with_advice_and_rebuilt_by_a_full_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tantivy");
+        std::fs::create_dir_all(&path).unwrap();
+        let mut b = tantivy::schema::Schema::builder();
+        b.add_text_field("other", tantivy::schema::STRING);
+        Index::create_in_dir(&path, b.build()).unwrap();
+        let e = IndexStore::open(&path).err().expect("refused").to_string();
+        assert!(e.contains("dossier index --full"), "{e}");
+        assert!(IndexStore::open_for_run(&path, false).is_err());
+        let store = IndexStore::open_for_run(&path, true).unwrap();
+        assert!(store.index.schema().get_field("view").is_ok());
     }
 }

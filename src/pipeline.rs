@@ -97,7 +97,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         }
     }
     let (index_dir, state_path) = paths(cfg);
-    let store = IndexStore::open(&index_dir)?;
+    // A full run of every source re-reads everything, so it may rebuild an outdated index.
+    let store = IndexStore::open_for_run(&index_dir, opts.full && opts.sources.is_empty())?;
     let mut writer = store.writer(&index_dir)?;
     let mut state = State::open(&state_path)?;
     let (run_id, started) = state.begin_run(opts.full)?;

@@ -26,9 +26,14 @@ pub const DOC_CUSTOMER: &str = "customer";
 pub enum SchemaError {
     /// The index on disk has other fields than this version of dossier writes.
     #[error(
-        "the index schema does not match this version of dossier (missing field `{0}`); rebuild it with `dossier index --full`"
+        "the index schema does not match this version of dossier (field `{0}` is missing or differs); rebuild it with `dossier index --full`"
     )]
     Mismatch(String),
+    /// The index on disk was written with another schema altogether.
+    #[error(
+        "the index was written by another version of dossier; rebuild it with `dossier index --full` (which re-reads every source)"
+    )]
+    Outdated,
 }
 
 /// Handles to every field of the index schema.
@@ -139,10 +144,12 @@ impl IndexSchema {
         index.tokenizers().register(FOLD_TOKENIZER, analyzer);
     }
 
-    /// Checks that an index on disk has every field this schema writes.
+    /// Checks that an index on disk has every field this schema writes, with the same options
+    /// (a field that lost its fast column would quietly match nothing).
     pub fn check(&self, on_disk: &Schema) -> Result<(), SchemaError> {
         for (_, entry) in self.schema.fields() {
-            if on_disk.get_field(entry.name()).is_err() {
+            let same = on_disk.get_field(entry.name()).is_ok_and(|f| on_disk.get_field_entry(f) == entry);
+            if !same {
                 return Err(SchemaError::Mismatch(entry.name().to_string()));
             }
         }
