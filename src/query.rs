@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use rustc_hash::FxHashMap;
 use std::ops::Bound;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dossier_schema::index::DOC_RECORD;
 use dossier_schema::{
@@ -405,8 +406,10 @@ pub struct Engine {
     state: Mutex<State>,
     entities: Entities,
     masker: Masker,
-    /// True when the index was written for the config's roles.
-    views_current: bool,
+    /// Fingerprint of the config's role views.
+    views: String,
+    /// True when the index was written for the config's roles (re-read on reload).
+    views_current: AtomicBool,
 }
 
 /// Per-customer evidence gathered for ranking.
@@ -424,21 +427,22 @@ impl Engine {
     pub fn open(cfg: &Config) -> Result<Engine, QueryError> {
         let (index_dir, state_path) = crate::pipeline::paths(cfg);
         let state = State::open(&state_path)?;
-        let written = state.meta("views")?;
-        let views_current = written.is_none_or(|w| w == crate::access::views_fingerprint(&crate::access::views(cfg)));
+        let views = crate::access::views_fingerprint(&crate::access::views(cfg));
+        let current = state.meta("views")?.is_none_or(|w| w == views);
         Ok(Engine {
             store: IndexStore::open(&index_dir)?,
             state: Mutex::new(state),
             entities: Entities::new(cfg),
             masker: Masker::new(&cfg.privacy),
-            views_current,
+            views,
+            views_current: AtomicBool::new(current),
         })
     }
 
     /// Fails when `v` is a role whose view is out of date (the operator's view of all sources
     /// is always current).
     fn check_view(&self, v: &Viewer) -> Result<(), QueryError> {
-        if v.sources.is_some() && !self.views_current {
+        if v.sources.is_some() && !self.views_current.load(Ordering::Relaxed) {
             return Err(QueryError::StaleViews);
         }
         Ok(())
@@ -446,7 +450,7 @@ impl Engine {
 
     /// True when the index was written for the config's roles.
     pub fn views_current(&self) -> bool {
-        self.views_current
+        self.views_current.load(Ordering::Relaxed)
     }
 
     /// The masker of the config's `[privacy]` section.
@@ -454,9 +458,12 @@ impl Engine {
         &self.masker
     }
 
-    /// Sees the latest commit.
+    /// Sees the latest commit (cheap when there is none): a server calls it every few seconds,
+    /// so an index run made by another process shows without a restart.
     pub fn reload(&self) -> Result<(), QueryError> {
         self.store.reader.reload()?;
+        let written = self.state.lock().map_err(|_| QueryError::Poisoned)?.meta("views")?;
+        self.views_current.store(written.is_none_or(|w| w == self.views), Ordering::Relaxed);
         Ok(())
     }
 

@@ -572,12 +572,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// How often the server looks for a newer index commit.
+const RELOAD_EVERY: Duration = Duration::from_secs(2);
+
 /// Serves until Ctrl-C: each connection must send its request headers within 10 s (axum's own
 /// `serve` sets no such limit, so slow clients could hold connections open for ever), at most
-/// 1024 connections at once.
+/// 1024 connections at once. Index runs by other processes show within two seconds.
 pub async fn serve(state: AppState, listen: &str) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
-    let app = router(Arc::new(state));
+    let state = Arc::new(state);
+    let watched = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RELOAD_EVERY);
+        loop {
+            tick.tick().await;
+            let st = watched.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || st.engine.reload()).await {
+                tracing::warn!("reloading the index: {e}");
+            }
+        }
+    });
+    let app = router(state);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() {

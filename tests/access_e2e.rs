@@ -385,7 +385,7 @@ fn hostile_requests_get_clear_4xx_answers_and_slow_clients_are_cut_off() {
 }
 
 #[test]
-fn changed_roles_take_effect_after_one_index_run_and_are_refused_until_then() {
+fn changed_roles_and_new_records_take_effect_after_one_index_run_without_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = fixture(&tmp.path().join("co"));
     let desk = add_key(&cfg, "dana", "desk");
@@ -402,8 +402,32 @@ fn changed_roles_take_effect_after_one_index_run_and_are_refused_until_then() {
         // The administrator's view of every source does not depend on the roles.
         assert_eq!(get_as(srv.1.as_str(), ADMIN_KEY, "/api/search?q=zebra").0, 200);
     }
-    common::ok(&["index", "--config", cfg.to_str().unwrap()]);
+    // A running server sees the run within seconds, without a restart.
     let srv = common::start(&cfg);
-    let (st, body) = get_as(srv.1.as_str(), &desk, "/api/search?q=zebra");
+    assert_eq!(get_as(srv.1.as_str(), &desk, "/api/search?q=zebra").0, 503);
+    common::ok(&["index", "--config", cfg.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (st, body) = loop {
+        let (st, body) = get_as(srv.1.as_str(), &desk, "/api/search?q=zebra");
+        if st == 200 || Instant::now() > deadline {
+            break (st, body);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!((st, body["total"].as_u64()), (200, Some(1)), "{body}");
+    // New records too: a row added to the desk's silo and indexed is found by the same server.
+    let notes = tmp.path().join("co/desk/notes.csv");
+    let mut text = std::fs::read_to_string(&notes).unwrap();
+    text.push_str("2024-02-01,Zed Newcomer,zed@example.com,New Co,open,first call\n");
+    std::fs::write(&notes, text).unwrap();
+    common::ok(&["index", "--config", cfg.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = get_as(srv.1.as_str(), &desk, "/api/search?q=zed%20newcomer");
+        if body["total"].as_u64() == Some(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server did not see the new run: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
