@@ -312,21 +312,33 @@ impl ParsedQuery {
 }
 
 /// Collects matching documents into a vector: the sets can hold a tenth of the index (every
-/// customer in a city), and hashing them into a set cost more than the search itself.
-struct DocVec;
+/// customer in a city), and hashing them into a set cost more than the search itself. With a
+/// view, only customer documents of that view are kept, checked on the `view` fast field of
+/// each match: the name queries match few documents each, and intersecting them with the
+/// view's posting list instead (every customer) cost a third of a name search.
+struct DocVec<'a>(Option<&'a str>);
 
-/// [`DocVec`] for one segment.
+/// [`DocVec`] for one segment, with the view's column and ord when there is a view (`None`
+/// inside: no document of this segment has it).
 struct DocVecSegment {
     segment: u32,
+    view: Option<Option<(tantivy::columnar::StrColumn, u64)>>,
     docs: Vec<DocAddress>,
 }
 
-impl Collector for DocVec {
+impl Collector for DocVec<'_> {
     type Fruit = Vec<DocAddress>;
     type Child = DocVecSegment;
 
-    fn for_segment(&self, segment: SegmentOrdinal, _reader: &SegmentReader) -> tantivy::Result<DocVecSegment> {
-        Ok(DocVecSegment { segment, docs: Vec::new() })
+    fn for_segment(&self, segment: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<DocVecSegment> {
+        let view = match self.0 {
+            None => None,
+            Some(v) => Some(match reader.fast_fields().str("view")? {
+                Some(col) => col.dictionary().term_ord(v.as_bytes())?.map(|ord| (col, ord)),
+                None => None,
+            }),
+        };
+        Ok(DocVecSegment { segment, view, docs: Vec::new() })
     }
 
     fn requires_scoring(&self) -> bool {
@@ -342,55 +354,12 @@ impl SegmentCollector for DocVecSegment {
     type Fruit = Vec<DocAddress>;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
-        self.docs.push(DocAddress::new(self.segment, doc));
-    }
-
-    fn harvest(self) -> Vec<DocAddress> {
-        self.docs
-    }
-}
-
-/// Every document matching a query that is a customer document of one view: the view is
-/// checked on the `view` fast field of each match. The name queries match few documents each;
-/// intersecting them with the view's posting list instead (every customer) cost a third of a
-/// name search.
-struct InView<'a>(&'a str);
-
-/// [`InView`] for one segment: the ord of the view in this segment's column, if any doc has it.
-struct InViewSegment {
-    segment: u32,
-    column: Option<(tantivy::columnar::StrColumn, u64)>,
-    docs: Vec<DocAddress>,
-}
-
-impl Collector for InView<'_> {
-    type Fruit = Vec<DocAddress>;
-    type Child = InViewSegment;
-
-    fn for_segment(&self, segment: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<InViewSegment> {
-        let column = match reader.fast_fields().str("view")? {
-            Some(col) => col.dictionary().term_ord(self.0.as_bytes())?.map(|ord| (col, ord)),
-            None => None,
+        let keep = match &self.view {
+            None => true,
+            Some(None) => false,
+            Some(Some((col, ord))) => col.term_ords(doc).any(|o| o == *ord),
         };
-        Ok(InViewSegment { segment, column, docs: Vec::new() })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        false
-    }
-
-    fn merge_fruits(&self, fruits: Vec<Vec<DocAddress>>) -> tantivy::Result<Vec<DocAddress>> {
-        Ok(fruits.concat())
-    }
-}
-
-impl SegmentCollector for InViewSegment {
-    type Fruit = Vec<DocAddress>;
-
-    fn collect(&mut self, doc: DocId, _score: Score) {
-        if let Some((col, ord)) = &self.column
-            && col.term_ords(doc).any(|o| o == *ord)
-        {
+        if keep {
             self.docs.push(DocAddress::new(self.segment, doc));
         }
     }
@@ -477,13 +446,13 @@ impl Engine {
     }
 
     fn docs(&self, s: &Searcher, q: &dyn Query) -> Result<Vec<DocAddress>, QueryError> {
-        Ok(s.search(q, &DocVec)?)
+        Ok(s.search(q, &DocVec(None))?)
     }
 
     /// The customer documents of the viewer's view matching `q`, a query on fields only
     /// customer documents carry.
     fn customer_docs(&self, s: &Searcher, v: &Viewer, q: &dyn Query) -> Result<Vec<DocAddress>, QueryError> {
-        Ok(s.search(q, &InView(v.view()))?)
+        Ok(s.search(q, &DocVec(Some(v.view())))?)
     }
 
     /// Customer documents of the viewer's view matching `q` (only customer documents carry a
