@@ -69,24 +69,25 @@ const PROBLEMS: &[&str] =
 static PHONE_LIKE: std::sync::LazyLock<regex::Regex> =
     std::sync::LazyLock::new(|| regex::Regex::new(r"\+?\d[\d\s().-]{5,}\d").expect("static regex"));
 
-/// The customer ids of record documents, read from the `customers` fast field: a text query
-/// can hit a thousand records, and reading each stored document for its ids cost more than the
-/// search.
-struct CustomerIds {
+/// A string fast field of record documents, per segment: the customer ids of a text query's
+/// thousand hits (reading each stored document for them cost more than the search), the source
+/// of a dossier's records (hidden ones are skipped before their stored text is decompressed).
+struct FastStr {
     columns: Vec<Option<tantivy::columnar::StrColumn>>,
     buf: String,
 }
 
-impl CustomerIds {
-    fn new(s: &Searcher) -> Result<CustomerIds, QueryError> {
+impl FastStr {
+    fn new(s: &Searcher, field: &str) -> Result<FastStr, QueryError> {
         let mut columns = Vec::with_capacity(s.segment_readers().len());
         for r in s.segment_readers() {
-            columns.push(r.fast_fields().str(dossier_schema::index::FIELD_CUSTOMERS)?);
+            columns.push(r.fast_fields().str(field)?);
         }
-        Ok(CustomerIds { columns, buf: String::new() })
+        Ok(FastStr { columns, buf: String::new() })
     }
 
-    fn of(&mut self, addr: DocAddress) -> Vec<String> {
+    /// Every value of a document.
+    fn all(&mut self, addr: DocAddress) -> Vec<String> {
         let Some(Some(col)) = self.columns.get(addr.segment_ord as usize) else { return Vec::new() };
         let mut out = Vec::new();
         for ord in col.term_ords(addr.doc_id) {
@@ -96,25 +97,9 @@ impl CustomerIds {
         }
         out
     }
-}
 
-/// The source of record documents, read from the `source` fast field, so records a viewer may
-/// not see are skipped without decompressing their stored text.
-struct SourceOf {
-    columns: Vec<Option<tantivy::columnar::StrColumn>>,
-    buf: String,
-}
-
-impl SourceOf {
-    fn new(s: &Searcher) -> Result<SourceOf, QueryError> {
-        let mut columns = Vec::with_capacity(s.segment_readers().len());
-        for r in s.segment_readers() {
-            columns.push(r.fast_fields().str("source")?);
-        }
-        Ok(SourceOf { columns, buf: String::new() })
-    }
-
-    fn of(&mut self, addr: DocAddress) -> Option<&str> {
+    /// The first value of a document.
+    fn first(&mut self, addr: DocAddress) -> Option<&str> {
         let col = self.columns.get(addr.segment_ord as usize)?.as_ref()?;
         let ord = col.term_ords(addr.doc_id).next()?;
         col.ord_to_str(ord, &mut self.buf).ok()?.then_some(self.buf.as_str())
@@ -646,7 +631,7 @@ impl Engine {
         let mut text_query: Option<Box<dyn Query>> = None;
         let mut customer_addr_by_id: HashMap<String, DocAddress> = HashMap::new();
         let mut runs: Vec<(String, bool)> = Vec::new();
-        let mut customer_ids = CustomerIds::new(&searcher)?;
+        let mut customer_ids = FastStr::new(&searcher, dossier_schema::index::FIELD_CUSTOMERS)?;
         let mut text_used = p.text.clone();
         if !p.text.trim().is_empty() || filtered {
             runs.push((p.text.clone(), false));
@@ -688,7 +673,7 @@ impl Engine {
             let max = hits.first().map(|h| h.0).unwrap_or(1.0).max(1e-6);
             let mut any = false;
             for (score, addr) in hits {
-                let ids = customer_ids.of(addr);
+                let ids = customer_ids.all(addr);
                 if ids.is_empty() {
                     if !only_named
                         && unlinked.len() < 20
@@ -724,7 +709,7 @@ impl Engine {
             }
         }
         for (addr, term, raw, kind) in id_records {
-            for id in customer_ids.of(addr) {
+            for id in customer_ids.all(addr) {
                 let Some(caddr) = self.customer_addr(v, &searcher, &mut customer_addr_by_id, &id)? else { continue };
                 let c = cands.entry(caddr).or_default();
                 if !c.why.iter().any(|w| w.matched == term) {
@@ -1057,8 +1042,8 @@ impl Engine {
         let mut addrs = self.docs(s, self.term(f.customers, id).as_ref())?;
         addrs.sort();
         if v.sources.is_some() {
-            let mut sources = SourceOf::new(s)?;
-            addrs.retain(|a| sources.of(*a).is_some_and(|src| v.sees(src)));
+            let mut sources = FastStr::new(s, "source")?;
+            addrs.retain(|a| sources.first(*a).is_some_and(|src| v.sees(src)));
         }
         addrs.truncate(MAX_DOSSIER_RECORDS);
         let mut records: Vec<(Record, bool, String)> = Vec::new();
