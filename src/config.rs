@@ -192,7 +192,21 @@ pub struct Config {
     pub base: PathBuf,
 }
 
-const MENTION_KINDS: &[&str] = &["person", "email", "phone", "company", "address", "city", "dob", "status"];
+const MENTION_KINDS: &[&str] = &[
+    "person",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "company",
+    "address",
+    "city",
+    "state",
+    "postcode",
+    "dob",
+    "status",
+    "ignore",
+];
 
 impl Config {
     /// Reads and checks a config file.

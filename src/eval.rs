@@ -1,5 +1,6 @@
 //! Measures resolution and search quality against the demo company's ground
-//! truth (`truth.jsonl`) and query set (`queries.jsonl`).
+//! truth (`truth.jsonl`) and query set (`queries.jsonl`), or resolution alone
+//! against any `record_id,entity_id` truth file (Febrl's).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -20,6 +21,99 @@ pub enum EvalError {
     /// A search failed.
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// The truth file is not `record_id,entity_id` lines.
+    #[error("{0}: line {1}: expected `record_id,entity_id`")]
+    Truth(String, usize),
+    /// No indexed record carries the field the truth's ids are in.
+    #[error("no indexed record has a `{0}` field matching the truth file's ids; check --key-field and that the index holds the dataset")]
+    NoMatch(String),
+}
+
+/// Pairwise quality of records grouped into customers, against a truth file.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PairScore {
+    /// Records in the truth file.
+    pub truth_records: usize,
+    /// Of them, records found in the index (by the key field).
+    pub found: usize,
+    /// True same-entity pairs.
+    pub true_pairs: u64,
+    /// Pairs put in one customer.
+    pub predicted_pairs: u64,
+    /// Pairs both true and predicted.
+    pub right_pairs: u64,
+    /// Pairwise precision.
+    pub precision: f64,
+    /// Pairwise recall.
+    pub recall: f64,
+    /// Pairwise F1.
+    pub f1: f64,
+    /// Customers the found records fall into.
+    pub customers: usize,
+}
+
+/// Scores the customers in the index against a `record_id,entity_id` CSV, matching each
+/// record by the value of its field `key_field` (an opaque key such as Febrl's `rec_id`).
+pub fn evaluate_truth(engine: &Engine, truth: &Path, key_field: &str) -> Result<PairScore, EvalError> {
+    let name = truth.display().to_string();
+    let text = std::fs::read_to_string(truth).map_err(|e| EvalError::Io(name.clone(), e))?;
+    let mut entity_of: HashMap<String, String> = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || (i == 0 && line.to_ascii_lowercase().starts_with("record_id")) {
+            continue;
+        }
+        let (r, e) = line.split_once(',').ok_or_else(|| EvalError::Truth(name.clone(), i + 1))?;
+        entity_of.insert(r.trim().trim_matches('"').to_string(), e.trim().trim_matches('"').to_string());
+    }
+    let keys = engine.with_state(|s| s.record_keys())?.map_err(QueryError::from)?;
+    let member_of: HashMap<String, String> = engine
+        .customers()?
+        .into_iter()
+        .flat_map(|c| {
+            let id = c.id;
+            c.links.into_iter().filter(|l| l.role == "member").map(move |l| (l.key, id.clone()))
+        })
+        .collect();
+    let mut cell: HashMap<(String, &str), u64> = HashMap::new();
+    let mut pred: HashMap<String, u64> = HashMap::new();
+    let mut gold: HashMap<&str, u64> = HashMap::new();
+    let mut found = 0;
+    for key in &keys {
+        let Some(r) = engine.record(key)? else { continue };
+        let Some(id) = r.field(key_field) else { continue };
+        let Some(entity) = entity_of.get(id) else { continue };
+        found += 1;
+        let p = member_of.get(key).cloned().unwrap_or_else(|| format!("single:{key}"));
+        *cell.entry((p.clone(), entity.as_str())).or_default() += 1;
+        *pred.entry(p).or_default() += 1;
+        *gold.entry(entity.as_str()).or_default() += 1;
+    }
+    if found == 0 {
+        return Err(EvalError::NoMatch(key_field.to_string()));
+    }
+    // Every true entity counts, found or not: a record missing from the index loses its pairs.
+    let mut gold_all: HashMap<&str, u64> = HashMap::new();
+    for e in entity_of.values() {
+        *gold_all.entry(e.as_str()).or_default() += 1;
+    }
+    let pairs = |n: u64| n * n.saturating_sub(1) / 2;
+    let right: u64 = cell.values().map(|&n| pairs(n)).sum();
+    let predicted: u64 = pred.values().map(|&n| pairs(n)).sum();
+    let true_pairs: u64 = gold_all.values().map(|&n| pairs(n)).sum();
+    let precision = if predicted > 0 { right as f64 / predicted as f64 } else { 1.0 };
+    let recall = if true_pairs > 0 { right as f64 / true_pairs as f64 } else { 1.0 };
+    Ok(PairScore {
+        truth_records: entity_of.len(),
+        found,
+        true_pairs,
+        predicted_pairs: predicted,
+        right_pairs: right,
+        precision,
+        recall,
+        f1: if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 },
+        customers: pred.len(),
+    })
 }
 
 #[derive(Deserialize)]

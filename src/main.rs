@@ -101,11 +101,18 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
-    /// Measure resolution and search quality on a demo company's ground truth.
+    /// Measure resolution and search quality on a demo company's ground truth, or resolution
+    /// alone against a `record_id,entity_id` truth file (`--truth`, with the index of --config).
     Eval {
         /// Folder of the demo company (holds truth.jsonl and queries.jsonl).
         #[arg(long, default_value = "demo-company")]
         dir: PathBuf,
+        /// A `record_id,entity_id` CSV to score the index of --config against, instead of a demo.
+        #[arg(long)]
+        truth: Option<PathBuf>,
+        /// The record field holding the truth file's record ids.
+        #[arg(long, default_value = "rec_id", requires = "truth")]
+        key_field: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -738,7 +745,21 @@ fn main() -> Result<()> {
         Command::Bench { command: BenchCommand::Search { dir, clients, seconds, role, json } } => {
             bench_search(&dir, clients, seconds, role, json)?;
         }
-        Command::Eval { dir, json } => {
+        Command::Eval { truth: Some(truth), key_field, json, .. } => {
+            let cfg = Config::load(&cli.config)?;
+            let engine = Engine::open(&cfg)?;
+            let r = dossier::eval::evaluate_truth(&engine, &truth, &key_field)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "records {} of {} found; {} customers; true pairs {}, predicted {}, right {}",
+                    r.found, r.truth_records, r.customers, r.true_pairs, r.predicted_pairs, r.right_pairs
+                );
+                println!("pairwise precision {:.4}  recall {:.4}  F1 {:.4}", r.precision, r.recall, r.f1);
+            }
+        }
+        Command::Eval { dir, json, .. } => {
             let cfg = Config::load(&dir.join("dossier.toml"))?;
             let engine = Engine::open(&cfg)?;
             let r = dossier::eval::evaluate(&engine, &dir)?;

@@ -240,6 +240,13 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     stage(&mut report, "load_stored", t);
     let t = Instant::now();
     let resolution = resolve::resolve(&all, &resolve::Weights::default());
+    tracing::debug!(
+        estimated = resolution.weights.estimated,
+        pairs = resolution.weights.pairs,
+        match_share = resolution.weights.match_share,
+        "match weights\n{}",
+        resolution.weights.describe()
+    );
     stage(&mut report, "resolution", t);
     let t = Instant::now();
 

@@ -223,6 +223,13 @@ impl State {
         Ok(out)
     }
 
+    /// Every record key.
+    pub fn record_keys(&self) -> Result<Vec<String>, StateError> {
+        let mut st = self.conn.prepare("SELECT key FROM records ORDER BY key")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Current record → customers links.
     pub fn all_links(&self) -> Result<HashMap<String, Vec<String>>, StateError> {
         let mut st = self.conn.prepare("SELECT key, customer FROM links ORDER BY key, customer")?;

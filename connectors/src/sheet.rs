@@ -299,7 +299,13 @@ pub fn extract_csv(
     let text = crate::text::decode(bytes);
     let delim = sniff_delimiter(&text, name);
     let mut rdr =
-        csv::ReaderBuilder::new().delimiter(delim).has_headers(false).flexible(true).from_reader(text.as_bytes());
+        csv::ReaderBuilder::new()
+        .delimiter(delim)
+        .has_headers(false)
+        .flexible(true)
+        // `a, b, c` (Febrl's style) means `a`, `b`, `c`.
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
     let mut g = Grid::default();
     for (i, row) in rdr.records().enumerate() {
         let row = match row {

@@ -40,8 +40,9 @@ pub struct TableSpec {
     /// A title template such as `"Order {id}"`; default `table key`.
     #[serde(default)]
     pub title: Option<String>,
-    /// Columns mapped to mention kinds (`person`, `email`, `phone`, `company`,
-    /// `address`, `city`, `dob`, `id:KIND`), beyond the source's own map.
+    /// Columns mapped to mention kinds (`person`, `first_name`, `last_name`, `email`, `phone`,
+    /// `company`, `address`, `city`, `state`, `postcode`, `dob`, `id:KIND`, `ignore`), beyond the
+    /// source's own map.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
 }

@@ -29,6 +29,7 @@ enum FieldKind {
     Address,
     City,
     State,
+    Postcode,
     Dob,
     Id(String),
     FreeText,
@@ -65,10 +66,12 @@ fn field_kind_from_name(name: &str, id_kinds: &[IdPattern]) -> FieldKind {
             FieldKind::Phone
         }
         "company" | "company_name" | "organization" | "organisation" | "employer" | "business" => FieldKind::Company,
-        "address" | "street" | "street_address" | "address_1" | "address1" | "full_address" | "postal_address"
-        | "billing_address" => FieldKind::Address,
-        "city" | "town" => FieldKind::City,
+        "address" | "street" | "street_address" | "address_1" | "address1" | "address_2" | "address2"
+        | "address_line_1" | "address_line_2" | "full_address" | "postal_address" | "billing_address"
+        | "street_number" | "house_number" => FieldKind::Address,
+        "city" | "town" | "suburb" | "locality" => FieldKind::City,
         "state" | "province" | "region" => FieldKind::State,
+        "postcode" | "post_code" | "postal_code" | "zip" | "zip_code" | "zipcode" => FieldKind::Postcode,
         "dob" | "date_of_birth" | "birth_date" | "birthdate" | "born" => FieldKind::Dob,
         "note" | "notes" | "comment" | "comments" | "description" | "text" | "body" | "message" | "summary"
         | "details" => FieldKind::FreeText,
@@ -91,11 +94,15 @@ fn field_kind_from_name(name: &str, id_kinds: &[IdPattern]) -> FieldKind {
 fn mapped_kind(v: &str) -> FieldKind {
     match v {
         "person" => FieldKind::Person,
+        "first_name" => FieldKind::FirstName,
+        "last_name" => FieldKind::LastName,
         "email" => FieldKind::Email,
         "phone" => FieldKind::Phone,
         "company" => FieldKind::Company,
         "address" => FieldKind::Address,
         "city" => FieldKind::City,
+        "state" => FieldKind::State,
+        "postcode" => FieldKind::Postcode,
         "dob" => FieldKind::Dob,
         "status" => FieldKind::Other,
         other => match other.strip_prefix("id:") {
@@ -267,7 +274,7 @@ impl Entities {
             FieldKind::Dob => c.push(MentionKind::Dob, raw, normalize::dob(raw), field, offset, party),
             FieldKind::Id(k) => c.push(MentionKind::Identifier, raw, self.identifier(k, raw), field, offset, party),
             FieldKind::FreeText => self.loose(c, raw, field),
-            FieldKind::FirstName | FieldKind::LastName | FieldKind::State | FieldKind::Other => {}
+            FieldKind::FirstName | FieldKind::LastName | FieldKind::State | FieldKind::Postcode | FieldKind::Other => {}
         }
     }
 
@@ -333,17 +340,29 @@ impl Entities {
         match r.kind {
             RecordKind::Row | RecordKind::SheetRow | RecordKind::Ticket => {
                 let (mut first, mut last) = (None, None);
+                let mut addr = AddressParts::default();
                 for (f, v) in &r.fields {
                     match self.kind_of(&r.source, f) {
                         FieldKind::FirstName => first = Some(v.as_str()),
                         FieldKind::LastName => last = Some(v.as_str()),
-                        FieldKind::State => {}
+                        FieldKind::Address => addr.street.push((f.as_str(), v.as_str())),
+                        FieldKind::City => {
+                            addr.city = Some(v.as_str());
+                            self.value(&mut c, &FieldKind::City, v, Some(f), None, 0);
+                        }
+                        FieldKind::State => addr.state = Some(v.as_str()),
+                        FieldKind::Postcode => addr.postcode = Some(v.as_str()),
                         k => self.value(&mut c, &k, v, Some(f), None, 0),
                     }
                 }
-                if let (Some(f), Some(l)) = (first, last) {
-                    let full = format!("{f} {l}");
-                    self.value(&mut c, &FieldKind::Person, &full, Some("name"), None, 0);
+                if first.is_some() || last.is_some() {
+                    let (f, l) = (first.unwrap_or(""), last.unwrap_or(""));
+                    let raw = format!("{f} {l}");
+                    let norm = names::from_parts(f, l).map(|n| n.key());
+                    c.push(MentionKind::Person, &raw, norm, Some("name"), None, 0);
+                }
+                if let Some((field, whole)) = addr.compose() {
+                    c.push(MentionKind::Address, &whole, normalize::address(&whole), Some(field), None, 0);
                 }
                 if r.kind == RecordKind::Ticket {
                     self.loose(&mut c, &r.text, None);
@@ -378,6 +397,51 @@ impl Entities {
             single_party_owns_loose(&mut c.out);
         }
         c.out
+    }
+}
+
+/// The address columns of one row, put together as one postal address.
+#[derive(Default)]
+struct AddressParts<'a> {
+    street: Vec<(&'a str, &'a str)>,
+    city: Option<&'a str>,
+    state: Option<&'a str>,
+    postcode: Option<&'a str>,
+}
+
+impl<'a> AddressParts<'a> {
+    /// `7 Wallaby Place, Delmar, Cleveland, SA 2119` and the first street column's name; none
+    /// without a street column (a city alone is a city mention, not an address).
+    fn compose(&self) -> Option<(&'a str, String)> {
+        let field = self.street.first()?.0;
+        let mut parts: Vec<String> = Vec::new();
+        let mut number = String::new();
+        // A column holding only a house number leads the line it belongs to.
+        for (_, v) in &self.street {
+            let v = v.trim();
+            if v.is_empty() {
+                continue;
+            }
+            if v.chars().all(|c| c.is_ascii_digit() || c == '-' || c == '/') && v.len() <= 8 {
+                number = format!("{number} {v}").trim().to_string();
+            } else {
+                parts.push(v.to_string());
+            }
+        }
+        match parts.first_mut() {
+            Some(p) if !number.is_empty() => *p = format!("{number} {p}"),
+            None if !number.is_empty() => parts.push(number),
+            _ => {}
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        parts.extend(self.city.map(str::to_string));
+        let tail: Vec<&str> = [self.state, self.postcode].into_iter().flatten().map(str::trim).collect();
+        if !tail.is_empty() {
+            parts.push(tail.join(" "));
+        }
+        Some((field, parts.join(", ")))
     }
 }
 

@@ -145,8 +145,22 @@ pub fn fold(s: &str) -> String {
     out
 }
 
-/// Parses a person name as written in any silo.
+/// Parses a person name as written in any silo. `, Isabelle` (nothing before the comma) is a
+/// given name alone, as a record with an empty surname column gives it.
 pub fn parse(raw: &str) -> Option<PersonName> {
+    if let Some(given) = raw.trim_start().strip_prefix(',') {
+        let folded = fold(given);
+        let mut parts = folded.split(' ').filter(|p| !p.is_empty() && !TITLES.contains(p));
+        let first = parts.next()?;
+        if first.chars().any(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        return Some(PersonName {
+            first: canonical_first(first).to_string(),
+            last: String::new(),
+            middle: parts.take(4).map(str::to_string).collect(),
+        });
+    }
     // "Smith, Jane A." is surname first.
     let (surname_first, text) = match raw.split_once(',') {
         Some((a, b)) if !a.trim().is_empty() && !b.trim().is_empty() && !a.trim().contains(' ') => {
@@ -172,6 +186,21 @@ pub fn parse(raw: &str) -> Option<PersonName> {
     let last = parts.pop().unwrap_or_default().to_string();
     let first = canonical_first(parts.remove(0)).to_string();
     Some(PersonName { first, last, middle: parts.into_iter().map(str::to_string).collect() })
+}
+
+/// A name from separate given-name and surname columns, either of which may be empty.
+pub fn from_parts(first: &str, last: &str) -> Option<PersonName> {
+    let (f, l) = (fold(first), fold(last));
+    let bad = |s: &str| s.chars().any(|c| c.is_ascii_digit()) || s.split(' ').count() > 4;
+    if bad(&f) || bad(&l) {
+        return None;
+    }
+    match (f.is_empty(), l.is_empty()) {
+        (true, true) => None,
+        (false, false) => parse(&format!("{f} {l}")),
+        (true, false) => Some(PersonName { first: String::new(), last: l, middle: vec![] }),
+        (false, true) => parse(&format!(", {f}")),
+    }
 }
 
 fn metaphone() -> &'static DoubleMetaphone {
@@ -208,7 +237,16 @@ pub fn given_names_close(a: &str, b: &str) -> bool {
 impl PersonName {
     /// `first last`, the normalized form.
     pub fn norm(&self) -> String {
-        if self.first.is_empty() { self.last.clone() } else { format!("{} {}", self.first, self.last) }
+        match (self.first.is_empty(), self.last.is_empty()) {
+            (true, _) => self.last.clone(),
+            (false, true) => self.first.clone(),
+            (false, false) => format!("{} {}", self.first, self.last),
+        }
+    }
+
+    /// The form `parse` reads back: `first last`, or `, first` for a given name alone.
+    pub fn key(&self) -> String {
+        if self.last.is_empty() { format!(", {}", self.first) } else { self.norm() }
     }
 
     /// How well two given names agree: 2 same (after nicknames), 1 initial or sound-alike, 0 unknown, -1 differ.
@@ -232,6 +270,9 @@ impl PersonName {
     /// How well two family names agree: 2 same, 1 sound-alike or one typo, -1 differ.
     pub fn last_agreement(&self, other: &PersonName) -> i8 {
         let (a, b) = (self.last.as_str(), other.last.as_str());
+        if a.is_empty() || b.is_empty() {
+            return 0;
+        }
         if a == b {
             return 2;
         }

@@ -1,0 +1,319 @@
+//! Comparisons of two observations, attribute by attribute, as agreement levels.
+//!
+//! Each attribute has a few levels, from the strongest agreement (1) to
+//! disagreement (the last); 0 means one side lacks the value, which is no
+//! evidence either way. The weights of the levels are estimated from the data
+//! (`estimate`); this module only decides which level a pair is at.
+
+use std::collections::BTreeSet;
+
+use crate::entities::names::{self, PersonName};
+
+/// The attributes compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feature {
+    /// Given name.
+    First,
+    /// Family name.
+    Last,
+    /// Postal address.
+    Address,
+    /// City or suburb.
+    City,
+    /// Date of birth.
+    Dob,
+    /// Email address.
+    Email,
+    /// Phone number.
+    Phone,
+    /// Configured identifier (account, order, national id…).
+    Id,
+    /// Company.
+    Company,
+}
+
+/// Number of features.
+pub const NF: usize = 9;
+
+/// Every feature, in the order of a comparison vector.
+pub const FEATURES: [Feature; NF] = [
+    Feature::First,
+    Feature::Last,
+    Feature::Address,
+    Feature::City,
+    Feature::Dob,
+    Feature::Email,
+    Feature::Phone,
+    Feature::Id,
+    Feature::Company,
+];
+
+/// Most levels of one feature.
+pub const MAX_LEVELS: usize = 4;
+
+impl Feature {
+    /// Position in a comparison vector.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// How many levels (besides 0, missing) the feature has.
+    pub fn levels(self) -> usize {
+        match self {
+            Feature::First | Feature::Address => 4,
+            Feature::Last | Feature::City | Feature::Dob => 3,
+            Feature::Email | Feature::Phone | Feature::Id | Feature::Company => 2,
+        }
+    }
+
+    /// The name used in evidence (`name` for both name parts).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Feature::First | Feature::Last => "name",
+            Feature::Address => "address",
+            Feature::City => "city",
+            Feature::Dob => "dob",
+            Feature::Email => "email",
+            Feature::Phone => "phone",
+            Feature::Id => "identifier",
+            Feature::Company => "company",
+        }
+    }
+
+    /// What level `l` means, for reports.
+    pub fn level_name(self, l: u8) -> &'static str {
+        match (self, l) {
+            (_, 0) => "missing",
+            (Feature::First, 1) | (Feature::Last, 1) | (Feature::Address, 1) | (Feature::City, 1) | (Feature::Dob, 1) => {
+                "same"
+            }
+            (Feature::Email | Feature::Phone | Feature::Id | Feature::Company, 1) => "shared",
+            (Feature::First, 2) | (Feature::Last, 2) | (Feature::City, 2) | (Feature::Dob, 2) => "close",
+            (Feature::Address, 2) => "close",
+            (Feature::Address, 3) => "partial",
+            (Feature::First, 3) => "initial",
+            _ => "differs",
+        }
+    }
+}
+
+/// A comparison vector: one level per feature.
+pub type Gamma = [u8; NF];
+
+/// Given-name level: 1 same (after nicknames), 2 close (typo, sound), 3 initial only, 4 differ.
+pub fn first_level(a: &str, b: &str) -> u8 {
+    if a.is_empty() || b.is_empty() {
+        return 0;
+    }
+    if a == b {
+        return 1;
+    }
+    if a.len() == 1 || b.len() == 1 {
+        return if a.as_bytes()[0] == b.as_bytes()[0] { 3 } else { 4 };
+    }
+    if names::given_names_close(a, b) { 2 } else { 4 }
+}
+
+/// Family-name level: 1 same, 2 close (sound, one edit, typo), 3 differ.
+pub fn last_level(a: &str, b: &str) -> u8 {
+    if a.is_empty() || b.is_empty() {
+        return 0;
+    }
+    if a == b {
+        return 1;
+    }
+    let close = names::sounds_alike(a, b)
+        || (a.len() > 3 && strsim::damerau_levenshtein(a, b) <= 1)
+        || strsim::jaro_winkler(a, b) >= 0.9;
+    if close { 2 } else { 3 }
+}
+
+/// How much a pair of names agree, to pick the best of several names: higher is better.
+fn name_rank(first: u8, last: u8) -> i32 {
+    let f = match first {
+        1 => 3,
+        2 => 2,
+        3 => 1,
+        0 => 0,
+        _ => -3,
+    };
+    let l = match last {
+        1 => 4,
+        2 => 3,
+        0 => 0,
+        _ => -4,
+    };
+    f + l
+}
+
+/// The best agreement of two observations' names, and the pair of names it came from. Given
+/// name and surname swapped (`Masno Madeline` for `Madeline Mason`) count, as close at best.
+pub fn names_level<'a>(a: &'a [PersonName], b: &'a [PersonName]) -> Option<(u8, u8, &'a PersonName, &'a PersonName)> {
+    let mut best: Option<(i32, u8, u8, &PersonName, &PersonName)> = None;
+    for na in a {
+        for nb in b {
+            let (f, l) = (first_level(&na.first, &nb.first), last_level(&na.last, &nb.last));
+            let mut cand = (name_rank(f, l), f, l);
+            let (sf, sl) = (last_level(&na.first, &nb.last), last_level(&na.last, &nb.first));
+            if sf > 0 && sl > 0 && sf < 3 && sl < 3 {
+                let (sf, sl) = (sf.max(2), sl.max(2));
+                let r = name_rank(sf, sl);
+                if r > cand.0 {
+                    cand = (r, sf, sl);
+                }
+            }
+            if best.is_none_or(|b| cand.0 > b.0) {
+                best = Some((cand.0, cand.1, cand.2, na, nb));
+            }
+        }
+    }
+    best.map(|(_, f, l, na, nb)| (f, l, na, nb))
+}
+
+/// Similarity of two normalized addresses in 0..=1: the share of tokens that find their like
+/// on the other side (numbers exactly, or with one digit changed for half; words with a typo),
+/// or of characters when words were run together (`pridhamstreet`).
+pub fn address_similarity(a: &str, b: &str) -> f64 {
+    if a == b {
+        return 1.0;
+    }
+    let ta: Vec<&str> = a.split(' ').filter(|t| !t.is_empty()).collect();
+    let tb: Vec<&str> = b.split(' ').filter(|t| !t.is_empty()).collect();
+    if ta.is_empty() || tb.is_empty() {
+        return 0.0;
+    }
+    let token = |x: &str, y: &str| -> f64 {
+        if x == y {
+            return 1.0;
+        }
+        let (nx, ny) = (x.bytes().all(|c| c.is_ascii_digit()), y.bytes().all(|c| c.is_ascii_digit()));
+        if nx || ny {
+            let one_off = nx && ny && x.len() == y.len() && x.len() >= 4 && strsim::hamming(x, y).is_ok_and(|d| d == 1);
+            return if one_off { 0.5 } else { 0.0 };
+        }
+        if x.len() >= 4 && y.len() >= 4 && strsim::jaro_winkler(x, y) >= 0.88 { 0.9 } else { 0.0 }
+    };
+    let side = |p: &[&str], q: &[&str]| -> f64 {
+        p.iter().map(|x| q.iter().map(|y| token(x, y)).fold(0.0, f64::max)).sum::<f64>()
+    };
+    let tokens = (side(&ta, &tb) + side(&tb, &ta)) / (ta.len() + tb.len()) as f64;
+    let (ca, cb): (String, String) = (ta.concat(), tb.concat());
+    let chars = strsim::normalized_levenshtein(&ca, &cb);
+    tokens.max(chars)
+}
+
+/// Address level: 1 same, 2 close (≥ 0.8 similar), 3 partial (≥ 0.5), 4 differ.
+pub fn address_level(a: &BTreeSet<String>, b: &BTreeSet<String>) -> (u8, String) {
+    if a.is_empty() || b.is_empty() {
+        return (0, String::new());
+    }
+    let mut best = (0.0, String::new());
+    for x in a {
+        for y in b {
+            let s = address_similarity(x, y);
+            if s > best.0 {
+                best = (s, if x == y { x.clone() } else { format!("{x} ~ {y}") });
+            }
+        }
+    }
+    let level = match best.0 {
+        s if s >= 1.0 => 1,
+        s if s >= 0.8 => 2,
+        s if s >= 0.5 => 3,
+        _ => 4,
+    };
+    (level, if level == 4 { "differs".into() } else { best.1 })
+}
+
+/// City level: 1 same, 2 close (typo, split word), 3 differ.
+pub fn city_level(a: &BTreeSet<String>, b: &BTreeSet<String>) -> (u8, String) {
+    if a.is_empty() || b.is_empty() {
+        return (0, String::new());
+    }
+    if let Some(c) = a.intersection(b).next() {
+        return (1, c.clone());
+    }
+    for x in a {
+        for y in b {
+            if x.replace(' ', "") == y.replace(' ', "") || strsim::jaro_winkler(x, y) >= 0.9 {
+                return (2, format!("{x} ~ {y}"));
+            }
+        }
+    }
+    (3, "differs".into())
+}
+
+/// True when two `YYYY-MM-DD` dates differ by one typed digit, two swapped digits, or day and
+/// month swapped.
+pub fn dates_close(a: &str, b: &str) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let diff: Vec<usize> = (0..x.len()).filter(|&i| x[i] != y[i]).collect();
+    match diff.as_slice() {
+        [_] => true,
+        [i, j] if *j == i + 1 => x[*i] == y[*j] && x[*j] == y[*i],
+        _ => a.len() == 10 && a[..4] == b[..4] && a[5..7] == b[8..10] && a[8..10] == b[5..7],
+    }
+}
+
+/// Date-of-birth level: 1 same, 2 close, 3 differ.
+pub fn dob_level(a: &BTreeSet<String>, b: &BTreeSet<String>) -> (u8, String) {
+    if a.is_empty() || b.is_empty() {
+        return (0, String::new());
+    }
+    if let Some(d) = a.intersection(b).next() {
+        return (1, d.clone());
+    }
+    for x in a {
+        for y in b {
+            if dates_close(x, y) {
+                return (2, format!("{x} ~ {y}"));
+            }
+        }
+    }
+    (3, "differs".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(xs: &[&str]) -> BTreeSet<String> {
+        xs.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn addresses_with_typos_run_together_words_and_swapped_lines_are_close() {
+        let a = "177 pridham st milton marsden nsw 3165";
+        assert!(address_similarity(a, "177 pridhamstreet milton marsden nsw 3165") >= 0.8);
+        assert!(address_similarity(a, "177 pridham st milton marsden nsw 3167") >= 0.8);
+        assert!(address_similarity("23 gundulu pl curringa utakarra wa 2193", "23 curringa gundulu pl utakarra wa 2193") >= 0.99);
+        assert!(address_similarity(a, "12 kent st towradgi nsw 3107") < 0.5);
+        assert_eq!(address_level(&set(&[a]), &set(&[])).0, 0);
+    }
+
+    #[test]
+    fn dates_with_one_slip_are_close() {
+        assert!(dates_close("1908-04-19", "1908-04-18"));
+        assert!(dates_close("1908-04-19", "1908-04-91"));
+        assert!(dates_close("1908-04-12", "1908-12-04"));
+        assert!(!dates_close("1908-04-19", "1956-04-09"));
+        assert_eq!(dob_level(&set(&["1908-04-19"]), &set(&["1956-04-09"])).0, 3);
+    }
+
+    #[test]
+    fn swapped_names_agree_and_missing_parts_are_no_evidence() {
+        let a = vec![names::from_parts("madeline", "mason").unwrap()];
+        let b = vec![names::from_parts("masno", "madeline").unwrap()];
+        let (f, l, _, _) = names_level(&a, &b).unwrap();
+        assert_eq!((f, l), (2, 2));
+        let c = vec![names::from_parts("isabelle", "").unwrap()];
+        let d = vec![names::from_parts("isabeel", "").unwrap()];
+        assert_eq!(names_level(&c, &d).map(|x| (x.0, x.1)), Some((2, 0)));
+        assert_eq!(first_level("j", "jane"), 3);
+        assert_eq!(last_level("smith", "smyth"), 2);
+        assert_eq!(last_level("smith", "jones"), 3);
+    }
+}
