@@ -25,7 +25,9 @@ pub enum EvalError {
     #[error("{0}: line {1}: expected `record_id,entity_id`")]
     Truth(String, usize),
     /// No indexed record carries the field the truth's ids are in.
-    #[error("no indexed record has a `{0}` field matching the truth file's ids; check --key-field and that the index holds the dataset")]
+    #[error(
+        "no indexed record has a `{0}` field matching the truth file's ids; check --key-field and that the index holds the dataset"
+    )]
     NoMatch(String),
 }
 

@@ -298,8 +298,7 @@ pub fn extract_csv(
 ) -> Result<(), ExtractError> {
     let text = crate::text::decode(bytes);
     let delim = sniff_delimiter(&text, name);
-    let mut rdr =
-        csv::ReaderBuilder::new()
+    let mut rdr = csv::ReaderBuilder::new()
         .delimiter(delim)
         .has_headers(false)
         .flexible(true)

@@ -84,9 +84,11 @@ impl Feature {
     pub fn level_name(self, l: u8) -> &'static str {
         match (self, l) {
             (_, 0) => "missing",
-            (Feature::First, 1) | (Feature::Last, 1) | (Feature::Address, 1) | (Feature::City, 1) | (Feature::Dob, 1) => {
-                "same"
-            }
+            (Feature::First, 1)
+            | (Feature::Last, 1)
+            | (Feature::Address, 1)
+            | (Feature::City, 1)
+            | (Feature::Dob, 1) => "same",
             (Feature::Email | Feature::Phone | Feature::Id | Feature::Company, 1) => "shared",
             (Feature::First, 2) | (Feature::Last, 2) | (Feature::City, 2) | (Feature::Dob, 2) => "close",
             (Feature::Address, 2) => "close",
@@ -289,7 +291,10 @@ mod tests {
         let a = "177 pridham st milton marsden nsw 3165";
         assert!(address_similarity(a, "177 pridhamstreet milton marsden nsw 3165") >= 0.8);
         assert!(address_similarity(a, "177 pridham st milton marsden nsw 3167") >= 0.8);
-        assert!(address_similarity("23 gundulu pl curringa utakarra wa 2193", "23 curringa gundulu pl utakarra wa 2193") >= 0.99);
+        assert!(
+            address_similarity("23 gundulu pl curringa utakarra wa 2193", "23 curringa gundulu pl utakarra wa 2193")
+                >= 0.99
+        );
         assert!(address_similarity(a, "12 kent st towradgi nsw 3107") < 0.5);
         assert_eq!(address_level(&set(&[a]), &set(&[])).0, 0);
     }

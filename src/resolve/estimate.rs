@@ -1,6 +1,12 @@
-//! Match weights: hand-set priors, and their estimation from the data itself by
-//! expectation–maximisation over the candidate pairs (Fellegi–Sunter with
-//! conditional independence; no labels needed, as a real company has none).
+//! Match weights: hand-set priors, and their estimation from the data itself
+//! (Fellegi–Sunter with conditional independence; no labels needed, as a real
+//! company has none). As Splink does: u, the chance that two different people
+//! agree at a level, is measured on random pairs of observations; m, the chance
+//! that one person's two records do, comes from expectation–maximisation over
+//! the blocked candidate pairs. EM's own u is biased there (candidates were
+//! chosen for agreeing) and only steers the iteration. The threshold is the
+//! posterior a merge needs given the estimated chance that two random
+//! observations are one customer, so it does not move with how wide blocking is.
 
 use std::collections::HashMap;
 
@@ -62,7 +68,7 @@ impl Weights {
 pub const MIN_PAIRS: usize = 500;
 /// Iterations of EM at most.
 const MAX_ITER: usize = 60;
-/// Posterior probability of a match a pair needs to be merged: precision first.
+/// Posterior probability of a match a pair needs to be merged.
 const MERGE_POSTERIOR: f64 = 0.9;
 /// Weights are kept within these bits, so one feature never decides alone by an artefact.
 const CLAMP: (f64, f64) = (-10.0, 16.0);
@@ -74,6 +80,8 @@ const CLAMP: (f64, f64) = (-10.0, 16.0);
 pub struct LevelCounts {
     /// `count[f][l - 1]`: pairs at level `l` of feature `f`.
     pub count: [[f64; MAX_LEVELS]; NF],
+    /// Observations the pairs were drawn from.
+    pub population: usize,
 }
 
 impl LevelCounts {
@@ -130,8 +138,8 @@ pub fn random_pairs(n: usize) -> Vec<(usize, usize)> {
 
 /// Estimates the weights: u per level from `random` (pairs of random observations), m per
 /// level and the share of matches by EM over the candidate pairs' comparison vectors, starting
-/// from `prior`. A feature seen too little keeps the prior's weights; `prior` is returned whole
-/// when the pairs are too few or the estimate degenerates.
+/// from `prior`; weight = log2(m / u). A feature seen too little keeps the prior's weights;
+/// `prior` is returned whole when the pairs are too few or the estimate degenerates.
 pub fn estimate(patterns: &HashMap<Gamma, usize>, random: &LevelCounts, prior: &Weights) -> Weights {
     let total: usize = patterns.values().sum();
     if total < MIN_PAIRS {
@@ -154,11 +162,12 @@ pub fn estimate(patterns: &HashMap<Gamma, usize>, random: &LevelCounts, prior: &
         // u from the random pairs, with one pseudo-pair spread as the prior's u.
         let seen = random.seen(f);
         if seen >= 100.0 {
-            for l in 0..levels {
-                u[k][l] = (random.count[k][l] + u[k][l]) / (seen + 1.0);
+            for (ul, count) in u[k][..levels].iter_mut().zip(random.count[k]) {
+                *ul = (count + *ul) / (seen + 1.0);
             }
         }
     }
+    let u_random = u;
     let prior_total = |g: &Gamma| FEATURES.iter().map(|&f| prior.of(f, g[f.index()])).sum::<f64>();
     let merged: f64 = pats.iter().filter(|(g, _)| prior_total(g) >= prior.threshold).map(|(_, n)| n).sum();
     let mut lambda = (merged / total as f64).clamp(0.001, 0.5);
@@ -213,20 +222,29 @@ pub fn estimate(patterns: &HashMap<Gamma, usize>, random: &LevelCounts, prior: &
     for f in FEATURES {
         let k = f.index();
         // Too few comparisons of this feature to learn from: keep the prior.
-        let compared: usize =
-            patterns.iter().filter(|(g, _)| g[k] > 0).map(|(_, n)| *n).sum();
+        let compared: usize = patterns.iter().filter(|(g, _)| g[k] > 0).map(|(_, n)| *n).sum();
         if compared < MIN_PAIRS / 5 || random.seen(f) < 100.0 {
             continue;
         }
         for l in 0..f.levels() {
-            level[k][l] = (m[k][l] / u[k][l]).log2().clamp(CLAMP.0, CLAMP.1);
+            level[k][l] = (m[k][l] / u_random[k][l]).log2().clamp(CLAMP.0, CLAMP.1);
         }
+        // Full agreement is never evidence against (a level matches rarely reach, as one birth
+        // date per customer in one silo, says nothing either way), and a close agreement never
+        // weighs more than a full one. Lower levels keep their estimates: an initial alone can be
+        // rarer among matches than a different name, so it may weigh less.
+        level[k][0] = level[k][0].max(0.0);
+        level[k][1] = level[k][1].min(level[k][0]);
     }
     if level.iter().flatten().any(|w| !w.is_finite()) || !lambda.is_finite() {
         return prior.clone();
     }
-    // Merge when the posterior, given the share of matches among candidates, is high enough.
-    let prior_odds = (lambda / (1.0 - lambda)).log2();
+    // Merge when the posterior, given the share of matches among candidates, is high enough, and
+    // never on less evidence than the priors ask: the share depends on how wide the blocking was,
+    // so a run whose candidates are mostly matches would otherwise merge on little.
+    let all_pairs = (random.population as f64 * (random.population as f64 - 1.0) / 2.0).max(total as f64);
+    let lambda_all = (lambda * total as f64 / all_pairs).clamp(1e-12, 0.5);
+    let prior_odds = (lambda_all / (1.0 - lambda_all)).log2();
     let needed = (MERGE_POSTERIOR / (1.0 - MERGE_POSTERIOR)).log2();
     Weights { level, threshold: needed - prior_odds, estimated: true, match_share: lambda, pairs: total }
 }

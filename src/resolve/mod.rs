@@ -92,7 +92,9 @@ impl Clusters {
         }
         if !self.firsts[ra].is_empty() && !self.firsts[rb].is_empty() && !priced.first {
             let close = |x: &String, y: &String| {
-                x == y || (x.len() == 1 || y.len() == 1) && x.as_bytes()[0] == y.as_bytes()[0] || names::given_names_close(x, y)
+                x == y
+                    || (x.len() == 1 || y.len() == 1) && x.as_bytes()[0] == y.as_bytes()[0]
+                    || names::given_names_close(x, y)
             };
             let compatible = self.firsts[ra].iter().any(|x| self.firsts[rb].iter().any(|y| close(x, y)))
                 // Given name and surname swapped in one silo.
@@ -310,7 +312,7 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
         for d in &o.dobs {
             blocks.entry(format!("d|{d}")).or_default().push(i);
         }
-        for a in &o.addresses {
+        for a in &o.streets {
             for k in address_blocks(a) {
                 blocks.entry(k).or_default().push(i);
             }
@@ -318,12 +320,13 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
         for n in &o.names {
             let (lc, fc) = (names::phonetic(&n.last).0, names::phonetic(&n.first).0);
             let initial = |s: &str| s.chars().next().map(String::from).unwrap_or_default();
-            // Either way round, so a record with given name and surname swapped meets its twin.
             if !lc.is_empty() {
                 blocks.entry(format!("n|{lc}|{}", initial(&n.first))).or_default().push(i);
             }
-            if !fc.is_empty() {
-                blocks.entry(format!("n|{fc}|{}", initial(&n.last))).or_default().push(i);
+            // Both sounds, in either order: given name and surname swapped still meet.
+            if !fc.is_empty() && !lc.is_empty() {
+                let (x, y) = if fc <= lc { (&fc, &lc) } else { (&lc, &fc) };
+                blocks.entry(format!("b|{x}|{y}")).or_default().push(i);
             }
             for c in &o.cities {
                 if !lc.is_empty() {
@@ -339,7 +342,11 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
         }
     }
     let mut pairs: BTreeSet<(usize, usize)> = BTreeSet::new();
+    let mut per_kind: BTreeMap<&str, usize> = BTreeMap::new();
     for (k, members) in &blocks {
+        if members.len() >= 2 && (k.starts_with("s|") || members.len() <= MAX_BLOCK) {
+            *per_kind.entry(&k[..2]).or_default() += members.len().min(MAX_BLOCK * 4).pow(2) / 2;
+        }
         if members.len() < 2 || (!k.starts_with("s|") && members.len() > MAX_BLOCK) {
             continue;
         }
@@ -353,6 +360,7 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
         }
     }
 
+    tracing::debug!("candidate pairs by block kind: {per_kind:?}");
     // 5. Compare every candidate pair, estimate the weights from them, and score.
     let pairs: Vec<(usize, usize)> = pairs.into_iter().collect();
     let compared: Vec<Compared> = pairs.par_iter().map(|&(a, b)| compare_obs(&obs[a], &obs[b], &generic)).collect();
@@ -360,7 +368,7 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
     for c in &compared {
         *patterns.entry(c.gamma).or_default() += 1;
     }
-    let mut random = estimate::LevelCounts::default();
+    let mut random = estimate::LevelCounts { population: obs.len(), ..Default::default() };
     let sample: Vec<Gamma> = estimate::random_pairs(obs.len())
         .into_par_iter()
         .filter(|&(a, b)| obs[a].record != obs[b].record)
