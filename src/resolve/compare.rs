@@ -102,8 +102,34 @@ impl Feature {
 /// A comparison vector: one level per feature.
 pub type Gamma = [u8; NF];
 
+/// A name's Double Metaphone codes, computed once per observation rather than once per pair.
+#[derive(Debug, Clone, Default)]
+pub struct Sounds {
+    /// Codes of the given name.
+    pub first: (String, String),
+    /// Codes of the surname.
+    pub last: (String, String),
+}
+
+impl Sounds {
+    /// The codes of `n`.
+    pub fn of(n: &PersonName) -> Sounds {
+        let code = |s: &str| if s.is_empty() { Default::default() } else { names::phonetic(s) };
+        Sounds { first: code(&n.first), last: code(&n.last) }
+    }
+}
+
+/// True when two words' codes agree (primary or alternate).
+fn alike(a: &(String, String), b: &(String, String)) -> bool {
+    !a.0.is_empty() && (a.0 == b.0 || a.0 == b.1 || a.1 == b.0 || (a.1 == b.1 && !a.1.is_empty()))
+}
+
 /// Given-name level: 1 same (after nicknames), 2 close (typo, sound), 3 initial only, 4 differ.
 pub fn first_level(a: &str, b: &str) -> u8 {
+    first_level_coded(a, b, &names::phonetic(a), &names::phonetic(b))
+}
+
+fn first_level_coded(a: &str, b: &str, ac: &(String, String), bc: &(String, String)) -> u8 {
     if a.is_empty() || b.is_empty() {
         return 0;
     }
@@ -113,20 +139,23 @@ pub fn first_level(a: &str, b: &str) -> u8 {
     if a.len() == 1 || b.len() == 1 {
         return if a.as_bytes()[0] == b.as_bytes()[0] { 3 } else { 4 };
     }
-    if names::given_names_close(a, b) { 2 } else { 4 }
+    let jw = strsim::jaro_winkler(a, b);
+    if jw > 0.9 || (jw > 0.8 && alike(ac, bc)) { 2 } else { 4 }
 }
 
 /// Family-name level: 1 same, 2 close (sound, one edit, typo), 3 differ.
 pub fn last_level(a: &str, b: &str) -> u8 {
+    last_level_coded(a, b, &names::phonetic(a), &names::phonetic(b))
+}
+
+fn last_level_coded(a: &str, b: &str, ac: &(String, String), bc: &(String, String)) -> u8 {
     if a.is_empty() || b.is_empty() {
         return 0;
     }
     if a == b {
         return 1;
     }
-    let close = names::sounds_alike(a, b)
-        || (a.len() > 3 && strsim::damerau_levenshtein(a, b) <= 1)
-        || strsim::jaro_winkler(a, b) >= 0.9;
+    let close = alike(ac, bc) || (a.len() > 3 && strsim::osa_distance(a, b) <= 1) || strsim::jaro_winkler(a, b) >= 0.9;
     if close { 2 } else { 3 }
 }
 
@@ -148,20 +177,30 @@ fn name_rank(first: u8, last: u8) -> i32 {
     f + l
 }
 
-/// The best agreement of two observations' names, and the pair of names it came from. Given
-/// name and surname swapped (`Masno Madeline` for `Madeline Mason`) count, as close at best.
-pub fn names_level<'a>(a: &'a [PersonName], b: &'a [PersonName]) -> Option<(u8, u8, &'a PersonName, &'a PersonName)> {
+/// The best agreement of two observations' names (with their `Sounds`, index for index), and
+/// the pair of names it came from. Given name and surname swapped (`Masno Madeline` for
+/// `Madeline Mason`) count, as close at best.
+pub fn names_level<'a>(
+    a: &'a [PersonName],
+    a_sounds: &[Sounds],
+    b: &'a [PersonName],
+    b_sounds: &[Sounds],
+) -> Option<(u8, u8, &'a PersonName, &'a PersonName)> {
     let mut best: Option<(i32, u8, u8, &PersonName, &PersonName)> = None;
-    for na in a {
-        for nb in b {
-            let (f, l) = (first_level(&na.first, &nb.first), last_level(&na.last, &nb.last));
+    for (na, sa) in a.iter().zip(a_sounds) {
+        for (nb, sb) in b.iter().zip(b_sounds) {
+            let f = first_level_coded(&na.first, &nb.first, &sa.first, &sb.first);
+            let l = last_level_coded(&na.last, &nb.last, &sa.last, &sb.last);
             let mut cand = (name_rank(f, l), f, l);
-            let (sf, sl) = (last_level(&na.first, &nb.last), last_level(&na.last, &nb.first));
-            if sf > 0 && sl > 0 && sf < 3 && sl < 3 {
-                let (sf, sl) = (sf.max(2), sl.max(2));
-                let r = name_rank(sf, sl);
-                if r > cand.0 {
-                    cand = (r, sf, sl);
+            if cand.0 < name_rank(1, 1) {
+                let sf = last_level_coded(&na.first, &nb.last, &sa.first, &sb.last);
+                let sl = last_level_coded(&na.last, &nb.first, &sa.last, &sb.first);
+                if sf > 0 && sl > 0 && sf < 3 && sl < 3 {
+                    let (sf, sl) = (sf.max(2), sl.max(2));
+                    let r = name_rank(sf, sl);
+                    if r > cand.0 {
+                        cand = (r, sf, sl);
+                    }
                 }
             }
             if best.is_none_or(|b| cand.0 > b.0) {
@@ -204,17 +243,18 @@ pub fn address_similarity(a: &str, b: &str) -> f64 {
     tokens.max(chars)
 }
 
-/// Address level: 1 same, 2 close (≥ 0.8 similar), 3 partial (≥ 0.5), 4 differ.
-pub fn address_level(a: &BTreeSet<String>, b: &BTreeSet<String>) -> (u8, String) {
+/// Address level: 1 same, 2 close (≥ 0.8 similar), 3 partial (≥ 0.5), 4 differ; with the
+/// values behind it when `explain`.
+pub fn address_level(a: &BTreeSet<String>, b: &BTreeSet<String>, explain: bool) -> (u8, String) {
     if a.is_empty() || b.is_empty() {
         return (0, String::new());
     }
-    let mut best = (0.0, String::new());
+    let mut best: (f64, Option<(&String, &String)>) = (0.0, None);
     for x in a {
         for y in b {
             let s = address_similarity(x, y);
             if s > best.0 {
-                best = (s, if x == y { x.clone() } else { format!("{x} ~ {y}") });
+                best = (s, Some((x, y)));
             }
         }
     }
@@ -224,25 +264,37 @@ pub fn address_level(a: &BTreeSet<String>, b: &BTreeSet<String>) -> (u8, String)
         s if s >= 0.5 => 3,
         _ => 4,
     };
-    (level, if level == 4 { "differs".into() } else { best.1 })
+    let value = match best.1 {
+        _ if !explain => String::new(),
+        Some((x, y)) if level < 4 => {
+            if x == y {
+                x.clone()
+            } else {
+                format!("{x} ~ {y}")
+            }
+        }
+        _ => "differs".into(),
+    };
+    (level, value)
 }
 
-/// City level: 1 same, 2 close (typo, split word), 3 differ.
-pub fn city_level(a: &BTreeSet<String>, b: &BTreeSet<String>) -> (u8, String) {
+/// City level: 1 same, 2 close (typo, split word), 3 differ; with the values when `explain`.
+pub fn city_level(a: &BTreeSet<String>, b: &BTreeSet<String>, explain: bool) -> (u8, String) {
     if a.is_empty() || b.is_empty() {
         return (0, String::new());
     }
     if let Some(c) = a.intersection(b).next() {
-        return (1, c.clone());
+        return (1, if explain { c.clone() } else { String::new() });
     }
+    let squash = |s: &str| s.bytes().filter(|&c| c != b' ').collect::<Vec<u8>>();
     for x in a {
         for y in b {
-            if x.replace(' ', "") == y.replace(' ', "") || strsim::jaro_winkler(x, y) >= 0.9 {
-                return (2, format!("{x} ~ {y}"));
+            if strsim::jaro_winkler(x, y) >= 0.9 || squash(x) == squash(y) {
+                return (2, if explain { format!("{x} ~ {y}") } else { String::new() });
             }
         }
     }
-    (3, "differs".into())
+    (3, if explain { "differs".into() } else { String::new() })
 }
 
 /// True when two `YYYY-MM-DD` dates differ by one typed digit, two swapped digits, or day and
@@ -260,22 +312,22 @@ pub fn dates_close(a: &str, b: &str) -> bool {
     }
 }
 
-/// Date-of-birth level: 1 same, 2 close, 3 differ.
-pub fn dob_level(a: &BTreeSet<String>, b: &BTreeSet<String>) -> (u8, String) {
+/// Date-of-birth level: 1 same, 2 close, 3 differ; with the values when `explain`.
+pub fn dob_level(a: &BTreeSet<String>, b: &BTreeSet<String>, explain: bool) -> (u8, String) {
     if a.is_empty() || b.is_empty() {
         return (0, String::new());
     }
     if let Some(d) = a.intersection(b).next() {
-        return (1, d.clone());
+        return (1, if explain { d.clone() } else { String::new() });
     }
     for x in a {
         for y in b {
             if dates_close(x, y) {
-                return (2, format!("{x} ~ {y}"));
+                return (2, if explain { format!("{x} ~ {y}") } else { String::new() });
             }
         }
     }
-    (3, "differs".into())
+    (3, if explain { "differs".into() } else { String::new() })
 }
 
 #[cfg(test)]
@@ -296,7 +348,7 @@ mod tests {
                 >= 0.99
         );
         assert!(address_similarity(a, "12 kent st towradgi nsw 3107") < 0.5);
-        assert_eq!(address_level(&set(&[a]), &set(&[])).0, 0);
+        assert_eq!(address_level(&set(&[a]), &set(&[]), true).0, 0);
     }
 
     #[test]
@@ -305,18 +357,22 @@ mod tests {
         assert!(dates_close("1908-04-19", "1908-04-91"));
         assert!(dates_close("1908-04-12", "1908-12-04"));
         assert!(!dates_close("1908-04-19", "1956-04-09"));
-        assert_eq!(dob_level(&set(&["1908-04-19"]), &set(&["1956-04-09"])).0, 3);
+        assert_eq!(dob_level(&set(&["1908-04-19"]), &set(&["1956-04-09"]), true).0, 3);
     }
 
     #[test]
     fn swapped_names_agree_and_missing_parts_are_no_evidence() {
+        let level = |x: &[PersonName], y: &[PersonName]| {
+            let (sx, sy): (Vec<Sounds>, Vec<Sounds>) =
+                (x.iter().map(Sounds::of).collect(), y.iter().map(Sounds::of).collect());
+            names_level(x, &sx, y, &sy).map(|r| (r.0, r.1))
+        };
         let a = vec![names::from_parts("madeline", "mason").unwrap()];
         let b = vec![names::from_parts("masno", "madeline").unwrap()];
-        let (f, l, _, _) = names_level(&a, &b).unwrap();
-        assert_eq!((f, l), (2, 2));
+        assert_eq!(level(&a, &b), Some((2, 2)));
         let c = vec![names::from_parts("isabelle", "").unwrap()];
         let d = vec![names::from_parts("isabeel", "").unwrap()];
-        assert_eq!(names_level(&c, &d).map(|x| (x.0, x.1)), Some((2, 0)));
+        assert_eq!(level(&c, &d), Some((2, 0)));
         assert_eq!(first_level("j", "jane"), 3);
         assert_eq!(last_level("smith", "smyth"), 2);
         assert_eq!(last_level("smith", "jones"), 3);

@@ -47,6 +47,14 @@ struct Obs {
     record: usize,
     party: u16,
     names: Vec<PersonName>,
+    /// The names' sound codes, index for index.
+    sounds: Vec<compare::Sounds>,
+    /// Strong values that are not generic, by kind (filled once generic values are known).
+    emails: BTreeSet<String>,
+    phones: BTreeSet<String>,
+    ids: BTreeSet<String>,
+    /// The kinds of `ids` (`order`, `account`).
+    id_kinds: BTreeSet<String>,
     strong: Vec<(MentionKind, String)>,
     companies: BTreeSet<String>,
     addresses: BTreeSet<String>,
@@ -223,6 +231,8 @@ fn customer_id(key: &str, party: u16) -> String {
 /// `prior` holds the starting weights; the weights used are estimated from this run's candidate
 /// pairs when there are enough of them (`Resolution::weights` says which).
 pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
+    let clock = std::time::Instant::now();
+    let lap = |what: &str| tracing::debug!("resolution: {what} at {:.2}s", clock.elapsed().as_secs_f64());
     // 1. Observations: the non-loose mentions of each record, by party.
     let mut obs: Vec<Obs> = Vec::new();
     let mut index: HashMap<(usize, u16), usize> = HashMap::new();
@@ -258,6 +268,7 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
         }
     }
     for o in &mut obs {
+        o.sounds = o.names.iter().map(compare::Sounds::of).collect();
         let city_words: BTreeSet<&str> = o.cities.iter().flat_map(|c| c.split(' ')).collect();
         o.streets = o
             .addresses
@@ -269,6 +280,7 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
     // An observation with no name and no strong value identifies no one.
     obs.retain(|o| !o.names.is_empty() || !o.strong.is_empty());
 
+    lap("observations");
     // 2. Generic strong values: shared by many different surnames, or role addresses.
     let mut holders: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, o) in obs.iter().enumerate() {
@@ -279,9 +291,25 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
     let mut generic: HashMap<String, usize> = HashMap::new();
     for (v, hs) in &holders {
         let surnames: BTreeSet<String> =
-            hs.iter().flat_map(|&i| obs[i].names.iter().map(|n| names::phonetic(&n.last).0)).collect();
+            hs.iter().flat_map(|&i| obs[i].sounds.iter().map(|n| n.last.0.clone())).collect();
         if surnames.len() > GENERIC_PEOPLE || (v.contains('@') && normalize::generic_email(v)) {
             generic.insert(v.to_string(), surnames.len());
+        }
+    }
+
+    for o in &mut obs {
+        for (k, v) in &o.strong {
+            if generic.contains_key(v) {
+                continue;
+            }
+            match k {
+                MentionKind::Email => o.emails.insert(v.clone()),
+                MentionKind::Phone => o.phones.insert(v.clone()),
+                _ => {
+                    o.id_kinds.insert(v.split_once(':').map(|(k, _)| k.to_string()).unwrap_or_default());
+                    o.ids.insert(v.clone())
+                }
+            };
         }
     }
 
@@ -301,6 +329,7 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
     // A common name is weaker evidence: scale by how much rarer than average it is.
     let tf_adjust = |v: &str| (mean_freq / freq.get(v).copied().unwrap_or(1) as f64).log2().clamp(-2.0, 2.0);
 
+    lap("generic values");
     // 4. Blocking.
     let mut blocks: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, o) in obs.iter().enumerate() {
@@ -317,8 +346,8 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
                 blocks.entry(k).or_default().push(i);
             }
         }
-        for n in &o.names {
-            let (lc, fc) = (names::phonetic(&n.last).0, names::phonetic(&n.first).0);
+        for (n, sound) in o.names.iter().zip(&o.sounds) {
+            let (lc, fc) = (sound.last.0.clone(), sound.first.0.clone());
             let initial = |s: &str| s.chars().next().map(String::from).unwrap_or_default();
             if !lc.is_empty() {
                 blocks.entry(format!("n|{lc}|{}", initial(&n.first))).or_default().push(i);
@@ -341,7 +370,7 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
             }
         }
     }
-    let mut pairs: BTreeSet<(usize, usize)> = BTreeSet::new();
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
     let mut per_kind: BTreeMap<&str, usize> = BTreeMap::new();
     for (k, members) in &blocks {
         if members.len() >= 2 && (k.starts_with("s|") || members.len() <= MAX_BLOCK) {
@@ -354,94 +383,128 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
         for (x, &a) in members.iter().enumerate() {
             for &b in &members[x + 1..] {
                 if obs[a].record != obs[b].record {
-                    pairs.insert((a.min(b), a.max(b)));
+                    pairs.push((a.min(b), a.max(b)));
                 }
             }
         }
     }
 
     tracing::debug!("candidate pairs by block kind: {per_kind:?}");
+    lap("blocking");
     // 5. Compare every candidate pair, estimate the weights from them, and score.
-    let pairs: Vec<(usize, usize)> = pairs.into_iter().collect();
-    let compared: Vec<Compared> = pairs.par_iter().map(|&(a, b)| compare_obs(&obs[a], &obs[b], &generic)).collect();
+    pairs.par_sort_unstable();
+    pairs.dedup();
+    let compared: Vec<(Gamma, Option<(&PersonName, &PersonName)>)> = pairs
+        .par_iter()
+        .map(|&(a, b)| {
+            let c = compare_obs(&obs[a], &obs[b], false);
+            (c.gamma, c.names)
+        })
+        .collect();
     let mut patterns: HashMap<Gamma, usize> = HashMap::new();
-    for c in &compared {
-        *patterns.entry(c.gamma).or_default() += 1;
+    for (g, _) in &compared {
+        *patterns.entry(*g).or_default() += 1;
     }
     let mut random = estimate::LevelCounts { population: obs.len(), ..Default::default() };
     let sample: Vec<Gamma> = estimate::random_pairs(obs.len())
         .into_par_iter()
         .filter(|&(a, b)| obs[a].record != obs[b].record)
-        .map(|(a, b)| compare_obs(&obs[a], &obs[b], &generic).gamma)
+        .map(|(a, b)| compare_obs(&obs[a], &obs[b], false).gamma)
         .collect();
     for g in &sample {
         random.add(g);
     }
+    lap("comparisons");
     let weights = estimate::estimate(&patterns, &random, prior);
+    lap("estimation");
     let w = &weights;
-    let mut scored: Vec<(f64, usize, usize, Vec<Evidence>, Priced)> = Vec::new();
-    for (&(a, b), c) in pairs.iter().zip(compared) {
+    // The name part of a pair's weight: term-frequency adjusted when the names are the same.
+    let name_weight = |g: &Gamma, names: Option<(&PersonName, &PersonName)>| -> f64 {
+        let (fl, ll) = (g[Feature::First.index()], g[Feature::Last.index()]);
+        let mut x = w.of(Feature::First, fl) + w.of(Feature::Last, ll);
+        if let Some((na, _)) = names {
+            if ll == 1 {
+                x += tf_adjust(&na.last);
+            }
+            if fl == 1 {
+                x += tf_adjust(&na.first).min(0.0);
+            }
+        }
+        x
+    };
+    // Which pairs merge, from their levels alone; their evidence is built after.
+    let passing: Vec<(usize, f64)> = compared
+        .par_iter()
+        .enumerate()
+        .filter_map(|(i, (g, names))| {
+            let others = [
+                Feature::Email,
+                Feature::Phone,
+                Feature::Id,
+                Feature::Company,
+                Feature::Address,
+                Feature::City,
+                Feature::Dob,
+            ];
+            let total = name_weight(g, *names) + others.iter().map(|&f| w.of(f, g[f.index()])).sum::<f64>();
+            let positive = |f: Feature| g[f.index()] > 0 && w.of(f, g[f.index()]) > 0.0;
+            let strong =
+                [Feature::Email, Feature::Phone, Feature::Id].iter().any(|&f| g[f.index()] == 1 && positive(f));
+            let has_name = names.is_some() && (g[Feature::First.index()] != 0 || g[Feature::Last.index()] != 0);
+            // Names alone (no strong id) need corroboration beyond the name itself.
+            let corroborated = strong
+                || [Feature::Company, Feature::Address, Feature::City, Feature::Dob].iter().any(|&f| positive(f));
+            (total >= w.threshold && corroborated && (has_name || strong)).then_some((i, total))
+        })
+        .collect();
+    let mut scored: Vec<(f64, usize, usize, Vec<Evidence>, Priced)> = Vec::with_capacity(passing.len());
+    for (i, total) in passing {
+        let (a, b) = pairs[i];
+        let c = compare_obs(&obs[a], &obs[b], true);
         let g = c.gamma;
-        let mut ev: Vec<(String, String, f64)> = Vec::new();
-        let mut has_name = false;
-        if let Some((na, nb)) = &c.names {
-            let first = w.of(Feature::First, g[Feature::First.index()]);
-            let mut last = w.of(Feature::Last, g[Feature::Last.index()]);
-            let mut first_w = first;
-            if g[Feature::Last.index()] == 1 {
-                last += tf_adjust(&na.last);
-            }
-            if g[Feature::First.index()] == 1 {
-                first_w += tf_adjust(&na.first).min(0.0);
-            }
-            has_name = g[Feature::First.index()] != 0 || g[Feature::Last.index()] != 0;
-            if has_name {
-                ev.push(("name".into(), format!("{} ~ {}", na.norm(), nb.norm()), first_w + last));
-            }
+        let other = &records[obs[b].record].key;
+        let mut evidence: Vec<Evidence> = Vec::new();
+        let mut push = |kind: &str, value: String, weight: f64| {
+            evidence.push(Evidence { kind: kind.into(), value, other: other.clone(), weight })
+        };
+        if let Some((na, nb)) = c.names
+            && (g[Feature::First.index()] != 0 || g[Feature::Last.index()] != 0)
+        {
+            push("name", format!("{} ~ {}", na.norm(), nb.norm()), name_weight(&g, c.names));
         }
         for f in [Feature::Email, Feature::Phone, Feature::Id] {
             let l = g[f.index()];
             if l == 1 {
-                for v in c.shared.iter().filter(|(k, _)| *k == f) {
-                    ev.push((f.kind().into(), v.1.clone(), w.of(f, 1)));
+                // The feature counts once, however many values the two share.
+                for (n, v) in c.shared.iter().filter(|(k, _)| *k == f).enumerate() {
+                    push(f.kind(), v.1.clone(), if n == 0 { w.of(f, 1) } else { 0.0 });
                 }
             } else if l > 1 && w.of(f, l) != 0.0 {
-                ev.push((f.kind().into(), "differs".into(), w.of(f, l)));
+                push(f.kind(), "differs".into(), w.of(f, l));
             }
         }
         for (f, v) in [
-            (Feature::Company, &c.company),
-            (Feature::Address, &c.address),
-            (Feature::City, &c.city),
-            (Feature::Dob, &c.dob),
+            (Feature::Company, c.company),
+            (Feature::Address, c.address),
+            (Feature::City, c.city),
+            (Feature::Dob, c.dob),
         ] {
             let l = g[f.index()];
             if l > 0 && w.of(f, l) != 0.0 {
-                ev.push((f.kind().into(), v.clone(), w.of(f, l)));
+                push(f.kind(), v, w.of(f, l));
             }
         }
-        let total: f64 = ev.iter().map(|e| e.2).sum();
-        let strong = ev.iter().any(|e| matches!(e.0.as_str(), "email" | "phone" | "identifier") && e.2 > 0.0);
-        // Names alone (no strong id) need corroboration beyond the name itself.
-        let corroborated =
-            strong || ev.iter().any(|e| matches!(e.0.as_str(), "company" | "address" | "city" | "dob") && e.2 > 0.0);
-        if total >= w.threshold && corroborated && (has_name || strong) {
-            let other = records[obs[b].record].key.clone();
-            let evidence = ev
-                .into_iter()
-                .map(|(kind, value, weight)| Evidence { kind, value, other: other.clone(), weight })
-                .collect();
-            // Only weights learnt from the data know what a differing given name costs here (a
-            // typo-ridden silo, or a household sharing a phone); the priors keep the hard guard.
-            let priced = Priced {
-                first: w.estimated && g[Feature::First.index()] == 4,
-                dob: w.estimated && g[Feature::Dob.index()] == 3,
-            };
-            scored.push((total, a, b, evidence, priced));
-        }
+        // Only weights learnt from the data know what a differing given name costs here (a
+        // typo-ridden silo, or a household sharing a phone); the priors keep the hard guard.
+        let priced = Priced {
+            first: w.estimated && g[Feature::First.index()] == 4,
+            dob: w.estimated && g[Feature::Dob.index()] == 3,
+        };
+        scored.push((total, a, b, evidence, priced));
     }
     scored.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
 
+    lap("scoring");
     // 6. Cluster, best pairs first, with guards.
     let mut cl = Clusters {
         parent: (0..obs.len()).collect(),
@@ -465,6 +528,7 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
         }
     }
 
+    lap("clustering");
     // 7. Customers: id from the earliest member (smallest record key, then party).
     let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for i in 0..obs.len() {
@@ -506,6 +570,7 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
         customers.push(Customer { id, profile, links: Vec::new() });
     }
 
+    lap("customers");
     // 8. Loose strong values link documents to the one customer holding them.
     for r in records {
         for m in r.mentions.iter().filter(|m| m.party == LOOSE && m.kind.is_strong()) {
@@ -626,45 +691,33 @@ struct Compared<'a> {
     dob: String,
 }
 
-/// Compares two observations attribute by attribute.
-fn compare_obs<'a>(a: &'a Obs, b: &'a Obs, generic: &HashMap<String, usize>) -> Compared<'a> {
+/// Compares two observations attribute by attribute; the values behind each level are kept
+/// only when `explain` (for the evidence of pairs that merge), so the many pairs that do not
+/// cost no allocation.
+fn compare_obs<'a>(a: &'a Obs, b: &'a Obs, explain: bool) -> Compared<'a> {
     let mut g: Gamma = [0; compare::NF];
     let mut names = None;
-    if let Some((f, l, na, nb)) = compare::names_level(&a.names, &b.names) {
+    if let Some((f, l, na, nb)) = compare::names_level(&a.names, &a.sounds, &b.names, &b.sounds) {
         g[Feature::First.index()] = f;
         g[Feature::Last.index()] = l;
         names = Some((na, nb));
     }
     let mut shared = Vec::new();
-    for (f, kind) in [(Feature::Email, MentionKind::Email), (Feature::Phone, MentionKind::Phone)] {
-        let va: BTreeSet<&str> =
-            a.strong.iter().filter(|(k, v)| *k == kind && !generic.contains_key(v)).map(|(_, v)| v.as_str()).collect();
-        let vb: BTreeSet<&str> =
-            b.strong.iter().filter(|(k, v)| *k == kind && !generic.contains_key(v)).map(|(_, v)| v.as_str()).collect();
-        if !va.is_empty() && !vb.is_empty() {
-            let both: Vec<&&str> = va.intersection(&vb).collect();
-            g[f.index()] = if both.is_empty() { 2 } else { 1 };
-            shared.extend(both.into_iter().map(|v| (f, v.to_string())));
+    for (f, va, vb) in
+        [(Feature::Email, &a.emails, &b.emails), (Feature::Phone, &a.phones, &b.phones), (Feature::Id, &a.ids, &b.ids)]
+    {
+        if va.is_empty() || vb.is_empty() {
+            continue;
         }
-    }
-    // Identifiers: shared, or both hold one of the same kind and none is shared.
-    let ids = |o: &'a Obs| -> BTreeSet<&'a str> {
-        o.strong
-            .iter()
-            .filter(|(k, v)| *k == MentionKind::Identifier && !generic.contains_key(v))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    };
-    let (ia, ib) = (ids(a), ids(b));
-    let both: Vec<&&str> = ia.intersection(&ib).collect();
-    if !both.is_empty() {
-        g[Feature::Id.index()] = 1;
-        shared.extend(both.into_iter().map(|v| (Feature::Id, v.to_string())));
-    } else {
-        let kind = |v: &str| v.split_once(':').map(|(k, _)| k.to_string()).unwrap_or_default();
-        let ka: BTreeSet<String> = ia.iter().map(|v| kind(v)).collect();
-        if ib.iter().any(|v| ka.contains(&kind(v))) {
-            g[Feature::Id.index()] = 2;
+        let mut both = va.intersection(vb).peekable();
+        if both.peek().is_some() {
+            g[f.index()] = 1;
+            if explain {
+                shared.extend(both.map(|v| (f, v.clone())));
+            }
+        } else if f != Feature::Id || !a.id_kinds.is_disjoint(&b.id_kinds) {
+            // Identifiers differ only between two of one kind (two accounts, not an account and an order).
+            g[f.index()] = 2;
         }
     }
     let mut company = String::new();
@@ -672,19 +725,23 @@ fn compare_obs<'a>(a: &'a Obs, b: &'a Obs, generic: &HashMap<String, usize>) -> 
         match a.companies.intersection(&b.companies).next() {
             Some(c) => {
                 g[Feature::Company.index()] = 1;
-                company = c.clone();
+                if explain {
+                    company = c.clone();
+                }
             }
             None => {
                 g[Feature::Company.index()] = 2;
-                company = "differs".into();
+                if explain {
+                    company = "differs".into();
+                }
             }
         }
     }
-    let (l, address) = compare::address_level(&a.streets, &b.streets);
+    let (l, address) = compare::address_level(&a.streets, &b.streets, explain);
     g[Feature::Address.index()] = l;
-    let (l, city) = compare::city_level(&a.cities, &b.cities);
+    let (l, city) = compare::city_level(&a.cities, &b.cities, explain);
     g[Feature::City.index()] = l;
-    let (l, dob) = compare::dob_level(&a.dobs, &b.dobs);
+    let (l, dob) = compare::dob_level(&a.dobs, &b.dobs, explain);
     g[Feature::Dob.index()] = l;
     Compared { gamma: g, names, shared, company, address, city, dob }
 }
