@@ -226,14 +226,6 @@ pub fn sounds_alike(a: &str, b: &str) -> bool {
     !a1.is_empty() && (a1 == b1 || a1 == b2 || a2 == b1 || (a2 == b2 && !a2.is_empty()))
 }
 
-/// Given names that may be the same person's: a typo, or a sound-alike that is
-/// also spelled alike. Sound alone is too loose for given names (Jane and John
-/// share a Double Metaphone code).
-pub fn given_names_close(a: &str, b: &str) -> bool {
-    let jw = strsim::jaro_winkler(a, b);
-    jw > 0.9 || (jw > 0.8 && sounds_alike(a, b))
-}
-
 impl PersonName {
     /// `first last`, the normalized form.
     pub fn norm(&self) -> String {
@@ -247,39 +239,6 @@ impl PersonName {
     /// The form `parse` reads back: `first last`, or `, first` for a given name alone.
     pub fn key(&self) -> String {
         if self.last.is_empty() { format!(", {}", self.first) } else { self.norm() }
-    }
-
-    /// How well two given names agree: 2 same (after nicknames), 1 initial or sound-alike, 0 unknown, -1 differ.
-    pub fn first_agreement(&self, other: &PersonName) -> i8 {
-        let (a, b) = (self.first.as_str(), other.first.as_str());
-        if a.is_empty() || b.is_empty() {
-            return 0;
-        }
-        if a == b {
-            return 2;
-        }
-        if a.len() == 1 || b.len() == 1 {
-            return if a.as_bytes()[0] == b.as_bytes()[0] { 1 } else { -1 };
-        }
-        if given_names_close(a, b) {
-            return 1;
-        }
-        -1
-    }
-
-    /// How well two family names agree: 2 same, 1 sound-alike or one typo, -1 differ.
-    pub fn last_agreement(&self, other: &PersonName) -> i8 {
-        let (a, b) = (self.last.as_str(), other.last.as_str());
-        if a.is_empty() || b.is_empty() {
-            return 0;
-        }
-        if a == b {
-            return 2;
-        }
-        if sounds_alike(a, b) || strsim::damerau_levenshtein(a, b) <= 1 && a.len() > 3 {
-            return 1;
-        }
-        -1
     }
 }
 
@@ -298,14 +257,14 @@ mod tests {
     }
 
     #[test]
-    fn phonetics_and_agreement() {
+    fn phonetics_nicknames_and_name_parts() {
         assert!(sounds_alike("smyth", "smith"));
         assert!(sounds_alike("García", "garcia"));
-        let a = parse("Jayne Smyth").unwrap();
-        let b = parse("Jane Smith").unwrap();
-        assert_eq!(a.first_agreement(&b), 2, "jayne is a jane");
-        assert_eq!(a.last_agreement(&b), 1);
-        let c = parse("John Smith").unwrap();
-        assert_eq!(b.first_agreement(&c), -1);
+        assert_eq!(parse("Jayne Smyth").unwrap().first, "jane", "jayne is a jane");
+        let n = from_parts("Isabelle", "").unwrap();
+        assert_eq!((n.first.as_str(), n.last.as_str(), n.key().as_str()), ("isabelle", "", ", isabelle"));
+        assert_eq!(parse(&n.key()), Some(n));
+        assert_eq!(from_parts("", "Green").unwrap().last, "green");
+        assert_eq!(from_parts("", ""), None);
     }
 }

@@ -139,6 +139,8 @@ fn first_level_coded(a: &str, b: &str, ac: &(String, String), bc: &(String, Stri
     if a.len() == 1 || b.len() == 1 {
         return if a.as_bytes()[0] == b.as_bytes()[0] { 3 } else { 4 };
     }
+    // A typo, or a sound-alike that is also spelled alike: sound alone is too loose for given
+    // names (Jane and John share a Double Metaphone code).
     let jw = strsim::jaro_winkler(a, b);
     if jw > 0.9 || (jw > 0.8 && alike(ac, bc)) { 2 } else { 4 }
 }
@@ -374,6 +376,7 @@ mod tests {
         let d = vec![names::from_parts("isabeel", "").unwrap()];
         assert_eq!(level(&c, &d), Some((2, 0)));
         assert_eq!(first_level("j", "jane"), 3);
+        assert_eq!(first_level("jane", "john"), 4, "one sound, two names");
         assert_eq!(last_level("smith", "smyth"), 2);
         assert_eq!(last_level("smith", "jones"), 3);
     }

@@ -99,11 +99,7 @@ impl Clusters {
             return false;
         }
         if !self.firsts[ra].is_empty() && !self.firsts[rb].is_empty() && !priced.first {
-            let close = |x: &String, y: &String| {
-                x == y
-                    || (x.len() == 1 || y.len() == 1) && x.as_bytes()[0] == y.as_bytes()[0]
-                    || names::given_names_close(x, y)
-            };
+            let close = |x: &String, y: &String| matches!(compare::first_level(x, y), 1..=3);
             let compatible = self.firsts[ra].iter().any(|x| self.firsts[rb].iter().any(|y| close(x, y)))
                 // Given name and surname swapped in one silo.
                 || self.firsts[ra].iter().any(|x| self.lasts[rb].iter().any(|y| compare::last_level(x, y) == 1))
@@ -370,7 +366,8 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
             }
         }
     }
-    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    // u32 halves the largest allocation of the stage; observations are far fewer than 2^32.
+    let mut pairs: Vec<(u32, u32)> = Vec::new();
     let mut per_kind: BTreeMap<&str, usize> = BTreeMap::new();
     for (k, members) in &blocks {
         if members.len() >= 2 && (k.starts_with("s|") || members.len() <= MAX_BLOCK) {
@@ -383,7 +380,7 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
         for (x, &a) in members.iter().enumerate() {
             for &b in &members[x + 1..] {
                 if obs[a].record != obs[b].record {
-                    pairs.push((a.min(b), a.max(b)));
+                    pairs.push((a.min(b) as u32, a.max(b) as u32));
                 }
             }
         }
@@ -394,11 +391,25 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
     // 5. Compare every candidate pair, estimate the weights from them, and score.
     pairs.par_sort_unstable();
     pairs.dedup();
-    let compared: Vec<(Gamma, Option<(&PersonName, &PersonName)>)> = pairs
+    // Term-frequency adjustment of a pair's same names: a common name is weaker evidence.
+    let tf_of = |g: &Gamma, names: Option<(&PersonName, &PersonName)>| -> f64 {
+        let Some((na, _)) = names else { return 0.0 };
+        let mut x = 0.0;
+        if g[Feature::Last.index()] == 1 {
+            x += tf_adjust(&na.last);
+        }
+        if g[Feature::First.index()] == 1 {
+            x += tf_adjust(&na.first).min(0.0);
+        }
+        x
+    };
+    // Levels and name adjustment only (16 bytes a pair): the values behind them are found again
+    // for the few pairs that merge.
+    let compared: Vec<(Gamma, f32)> = pairs
         .par_iter()
         .map(|&(a, b)| {
-            let c = compare_obs(&obs[a], &obs[b], false);
-            (c.gamma, c.names)
+            let c = compare_obs(&obs[a as usize], &obs[b as usize], false);
+            (c.gamma, tf_of(&c.gamma, c.names) as f32)
         })
         .collect();
     let mut patterns: HashMap<Gamma, usize> = HashMap::new();
@@ -418,25 +429,15 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
     let weights = estimate::estimate(&patterns, &random, prior);
     lap("estimation");
     let w = &weights;
-    // The name part of a pair's weight: term-frequency adjusted when the names are the same.
-    let name_weight = |g: &Gamma, names: Option<(&PersonName, &PersonName)>| -> f64 {
-        let (fl, ll) = (g[Feature::First.index()], g[Feature::Last.index()]);
-        let mut x = w.of(Feature::First, fl) + w.of(Feature::Last, ll);
-        if let Some((na, _)) = names {
-            if ll == 1 {
-                x += tf_adjust(&na.last);
-            }
-            if fl == 1 {
-                x += tf_adjust(&na.first).min(0.0);
-            }
-        }
-        x
+    // The name part of a pair's weight, with its term-frequency adjustment.
+    let name_weight = |g: &Gamma, tf: f64| {
+        w.of(Feature::First, g[Feature::First.index()]) + w.of(Feature::Last, g[Feature::Last.index()]) + tf
     };
     // Which pairs merge, from their levels alone; their evidence is built after.
     let passing: Vec<(usize, f64)> = compared
         .par_iter()
         .enumerate()
-        .filter_map(|(i, (g, names))| {
+        .filter_map(|(i, (g, tf))| {
             let others = [
                 Feature::Email,
                 Feature::Phone,
@@ -446,11 +447,11 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
                 Feature::City,
                 Feature::Dob,
             ];
-            let total = name_weight(g, *names) + others.iter().map(|&f| w.of(f, g[f.index()])).sum::<f64>();
+            let total = name_weight(g, f64::from(*tf)) + others.iter().map(|&f| w.of(f, g[f.index()])).sum::<f64>();
             let positive = |f: Feature| g[f.index()] > 0 && w.of(f, g[f.index()]) > 0.0;
             let strong =
                 [Feature::Email, Feature::Phone, Feature::Id].iter().any(|&f| g[f.index()] == 1 && positive(f));
-            let has_name = names.is_some() && (g[Feature::First.index()] != 0 || g[Feature::Last.index()] != 0);
+            let has_name = g[Feature::First.index()] != 0 || g[Feature::Last.index()] != 0;
             // Names alone (no strong id) need corroboration beyond the name itself.
             let corroborated = strong
                 || [Feature::Company, Feature::Address, Feature::City, Feature::Dob].iter().any(|&f| positive(f));
@@ -459,7 +460,7 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
         .collect();
     let mut scored: Vec<(f64, usize, usize, Vec<Evidence>, Priced)> = Vec::with_capacity(passing.len());
     for (i, total) in passing {
-        let (a, b) = pairs[i];
+        let (a, b) = (pairs[i].0 as usize, pairs[i].1 as usize);
         let c = compare_obs(&obs[a], &obs[b], true);
         let g = c.gamma;
         let other = &records[obs[b].record].key;
@@ -470,7 +471,7 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
         if let Some((na, nb)) = c.names
             && (g[Feature::First.index()] != 0 || g[Feature::Last.index()] != 0)
         {
-            push("name", format!("{} ~ {}", na.norm(), nb.norm()), name_weight(&g, c.names));
+            push("name", format!("{} ~ {}", na.norm(), nb.norm()), name_weight(&g, tf_of(&g, c.names)));
         }
         for f in [Feature::Email, Feature::Phone, Feature::Id] {
             let l = g[f.index()];
