@@ -542,3 +542,99 @@ pub fn alter_demo(dir: &Path, per_mille: u32, offset: u32, delete: bool) -> Resu
     }
     Ok((rows, files))
 }
+
+/// One run of the resolution benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolveBench {
+    /// Records resolved.
+    pub records: usize,
+    /// People behind them (the truth).
+    pub people: usize,
+    /// Seconds finding and normalizing the mentions of every record.
+    pub mentions_secs: f64,
+    /// Seconds of resolution (blocking, comparing, estimating, clustering, profiles, links).
+    pub resolution_secs: f64,
+    /// Candidate pairs compared.
+    pub pairs: usize,
+    /// Customers found.
+    pub customers: usize,
+    /// Pairwise precision against the truth.
+    pub precision: f64,
+    /// Pairwise recall.
+    pub recall: f64,
+    /// Pairwise F1.
+    pub f1: f64,
+    /// Whether the weights were estimated (else the priors).
+    pub estimated: bool,
+    /// Peak resident memory of the process, MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// Resolves a synthetic population of `records` rows in this process (run one size per
+/// process: peak memory only grows) and scores it against the population's truth.
+pub fn resolve_bench(records: usize) -> Result<ResolveBench, crate::config::ConfigError> {
+    use rayon::prelude::*;
+    let cfg = Config::parse("[index]\npath = \"unused\"\n", "bench", Path::new("."))?;
+    let entities = crate::entities::Entities::new(&cfg);
+    let population = crate::synth::population(records, 42);
+    let t = Instant::now();
+    let recs: Vec<crate::resolve::RecordEntities> = population
+        .par_iter()
+        .map(|(r, _)| crate::resolve::RecordEntities {
+            key: r.key.clone(),
+            kind: r.kind,
+            parent: None,
+            mentions: entities.mentions(r),
+        })
+        .collect();
+    let mentions_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let res = crate::resolve::resolve(&recs, &crate::resolve::Weights::default());
+    let resolution_secs = t.elapsed().as_secs_f64();
+    // Pairwise scores over the contingency table of (customer, person).
+    let truth: HashMap<&str, usize> = population.iter().map(|(r, p)| (r.key.as_str(), *p)).collect();
+    let mut cell: HashMap<(&str, usize), u64> = HashMap::new();
+    let mut pred: HashMap<&str, u64> = HashMap::new();
+    let mut gold: HashMap<usize, u64> = HashMap::new();
+    for c in &res.customers {
+        for l in c.links.iter().filter(|l| l.role == "member") {
+            if let Some(&p) = truth.get(l.key.as_str()) {
+                *cell.entry((c.id.as_str(), p)).or_default() += 1;
+                *pred.entry(c.id.as_str()).or_default() += 1;
+            }
+        }
+    }
+    for p in truth.values() {
+        *gold.entry(*p).or_default() += 1;
+    }
+    let pairs = |n: u64| n * n.saturating_sub(1) / 2;
+    let right: u64 = cell.values().map(|&n| pairs(n)).sum();
+    let predicted: u64 = pred.values().map(|&n| pairs(n)).sum();
+    let true_pairs: u64 = gold.values().map(|&n| pairs(n)).sum();
+    let precision = if predicted > 0 { right as f64 / predicted as f64 } else { 1.0 };
+    let recall = if true_pairs > 0 { right as f64 / true_pairs as f64 } else { 1.0 };
+    Ok(ResolveBench {
+        records: recs.len(),
+        people: gold.len(),
+        mentions_secs,
+        resolution_secs,
+        pairs: res.weights.pairs,
+        customers: res.customers.len(),
+        precision,
+        recall,
+        f1: if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 },
+        estimated: res.weights.estimated,
+        peak_rss_mib: memory_mib().1,
+    })
+}
+
+#[cfg(test)]
+mod resolve_bench_tests {
+    #[test]
+    fn the_resolution_benchmark_scores_a_small_population() {
+        let r = super::resolve_bench(3000).unwrap();
+        assert_eq!(r.records, 3000);
+        assert!(r.estimated && r.pairs > 0, "{r:?}");
+        assert!(r.precision > 0.99 && r.recall > 0.95, "{r:?}");
+    }
+}

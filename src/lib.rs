@@ -21,6 +21,7 @@ pub mod resolve;
 pub mod schedule;
 pub mod server;
 pub mod state;
+pub mod synth;
 
 pub use dossier_connectors as connectors;
 pub use dossier_schema as schema;

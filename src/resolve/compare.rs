@@ -119,6 +119,64 @@ impl Sounds {
     }
 }
 
+/// An upper bound of the Jaro similarity of two words from their shared letters alone (Jaro
+/// can match no more characters than the two have in common): cheap, and most word pairs of a
+/// block are far below any threshold, so the real measure is skipped for them.
+fn jaro_bound(a: &str, b: &str) -> f64 {
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    // Normalized values are ASCII; for anything else bytes are not characters: no bound.
+    if !a.is_ascii() || !b.is_ascii() {
+        return 1.0;
+    }
+    let mut counts = [0u32; 256];
+    for &c in a.as_bytes() {
+        counts[usize::from(c)] += 1;
+    }
+    let mut common = 0usize;
+    for &c in b.as_bytes() {
+        let n = &mut counts[usize::from(c)];
+        if *n > 0 {
+            *n -= 1;
+            common += 1;
+        }
+    }
+    let m = common as f64;
+    (m / a.len() as f64 + m / b.len() as f64 + 1.0) / 3.0
+}
+
+/// Jaro–Winkler similarity when it may reach `at_least`, else 0 without computing it.
+pub fn jaro_winkler_at_least(a: &str, b: &str, at_least: f64) -> f64 {
+    // Winkler's prefix bonus adds at most 0.4 × (1 − jaro).
+    let bound = jaro_bound(a, b);
+    if bound + 0.4 * (1.0 - bound) < at_least {
+        return 0.0;
+    }
+    strsim::jaro_winkler(a, b)
+}
+
+/// True when one typed slip turns `a` into `b`: a letter changed, added or dropped, or two
+/// neighbours swapped (optimal string alignment distance ≤ 1, in one pass, no allocation).
+pub fn one_edit_apart(a: &[u8], b: &[u8]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    let start = short.iter().zip(long).take_while(|(x, y)| x == y).count();
+    match long.len() - short.len() {
+        0 => {
+            let end = short.len() - start;
+            // Past the first difference: one change, or one swap of neighbours.
+            end == 0
+                || short[start + 1..] == long[start + 1..]
+                || (end >= 2
+                    && short[start] == long[start + 1]
+                    && short[start + 1] == long[start]
+                    && short[start + 2..] == long[start + 2..])
+        }
+        1 => short[start..] == long[start + 1..],
+        _ => false,
+    }
+}
+
 /// True when two words' codes agree (primary or alternate).
 fn alike(a: &(String, String), b: &(String, String)) -> bool {
     !a.0.is_empty() && (a.0 == b.0 || a.0 == b.1 || a.1 == b.0 || (a.1 == b.1 && !a.1.is_empty()))
@@ -141,7 +199,7 @@ fn first_level_coded(a: &str, b: &str, ac: &(String, String), bc: &(String, Stri
     }
     // A typo, or a sound-alike that is also spelled alike: sound alone is too loose for given
     // names (Jane and John share a Double Metaphone code).
-    let jw = strsim::jaro_winkler(a, b);
+    let jw = jaro_winkler_at_least(a, b, 0.8);
     if jw > 0.9 || (jw > 0.8 && alike(ac, bc)) { 2 } else { 4 }
 }
 
@@ -234,15 +292,27 @@ pub fn address_similarity(a: &str, b: &str) -> f64 {
             let one_off = nx && ny && x.len() == y.len() && x.len() >= 4 && strsim::hamming(x, y).is_ok_and(|d| d == 1);
             return if one_off { 0.5 } else { 0.0 };
         }
-        if x.len() >= 4 && y.len() >= 4 && strsim::jaro_winkler(x, y) >= 0.88 { 0.9 } else { 0.0 }
+        if x.len() >= 4 && y.len() >= 4 && jaro_winkler_at_least(x, y, 0.88) >= 0.88 { 0.9 } else { 0.0 }
     };
     let side = |p: &[&str], q: &[&str]| -> f64 {
         p.iter().map(|x| q.iter().map(|y| token(x, y)).fold(0.0, f64::max)).sum::<f64>()
     };
     let tokens = (side(&ta, &tb) + side(&tb, &ta)) / (ta.len() + tb.len()) as f64;
+    // Characters only matter when they could lift the pair to the next level (0.5, 0.8, 1.0 in
+    // `address_level`): skip the quadratic edit distance when the lengths say it cannot (the
+    // normalized distance is at most the ratio of the lengths).
+    let next = match tokens {
+        t if t < 0.5 => 0.5,
+        t if t < 0.8 => 0.8,
+        t if t < 1.0 => 1.0,
+        _ => return tokens,
+    };
+    let (la, lb) = (a.len() - ta.len() + 1, b.len() - tb.len() + 1);
+    if (la.min(lb) as f64) < next * la.max(lb) as f64 {
+        return tokens;
+    }
     let (ca, cb): (String, String) = (ta.concat(), tb.concat());
-    let chars = strsim::normalized_levenshtein(&ca, &cb);
-    tokens.max(chars)
+    tokens.max(strsim::normalized_levenshtein(&ca, &cb))
 }
 
 /// Address level: 1 same, 2 close (≥ 0.8 similar), 3 partial (≥ 0.5), 4 differ; with the
@@ -291,7 +361,7 @@ pub fn city_level(a: &BTreeSet<String>, b: &BTreeSet<String>, explain: bool) -> 
     let squash = |s: &str| s.bytes().filter(|&c| c != b' ').collect::<Vec<u8>>();
     for x in a {
         for y in b {
-            if strsim::jaro_winkler(x, y) >= 0.9 || squash(x) == squash(y) {
+            if jaro_winkler_at_least(x, y, 0.9) >= 0.9 || squash(x) == squash(y) {
                 return (2, if explain { format!("{x} ~ {y}") } else { String::new() });
             }
         }
@@ -351,6 +421,25 @@ mod tests {
         );
         assert!(address_similarity(a, "12 kent st towradgi nsw 3107") < 0.5);
         assert_eq!(address_level(&set(&[a]), &set(&[]), true).0, 0);
+    }
+
+    #[test]
+    fn one_edit_apart_agrees_with_osa_distance() {
+        let words = ["smith", "smyth", "simth", "smiths", "mith", "smith", "jones", "s", "", "ab", "ba", "abc", "acb"];
+        for a in words {
+            for b in words {
+                assert_eq!(one_edit_apart(a.as_bytes(), b.as_bytes()), strsim::osa_distance(a, b) <= 1, "{a} {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_jaro_bound_never_hides_a_match() {
+        for (a, b) in [("pridham", "pridhamstreet"), ("smith", "smyth"), ("martha", "marhta"), ("dixon", "dicksonx")] {
+            assert!(jaro_bound(a, b) >= strsim::jaro(a, b) - 1e-12, "{a} {b}");
+            assert_eq!(jaro_winkler_at_least(a, b, 0.5), strsim::jaro_winkler(a, b));
+        }
+        assert_eq!(jaro_winkler_at_least("street", "milton", 0.88), 0.0);
     }
 
     #[test]

@@ -334,8 +334,16 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
                 blocks.entry(format!("s|{v}")).or_default().push(i);
             }
         }
+        // A birth date with either initial: a date alone is shared by too many strangers, and
+        // a record whose given name or surname was replaced still keeps the other.
         for d in &o.dobs {
-            blocks.entry(format!("d|{d}")).or_default().push(i);
+            for n in &o.names {
+                for part in [&n.first, &n.last] {
+                    if let Some(c) = part.chars().next() {
+                        blocks.entry(format!("d|{d}|{c}")).or_default().push(i);
+                    }
+                }
+            }
         }
         for a in &o.streets {
             for k in address_blocks(a) {
