@@ -607,12 +607,7 @@ pub fn resolve_bench(records: usize) -> Result<ResolveBench, crate::config::Conf
     for p in truth.values() {
         *gold.entry(*p).or_default() += 1;
     }
-    let pairs = |n: u64| n * n.saturating_sub(1) / 2;
-    let right: u64 = cell.values().map(|&n| pairs(n)).sum();
-    let predicted: u64 = pred.values().map(|&n| pairs(n)).sum();
-    let true_pairs: u64 = gold.values().map(|&n| pairs(n)).sum();
-    let precision = if predicted > 0 { right as f64 / predicted as f64 } else { 1.0 };
-    let recall = if true_pairs > 0 { right as f64 / true_pairs as f64 } else { 1.0 };
+    let p = crate::eval::Pairwise::from_sizes(cell.values().copied(), pred.values().copied(), gold.values().copied());
     Ok(ResolveBench {
         records: recs.len(),
         people: gold.len(),
@@ -620,9 +615,9 @@ pub fn resolve_bench(records: usize) -> Result<ResolveBench, crate::config::Conf
         resolution_secs,
         pairs: res.weights.pairs,
         customers: res.customers.len(),
-        precision,
-        recall,
-        f1: if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 },
+        precision: p.precision,
+        recall: p.recall,
+        f1: p.f1,
         estimated: res.weights.estimated,
         peak_rss_mib: memory_mib().1,
     })

@@ -31,6 +31,42 @@ pub enum EvalError {
     NoMatch(String),
 }
 
+/// Pairwise counts and scores of a clustering against a truth.
+#[derive(Debug, Clone, Copy)]
+pub struct Pairwise {
+    /// Pairs in one predicted cluster and one true cluster.
+    pub right: u64,
+    /// Pairs in one predicted cluster.
+    pub predicted: u64,
+    /// Pairs in one true cluster.
+    pub truth: u64,
+    /// right / predicted (1 when nothing was grouped).
+    pub precision: f64,
+    /// right / truth (1 when nothing should be).
+    pub recall: f64,
+    /// Harmonic mean of the two.
+    pub f1: f64,
+}
+
+impl Pairwise {
+    /// Scores from cluster sizes: of each (predicted, true) intersection, of each predicted
+    /// cluster, and of each true cluster.
+    pub fn from_sizes(
+        cells: impl IntoIterator<Item = u64>,
+        predicted: impl IntoIterator<Item = u64>,
+        truth: impl IntoIterator<Item = u64>,
+    ) -> Pairwise {
+        let pairs = |sizes: &mut dyn Iterator<Item = u64>| sizes.map(|n| n * n.saturating_sub(1) / 2).sum::<u64>();
+        let right = pairs(&mut cells.into_iter());
+        let predicted = pairs(&mut predicted.into_iter());
+        let truth = pairs(&mut truth.into_iter());
+        let precision = if predicted > 0 { right as f64 / predicted as f64 } else { 1.0 };
+        let recall = if truth > 0 { right as f64 / truth as f64 } else { 1.0 };
+        let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+        Pairwise { right, predicted, truth, precision, recall, f1 }
+    }
+}
+
 /// Pairwise quality of records grouped into customers, against a truth file.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct PairScore {
@@ -99,21 +135,16 @@ pub fn evaluate_truth(engine: &Engine, truth: &Path, key_field: &str) -> Result<
     for e in entity_of.values() {
         *gold_all.entry(e.as_str()).or_default() += 1;
     }
-    let pairs = |n: u64| n * n.saturating_sub(1) / 2;
-    let right: u64 = cell.values().map(|&n| pairs(n)).sum();
-    let predicted: u64 = pred.values().map(|&n| pairs(n)).sum();
-    let true_pairs: u64 = gold_all.values().map(|&n| pairs(n)).sum();
-    let precision = if predicted > 0 { right as f64 / predicted as f64 } else { 1.0 };
-    let recall = if true_pairs > 0 { right as f64 / true_pairs as f64 } else { 1.0 };
+    let p = Pairwise::from_sizes(cell.values().copied(), pred.values().copied(), gold_all.values().copied());
     Ok(PairScore {
         truth_records: entity_of.len(),
         found,
-        true_pairs,
-        predicted_pairs: predicted,
-        right_pairs: right,
-        precision,
-        recall,
-        f1: if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 },
+        true_pairs: p.truth,
+        predicted_pairs: p.predicted,
+        right_pairs: p.right,
+        precision: p.precision,
+        recall: p.recall,
+        f1: p.f1,
         customers: pred.len(),
     })
 }
@@ -186,10 +217,6 @@ fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, EvalE
         .collect()
 }
 
-fn pairs(n: usize) -> f64 {
-    (n * n.saturating_sub(1) / 2) as f64
-}
-
 /// Evaluates the index of a demo company in `dir`.
 pub fn evaluate(engine: &Engine, dir: &Path) -> Result<EvalReport, EvalError> {
     let truth: Vec<Truth> = read_lines(&dir.join("truth.jsonl"))?;
@@ -215,11 +242,8 @@ pub fn evaluate(engine: &Engine, dir: &Path) -> Result<EvalReport, EvalError> {
         *pred.entry(p).or_default() += 1;
         *gold.entry(t.customer.as_str()).or_default() += 1;
     }
-    let tp: f64 = cell.values().map(|&n| pairs(n)).sum();
-    let pp: f64 = pred.values().map(|&n| pairs(n)).sum();
-    let gp: f64 = gold.values().map(|&n| pairs(n)).sum();
-    let precision = if pp > 0.0 { tp / pp } else { 1.0 };
-    let recall = if gp > 0.0 { tp / gp } else { 1.0 };
+    let size = |n: &usize| *n as u64;
+    let scores = Pairwise::from_sizes(cell.values().map(size), pred.values().map(size), gold.values().map(size));
     // Each true customer's predicted id: the cluster holding most of its records.
     let mut votes: HashMap<&str, HashMap<String, usize>> = HashMap::new();
     for ((p, g), n) in &cell {
@@ -241,9 +265,9 @@ pub fn evaluate(engine: &Engine, dir: &Path) -> Result<EvalReport, EvalError> {
     }
     let mut report = EvalReport {
         records: truth.len(),
-        pair_precision: precision,
-        pair_recall: recall,
-        pair_f1: if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 },
+        pair_precision: scores.precision,
+        pair_recall: scores.recall,
+        pair_f1: scores.f1,
         link_precision: if total_links > 0 { right as f64 / total_links as f64 } else { 1.0 },
         link_recall: found as f64 / truth.len().max(1) as f64,
         queries: BTreeMap::new(),
