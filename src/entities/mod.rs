@@ -501,6 +501,31 @@ mod tests {
     }
 
     #[test]
+    fn row_columns_make_one_address_and_a_name_with_one_part_missing() {
+        let e = ent();
+        let mut r = Record::new("f", "d.csv", "f:d.csv!r2".into(), RecordKind::SheetRow);
+        for (k, v) in [
+            ("given_name", "Isabelle"),
+            ("surname", ""),
+            ("street_number", "23"),
+            ("address_1", "Gundulu Place"),
+            ("address_2", "Curringa"),
+            ("suburb", "Utakarra"),
+            ("postcode", "2193"),
+            ("state", "WA"),
+        ] {
+            r.fields.insert(k.into(), v.into());
+        }
+        let m = e.mentions(&r);
+        let norm = |k: MentionKind| m.iter().filter(|x| x.kind == k).map(|x| x.norm.clone()).collect::<Vec<_>>();
+        assert_eq!(norm(MentionKind::Person), vec![", isabelle"]);
+        assert_eq!(norm(MentionKind::Address), vec!["23 gundulu pl curringa utakarra wa 2193"]);
+        assert_eq!(norm(MentionKind::City), vec!["utakarra"]);
+        let a = m.iter().find(|x| x.kind == MentionKind::Address).unwrap();
+        assert_eq!(a.raw, "23 Gundulu Place, Curringa, Utakarra, WA 2193");
+    }
+
+    #[test]
     fn agent_mail_describes_the_recipient() {
         let e = ent();
         let mut r = Record::new("mail", "box", "mail:box/m2".into(), RecordKind::Email);
