@@ -221,9 +221,13 @@ pub fn phonetic(word: &str) -> (String, String) {
 
 /// True when two words sound alike (any Double Metaphone code in common).
 pub fn sounds_alike(a: &str, b: &str) -> bool {
-    let (a1, a2) = phonetic(a);
-    let (b1, b2) = phonetic(b);
-    !a1.is_empty() && (a1 == b1 || a1 == b2 || a2 == b1 || (a2 == b2 && !a2.is_empty()))
+    codes_alike(&phonetic(a), &phonetic(b))
+}
+
+/// True when two words' Double Metaphone codes (as `phonetic` gives them) agree, primary or
+/// alternate; for callers that computed the codes once.
+pub fn codes_alike(a: &(String, String), b: &(String, String)) -> bool {
+    !a.0.is_empty() && (a.0 == b.0 || a.0 == b.1 || a.1 == b.0 || (a.1 == b.1 && !a.1.is_empty()))
 }
 
 impl PersonName {

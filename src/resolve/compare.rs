@@ -177,11 +177,6 @@ pub fn one_edit_apart(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
-/// True when two words' codes agree (primary or alternate).
-fn alike(a: &(String, String), b: &(String, String)) -> bool {
-    !a.0.is_empty() && (a.0 == b.0 || a.0 == b.1 || a.1 == b.0 || (a.1 == b.1 && !a.1.is_empty()))
-}
-
 /// Given-name level: 1 same (after nicknames), 2 close (typo, sound), 3 initial only, 4 differ.
 pub fn first_level(a: &str, b: &str) -> u8 {
     first_level_coded(a, b, &names::phonetic(a), &names::phonetic(b))
@@ -200,7 +195,7 @@ fn first_level_coded(a: &str, b: &str, ac: &(String, String), bc: &(String, Stri
     // A typo, or a sound-alike that is also spelled alike: sound alone is too loose for given
     // names (Jane and John share a Double Metaphone code).
     let jw = jaro_winkler_at_least(a, b, 0.8);
-    if jw > 0.9 || (jw > 0.8 && alike(ac, bc)) { 2 } else { 4 }
+    if jw > 0.9 || (jw > 0.8 && names::codes_alike(ac, bc)) { 2 } else { 4 }
 }
 
 /// Family-name level: 1 same, 2 close (sound, one edit, typo), 3 differ.
@@ -215,7 +210,9 @@ fn last_level_coded(a: &str, b: &str, ac: &(String, String), bc: &(String, Strin
     if a == b {
         return 1;
     }
-    let close = alike(ac, bc) || (a.len() > 3 && strsim::osa_distance(a, b) <= 1) || strsim::jaro_winkler(a, b) >= 0.9;
+    let close = names::codes_alike(ac, bc)
+        || (a.len() > 3 && one_edit_apart(a.as_bytes(), b.as_bytes()))
+        || jaro_winkler_at_least(a, b, 0.9) >= 0.9;
     if close { 2 } else { 3 }
 }
 

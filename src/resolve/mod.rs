@@ -57,6 +57,7 @@ struct Obs {
     id_kinds: BTreeSet<String>,
     strong: Vec<(MentionKind, String)>,
     companies: BTreeSet<String>,
+    /// The addresses as found; emptied into `streets` once the cities are known.
     addresses: BTreeSet<String>,
     /// The addresses without the observation's own city words, so that address and city are
     /// compared apart (two neighbours share a city, not a street).
@@ -266,8 +267,7 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
     for o in &mut obs {
         o.sounds = o.names.iter().map(compare::Sounds::of).collect();
         let city_words: BTreeSet<&str> = o.cities.iter().flat_map(|c| c.split(' ')).collect();
-        o.streets = o
-            .addresses
+        o.streets = std::mem::take(&mut o.addresses)
             .iter()
             .map(|a| a.split(' ').filter(|t| !city_words.contains(t)).collect::<Vec<_>>().join(" "))
             .filter(|a| !a.is_empty())
