@@ -568,6 +568,13 @@ pub struct ResolveBench {
     pub estimated: bool,
     /// Peak resident memory of the process, MiB.
     pub peak_rss_mib: f64,
+    /// Seconds of an incremental resolution after 1% of the records changed (one value
+    /// dropped) and 1% were added, with the learnt model.
+    pub incremental_secs: f64,
+    /// Observations the incremental resolution resolved again.
+    pub incremental_resolved: usize,
+    /// Observations in all.
+    pub observations: usize,
 }
 
 /// Resolves a synthetic population of `records` rows in this process (run one size per
@@ -589,8 +596,9 @@ pub fn resolve_bench(records: usize) -> Result<ResolveBench, crate::config::Conf
         .collect();
     let mentions_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let res = crate::resolve::resolve(&recs, &crate::resolve::Weights::default());
+    let res = crate::resolve::resolve(&recs, crate::resolve::Plan::Estimate(&crate::resolve::Weights::default()));
     let resolution_secs = t.elapsed().as_secs_f64();
+    let (incremental_secs, incremental_resolved) = incremental_bench(&recs, &res, &entities, records);
     // Pairwise scores over the contingency table of (customer, person).
     let truth: HashMap<&str, usize> = population.iter().map(|(r, p)| (r.key.as_str(), *p)).collect();
     let mut cell: HashMap<(&str, usize), u64> = HashMap::new();
@@ -620,7 +628,50 @@ pub fn resolve_bench(records: usize) -> Result<ResolveBench, crate::config::Conf
         f1: p.f1,
         estimated: res.weights.estimated,
         peak_rss_mib: memory_mib().1,
+        incremental_secs,
+        incremental_resolved,
+        observations: res.observations,
     })
+}
+
+/// Times an incremental resolution after 1% of `recs` changed and 1% more were added.
+fn incremental_bench(
+    recs: &[crate::resolve::RecordEntities],
+    res: &crate::resolve::Resolution,
+    entities: &crate::entities::Entities,
+    records: usize,
+) -> (f64, usize) {
+    use crate::resolve::{Plan, Previous, RecordEntities};
+    let Some(model) = &res.learnt else { return (0.0, 0) };
+    let mut previous = Previous { generic: res.generic.iter().map(|(v, _)| v.clone()).collect(), ..Default::default() };
+    for c in &res.customers {
+        for l in c.links.iter().filter(|l| l.role == "member") {
+            previous.members.entry(l.key.clone()).or_default().push(c.id.clone());
+        }
+    }
+    let mut next: Vec<RecordEntities> = Vec::with_capacity(recs.len() + recs.len() / 100);
+    for (i, r) in recs.iter().enumerate() {
+        if i % 100 == 37 {
+            previous.replaced.push(r.clone());
+            let mut c = r.clone();
+            // One value fewer, as when a silo blanks a column.
+            c.mentions.pop();
+            previous.fresh.insert(c.key.clone());
+            next.push(c);
+        } else {
+            next.push(r.clone());
+        }
+    }
+    for (n, (r, _)) in crate::synth::population(records / 100, 4242).iter().enumerate() {
+        let mut e = RecordEntities { key: String::new(), kind: r.kind, parent: None, mentions: entities.mentions(r) };
+        e.key = format!("added:{n:08}");
+        previous.fresh.insert(e.key.clone());
+        next.push(e);
+    }
+    next.sort_by(|a, b| a.key.cmp(&b.key));
+    let t = Instant::now();
+    let inc = crate::resolve::resolve(&next, Plan::Incremental(model, &previous));
+    (t.elapsed().as_secs_f64(), inc.resolved)
 }
 
 #[cfg(test)]

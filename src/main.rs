@@ -764,6 +764,10 @@ fn main() -> Result<()> {
                     r.f1,
                     if r.estimated { "weights estimated from the data" } else { "prior weights" }
                 );
+                println!(
+                    "incremental, 1% changed and 1% added: {:.1} s, {} of {} observations resolved again",
+                    r.incremental_secs, r.incremental_resolved, r.observations
+                );
             }
         }
         Command::Bench { command: BenchCommand::Index { dir, customers, json } } => {

@@ -223,12 +223,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     // Resolution over every record: the stored ones not replaced this run, plus the fresh ones.
     let t = Instant::now();
     let old_links = state.all_links()?;
-    let mut all: Vec<RecordEntities> = state
-        .all_entities()?
-        .into_iter()
-        .filter(|(source, item, _)| !touched_items.contains(&(source.clone(), item.clone())))
-        .map(|(_, _, e)| e)
-        .collect();
+    let mut all: Vec<RecordEntities> = Vec::new();
+    let mut replaced: Vec<RecordEntities> = Vec::new();
+    for (source, item, e) in state.all_entities()? {
+        if touched_items.contains(&(source, item)) { replaced.push(e) } else { all.push(e) }
+    }
     for (r, m) in &fresh {
         let e = RecordEntities { key: r.key.clone(), kind: r.kind, parent: r.parent.clone(), mentions: m.clone() };
         commit.records.push((r.source.clone(), r.item.clone(), e.clone()));
@@ -237,16 +236,67 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     // Resolution is order-sensitive at ties: the same records in the same order give
     // the same customers, whether this run is full or incremental.
     all.sort_by(|a, b| a.key.cmp(&b.key));
+    // What resolution sees as changed: new records, records whose entities differ from their
+    // stored version, and removed ones. A re-read file whose rows say what they said is not.
+    let mut old_versions: HashMap<String, RecordEntities> = replaced.into_iter().map(|e| (e.key.clone(), e)).collect();
+    let mut changed_keys: HashSet<String> = HashSet::new();
+    for (r, m) in &fresh {
+        let same =
+            old_versions.get(&r.key).is_some_and(|o| o.kind == r.kind && o.parent == r.parent && o.mentions == *m);
+        if same {
+            old_versions.remove(&r.key);
+        } else {
+            changed_keys.insert(r.key.clone());
+        }
+    }
+    let replaced: Vec<RecordEntities> = old_versions.into_values().collect();
+    // An incremental run reuses the model of the last full resolution while the records
+    // changed since are under a tenth of them; then resolution learns it again.
+    let changed = (changed_keys.len() + replaced.iter().filter(|e| !changed_keys.contains(&e.key)).count()) as u64;
+    let memo = if opts.full { None } else { state.resolution_memo()? };
+    let kept = memo.as_ref().and_then(|m| {
+        let model: resolve::Model = serde_json::from_str(m.model.as_deref()?).ok()?;
+        let drift = m.drift.saturating_add(changed);
+        (drift <= model.records as u64 / 10).then_some((model, drift, m))
+    });
+    let previous;
+    let plan = match &kept {
+        Some((model, _, memo)) => {
+            previous = resolve::Previous {
+                members: state.member_links()?,
+                fresh: changed_keys,
+                replaced,
+                generic: memo.generic.iter().cloned().collect(),
+            };
+            resolve::Plan::Incremental(model, &previous)
+        }
+        None => {
+            drop(replaced);
+            resolve::Plan::Estimate(&resolve::Weights::default())
+        }
+    };
     stage(&mut report, "load_stored", t);
     let t = Instant::now();
-    let resolution = resolve::resolve(&all, &resolve::Weights::default());
+    let resolution = resolve::resolve(&all, plan);
     tracing::debug!(
         estimated = resolution.weights.estimated,
         pairs = resolution.weights.pairs,
         match_share = resolution.weights.match_share,
+        resolved = resolution.resolved,
+        observations = resolution.observations,
         "match weights\n{}",
         resolution.weights.describe()
     );
+    report.resolved = resolution.resolved as u64;
+    report.observations = resolution.observations as u64;
+    commit.resolution = Some(crate::state::ResolutionMemo {
+        model: match &resolution.learnt {
+            Some(m) => Some(serde_json::to_string(m).map_err(crate::state::StateError::from)?),
+            None => None,
+        },
+        drift: kept.as_ref().map_or(0, |k| k.1),
+        generic: resolution.generic.iter().map(|(v, _)| v.clone()).collect(),
+    });
     stage(&mut report, "resolution", t);
     let t = Instant::now();
 

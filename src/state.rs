@@ -55,6 +55,8 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
      CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    // 3: each link's role, so an incremental run knows the previous run's customers.
+    "ALTER TABLE links ADD COLUMN role TEXT;",
 ];
 
 /// A stored API key (its hash only).
@@ -158,6 +160,13 @@ pub struct RunReport {
     pub sources: Vec<SourceReport>,
     /// Customers after the run.
     pub customers: u64,
+    /// Observations (a record's party) resolved this run: all of them on a full resolution,
+    /// those a change could reach on an incremental one.
+    #[serde(default)]
+    pub resolved: u64,
+    /// Observations in all.
+    #[serde(default)]
+    pub observations: u64,
     /// Wall time in milliseconds.
     pub millis: u64,
     /// Per-item errors.
@@ -242,6 +251,34 @@ impl State {
         Ok(out)
     }
 
+    /// Record key → the customers it is a member of.
+    pub fn member_links(&self) -> Result<HashMap<String, Vec<String>>, StateError> {
+        let mut st = self.conn.prepare("SELECT key, customer FROM links WHERE role = 'member'")?;
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (k, c) = row?;
+            out.entry(k).or_default().push(c);
+        }
+        Ok(out)
+    }
+
+    /// What the last resolution kept for incremental runs: its model (JSON), the records
+    /// changed since it was learnt, and the generic values. `None` when there is none, or
+    /// it predates link roles.
+    pub fn resolution_memo(&self) -> Result<Option<ResolutionMemo>, StateError> {
+        let (Some(model), Some(drift), Some(generic)) =
+            (self.meta("resolution_model")?, self.meta("resolution_drift")?, self.meta("generic_values")?)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(ResolutionMemo {
+            model: Some(model),
+            drift: drift.parse().unwrap_or(u64::MAX),
+            generic: serde_json::from_str(&generic)?,
+        }))
+    }
+
     /// Starts a run; returns its id.
     pub fn begin_run(&self, full: bool) -> Result<(i64, String), StateError> {
         let started = chrono::Utc::now().to_rfc3339();
@@ -277,11 +314,12 @@ impl State {
                 tx.execute("DELETE FROM customers", [])?;
                 tx.execute("DELETE FROM links", [])?;
                 let mut put_c = tx.prepare_cached("INSERT INTO customers(id, data) VALUES (?1, ?2)")?;
-                let mut put_l = tx.prepare_cached("INSERT OR IGNORE INTO links(key, customer) VALUES (?1, ?2)")?;
+                let mut put_l =
+                    tx.prepare_cached("INSERT OR IGNORE INTO links(key, customer, role) VALUES (?1, ?2, ?3)")?;
                 for cu in customers {
                     put_c.execute(params![cu.id, serde_json::to_string(cu)?])?;
                     for l in &cu.links {
-                        put_l.execute(params![l.key, cu.id])?;
+                        put_l.execute(params![l.key, cu.id, l.role])?;
                     }
                 }
                 let now = chrono::Utc::now().to_rfc3339();
@@ -295,6 +333,14 @@ impl State {
                 tx.prepare_cached("INSERT INTO item_errors(run, source, locator, reason) VALUES (?1, ?2, ?3, ?4)")?;
             for e in &c.report.errors {
                 put_e.execute(params![c.run, e.source, e.locator, e.reason])?;
+            }
+            if let Some(r) = &c.resolution {
+                let mut put_m = tx.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")?;
+                if let Some(m) = &r.model {
+                    put_m.execute(["resolution_model", m])?;
+                }
+                put_m.execute(["resolution_drift", &r.drift.to_string()])?;
+                put_m.execute(["generic_values", &serde_json::to_string(&r.generic)?])?;
             }
             if let Some(v) = &c.views {
                 tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('views', ?1)", [v])?;
@@ -534,6 +580,19 @@ pub struct RunCommit {
     pub report: RunReport,
     /// Fingerprint of the role views the customer documents were written for.
     pub views: Option<String>,
+    /// What resolution keeps for the next run, when it ran.
+    pub resolution: Option<ResolutionMemo>,
+}
+
+/// What resolution keeps between runs for incremental resolution.
+#[derive(Debug, Clone, Default)]
+pub struct ResolutionMemo {
+    /// The model, when this run learnt a new one (JSON).
+    pub model: Option<String>,
+    /// Records changed since the model was learnt.
+    pub drift: u64,
+    /// The strong values found generic.
+    pub generic: Vec<String>,
 }
 
 #[cfg(test)]

@@ -146,6 +146,9 @@ fn incremental_runs_touch_only_what_changed_and_deletes_need_a_complete_listing(
     assert_eq!(last["status"], "completed");
     let sum = |field: &str| last["sources"].as_array().unwrap().iter().map(|s| s[field].as_u64().unwrap()).sum::<u64>();
     assert_eq!(sum("new") + sum("changed"), 0, "{last}");
+    // Nothing changed, so no customer is resolved again.
+    assert_eq!(last["resolved"], 0, "{last}");
+    assert!(last["observations"].as_u64().unwrap() > 50, "{last}");
     assert!(sum("unchanged") > 50);
 
     // A new call note is found at once; a deleted contract is gone.
@@ -159,6 +162,9 @@ fn incremental_runs_touch_only_what_changed_and_deletes_need_a_complete_listing(
     for stage in ["listing", "extraction", "resolution", "index_writing", "commit", "state_commit"] {
         assert!(report["stages"][stage].is_u64(), "stage {stage} timed: {report}");
     }
+    // Only the customers the new note and the deleted contract reach are resolved again.
+    let resolved = report["resolved"].as_u64().unwrap();
+    assert!(resolved > 0 && resolved * 2 < report["observations"].as_u64().unwrap(), "{report}");
     let status: serde_json::Value = serde_json::from_str(&ok(&["status", "--json", "--config", c])).unwrap();
     assert_eq!(status[0]["id"], report["id"]);
     let sources = status[0]["sources"].as_array().unwrap();

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use super::compare::{FEATURES, Feature, Gamma, MAX_LEVELS, NF};
 
 /// Match weights in bits (log2 of m/u) per feature and level, and the total needed to merge.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Weights {
     /// `level[f][l - 1]`: the weight of feature `f` at level `l`.
     pub level: [[f64; MAX_LEVELS]; NF],

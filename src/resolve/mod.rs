@@ -25,11 +25,11 @@ use crate::entities::{LOOSE, normalize};
 pub mod compare;
 pub mod estimate;
 
-use compare::{Feature, Gamma};
+use compare::{FEATURES, Feature, Gamma};
 pub use estimate::Weights;
 
 /// What resolution needs of a record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordEntities {
     /// Record key.
     pub key: String,
@@ -140,6 +140,12 @@ pub struct Resolution {
     pub sources: HashMap<String, BTreeMap<String, SourceProfile>>,
     /// The weights used (estimated from this run's candidate pairs, or the priors).
     pub weights: Weights,
+    /// The model this run learnt (`Plan::Estimate` only), for later runs to reuse.
+    pub learnt: Option<Model>,
+    /// Observations resolved again (all of them unless the run was incremental).
+    pub resolved: usize,
+    /// Observations in all.
+    pub observations: usize,
 }
 
 /// What one source's records say about a customer.
@@ -223,14 +229,9 @@ fn customer_id(key: &str, party: u16) -> String {
     format!("c{}", &h.to_hex()[..12])
 }
 
-/// Resolves customers from every record's mentions.
-///
-/// `prior` holds the starting weights; the weights used are estimated from this run's candidate
-/// pairs when there are enough of them (`Resolution::weights` says which).
-pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
-    let clock = std::time::Instant::now();
-    let lap = |what: &str| tracing::debug!("resolution: {what} at {:.2}s", clock.elapsed().as_secs_f64());
-    // 1. Observations: the non-loose mentions of each record, by party.
+/// Observations of records: their non-loose mentions, by party. An observation with no name
+/// and no strong value identifies no one and is left out.
+fn observations(records: &[RecordEntities]) -> Vec<Obs> {
     let mut obs: Vec<Obs> = Vec::new();
     let mut index: HashMap<(usize, u16), usize> = HashMap::new();
     for (ri, r) in records.iter().enumerate() {
@@ -273,8 +274,134 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
             .filter(|a| !a.is_empty())
             .collect();
     }
-    // An observation with no name and no strong value identifies no one.
     obs.retain(|o| !o.names.is_empty() || !o.strong.is_empty());
+    obs
+}
+
+/// A pair's total weight when it merges: at the threshold, and corroborated beyond names
+/// alone (a strong value, or a company, address, city or birth date that agrees).
+fn passes(g: &Gamma, tf: f64, w: &Weights) -> Option<f64> {
+    let total = FEATURES.iter().map(|&f| w.of(f, g[f.index()])).sum::<f64>() + tf;
+    let positive = |f: Feature| g[f.index()] > 0 && w.of(f, g[f.index()]) > 0.0;
+    let strong = [Feature::Email, Feature::Phone, Feature::Id].iter().any(|&f| g[f.index()] == 1 && positive(f));
+    let has_name = g[Feature::First.index()] != 0 || g[Feature::Last.index()] != 0;
+    let corroborated =
+        strong || [Feature::Company, Feature::Address, Feature::City, Feature::Dob].iter().any(|&f| positive(f));
+    (total >= w.threshold && corroborated && (has_name || strong)).then_some(total)
+}
+
+/// The blocking keys of one observation; `generic` strong values make none.
+fn block_keys(o: &Obs, generic: &dyn Fn(&str) -> bool) -> Vec<String> {
+    let mut keys = Vec::new();
+    for (_, v) in &o.strong {
+        if !generic(v) {
+            keys.push(format!("s|{v}"));
+        }
+    }
+    // A birth date with either initial: a date alone is shared by too many strangers, and
+    // a record whose given name or surname was replaced still keeps the other.
+    for d in &o.dobs {
+        for n in &o.names {
+            for part in [&n.first, &n.last] {
+                if let Some(c) = part.chars().next() {
+                    keys.push(format!("d|{d}|{c}"));
+                }
+            }
+        }
+    }
+    for a in &o.streets {
+        keys.extend(address_blocks(a));
+    }
+    for (n, sound) in o.names.iter().zip(&o.sounds) {
+        let (lc, fc) = (&sound.last.0, &sound.first.0);
+        if !lc.is_empty() {
+            let initial = n.first.chars().next().map(String::from).unwrap_or_default();
+            keys.push(format!("n|{lc}|{initial}"));
+        }
+        // Both sounds, in either order: given name and surname swapped still meet.
+        if !fc.is_empty() && !lc.is_empty() {
+            let (x, y) = if fc <= lc { (fc, lc) } else { (lc, fc) };
+            keys.push(format!("b|{x}|{y}"));
+        }
+        for c in &o.cities {
+            if !lc.is_empty() {
+                keys.push(format!("c|{lc}|{c}"));
+            }
+            if !fc.is_empty() {
+                keys.push(format!("f|{fc}|{c}"));
+            }
+        }
+        for c in &o.companies {
+            keys.push(format!("o|{lc}|{c}"));
+        }
+    }
+    keys
+}
+
+/// Whether a block of `len` observations under `key` makes candidate pairs: a soft key shared
+/// by too many is no evidence.
+fn block_used(key: &str, len: usize) -> bool {
+    len >= 2 && (key.starts_with("s|") || len <= MAX_BLOCK)
+}
+
+/// The members of a block that are paired: a strong value's block is cut, not dropped.
+fn paired(members: &[u32]) -> &[u32] {
+    &members[..members.len().min(MAX_BLOCK * 4)]
+}
+
+/// The part of the data a resolution run learns and later runs reuse: the match weights and
+/// the name frequencies behind the term-frequency adjustment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Model {
+    /// The match weights.
+    pub weights: Weights,
+    /// Name part → how many names carry it.
+    pub name_freq: HashMap<String, u32>,
+    /// The mean of `name_freq`.
+    pub mean_freq: f64,
+    /// Records the model was learnt from.
+    pub records: usize,
+}
+
+impl Model {
+    /// The term-frequency adjustment of a name part: a common name is weaker evidence, scaled
+    /// by how much rarer than average it is.
+    fn tf_adjust(&self, v: &str) -> f64 {
+        (self.mean_freq / f64::from(self.name_freq.get(v).copied().unwrap_or(1))).log2().clamp(-2.0, 2.0)
+    }
+}
+
+/// What an incremental run knows of the previous one.
+#[derive(Debug, Default)]
+pub struct Previous {
+    /// Record key → the customers it was a member of.
+    pub members: HashMap<String, Vec<String>>,
+    /// Keys of the records extracted this run (new or changed).
+    pub fresh: std::collections::HashSet<String>,
+    /// The previous versions of records replaced or removed this run.
+    pub replaced: Vec<RecordEntities>,
+    /// The strong values found generic by the previous run.
+    pub generic: std::collections::HashSet<String>,
+}
+
+/// Where a resolution run's model comes from, and what it re-resolves.
+#[derive(Debug, Clone, Copy)]
+pub enum Plan<'a> {
+    /// Learn the model from the records, starting from these weights.
+    Estimate(&'a Weights),
+    /// Resolve every record with a model kept from an earlier run.
+    Fixed(&'a Model),
+    /// Re-resolve only the customers a change can reach, with the model of the runs before:
+    /// the result is the one `Fixed` gives over the same records.
+    Incremental(&'a Model, &'a Previous),
+}
+
+/// Resolves customers from every record's mentions (see [`Plan`]).
+pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
+    let clock = std::time::Instant::now();
+    let lap = |what: &str| tracing::debug!("resolution: {what} at {:.2}s", clock.elapsed().as_secs_f64());
+    // 1. Observations: the non-loose mentions of each record, by party.
+    let mut obs = observations(records);
 
     lap("observations");
     // 2. Generic strong values: shared by many different surnames, or role addresses.
@@ -292,6 +419,16 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
             generic.insert(v.to_string(), surnames.len());
         }
     }
+    // A value that turned generic or stopped being so changes every pair of its holders.
+    let mut seeds: Vec<usize> = Vec::new();
+    if let Plan::Incremental(_, prev) = plan {
+        for (v, hs) in &holders {
+            if generic.contains_key(*v) != prev.generic.contains(*v) {
+                seeds.extend(hs);
+            }
+        }
+    }
+    drop(holders);
 
     for o in &mut obs {
         for (k, v) in &o.strong {
@@ -309,108 +446,101 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
         }
     }
 
-    // 3. Name frequencies for term-frequency adjustment.
-    let mut freq: HashMap<&str, usize> = HashMap::new();
-    for o in &obs {
-        for n in &o.names {
-            for part in [&n.first, &n.last] {
-                if !part.is_empty() {
-                    *freq.entry(part.as_str()).or_default() += 1;
-                }
-            }
-        }
-    }
-    let total_names = freq.values().sum::<usize>().max(1) as f64;
-    let mean_freq = total_names / freq.len().max(1) as f64;
-    // A common name is weaker evidence: scale by how much rarer than average it is.
-    let tf_adjust = |v: &str| (mean_freq / freq.get(v).copied().unwrap_or(1) as f64).log2().clamp(-2.0, 2.0);
-
-    lap("generic values");
-    // 4. Blocking.
-    let mut blocks: HashMap<String, Vec<usize>> = HashMap::new();
-    for (i, o) in obs.iter().enumerate() {
-        for (_, v) in &o.strong {
-            if !generic.contains_key(v) {
-                blocks.entry(format!("s|{v}")).or_default().push(i);
-            }
-        }
-        // A birth date with either initial: a date alone is shared by too many strangers, and
-        // a record whose given name or surname was replaced still keeps the other.
-        for d in &o.dobs {
-            for n in &o.names {
-                for part in [&n.first, &n.last] {
-                    if let Some(c) = part.chars().next() {
-                        blocks.entry(format!("d|{d}|{c}")).or_default().push(i);
+    // 3. The model: learnt from these records, or kept from earlier runs.
+    let mut learnt: Option<Model> = None;
+    let model: &Model = match plan {
+        Plan::Fixed(m) | Plan::Incremental(m, _) => m,
+        Plan::Estimate(prior) => {
+            let mut name_freq: HashMap<String, u32> = HashMap::new();
+            for o in &obs {
+                for n in &o.names {
+                    for part in [&n.first, &n.last] {
+                        if !part.is_empty() {
+                            *name_freq.entry(part.clone()).or_default() += 1;
+                        }
                     }
                 }
             }
+            let total = name_freq.values().map(|&c| f64::from(c)).sum::<f64>().max(1.0);
+            let mean_freq = total / name_freq.len().max(1) as f64;
+            learnt.insert(Model { weights: prior.clone(), name_freq, mean_freq, records: records.len() })
         }
-        for a in &o.streets {
-            for k in address_blocks(a) {
-                blocks.entry(k).or_default().push(i);
-            }
-        }
-        for (n, sound) in o.names.iter().zip(&o.sounds) {
-            let (lc, fc) = (sound.last.0.clone(), sound.first.0.clone());
-            let initial = |s: &str| s.chars().next().map(String::from).unwrap_or_default();
-            if !lc.is_empty() {
-                blocks.entry(format!("n|{lc}|{}", initial(&n.first))).or_default().push(i);
-            }
-            // Both sounds, in either order: given name and surname swapped still meet.
-            if !fc.is_empty() && !lc.is_empty() {
-                let (x, y) = if fc <= lc { (&fc, &lc) } else { (&lc, &fc) };
-                blocks.entry(format!("b|{x}|{y}")).or_default().push(i);
-            }
-            for c in &o.cities {
-                if !lc.is_empty() {
-                    blocks.entry(format!("c|{lc}|{c}")).or_default().push(i);
-                }
-                if !fc.is_empty() {
-                    blocks.entry(format!("f|{fc}|{c}")).or_default().push(i);
-                }
-            }
-            for c in &o.companies {
-                blocks.entry(format!("o|{lc}|{c}")).or_default().push(i);
-            }
-        }
-    }
-    // u32 halves the largest allocation of the stage; observations are far fewer than 2^32.
-    let mut pairs: Vec<(u32, u32)> = Vec::new();
-    let mut per_kind: BTreeMap<&str, usize> = BTreeMap::new();
-    for (k, members) in &blocks {
-        if members.len() >= 2 && (k.starts_with("s|") || members.len() <= MAX_BLOCK) {
-            *per_kind.entry(&k[..2]).or_default() += members.len().min(MAX_BLOCK * 4).pow(2) / 2;
-        }
-        if members.len() < 2 || (!k.starts_with("s|") && members.len() > MAX_BLOCK) {
-            continue;
-        }
-        let members = &members[..members.len().min(MAX_BLOCK * 4)];
-        for (x, &a) in members.iter().enumerate() {
-            for &b in &members[x + 1..] {
-                if obs[a].record != obs[b].record {
-                    pairs.push((a.min(b) as u32, a.max(b) as u32));
-                }
-            }
-        }
-    }
+    };
 
+    lap("generic values");
+    // 4. Blocking: every key's observations, in observation order.
+    let generic_fn = |v: &str| generic.contains_key(v);
+    let per_obs: Vec<Vec<String>> = obs.par_iter().map(|o| block_keys(o, &generic_fn)).collect();
+    let mut block_of: HashMap<&str, u32> = HashMap::new();
+    let mut block_keys_list: Vec<&str> = Vec::new();
+    let mut members: Vec<Vec<u32>> = Vec::new();
+    for (i, keys) in per_obs.iter().enumerate() {
+        for k in keys {
+            let b = *block_of.entry(k.as_str()).or_insert_with(|| {
+                block_keys_list.push(k.as_str());
+                members.push(Vec::new());
+                (members.len() - 1) as u32
+            });
+            members[b as usize].push(i as u32);
+        }
+    }
+    let mut per_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for (k, ms) in block_keys_list.iter().zip(&members) {
+        if block_used(k, ms.len()) {
+            *per_kind.entry(&k[..2]).or_default() += paired(ms).len().pow(2) / 2;
+        }
+    }
     tracing::debug!("candidate pairs by block kind: {per_kind:?}");
-    lap("blocking");
-    // 5. Compare every candidate pair, estimate the weights from them, and score.
-    pairs.par_sort_unstable();
-    pairs.dedup();
+
     // Term-frequency adjustment of a pair's same names: a common name is weaker evidence.
     let tf_of = |g: &Gamma, names: Option<(&PersonName, &PersonName)>| -> f64 {
         let Some((na, _)) = names else { return 0.0 };
         let mut x = 0.0;
         if g[Feature::Last.index()] == 1 {
-            x += tf_adjust(&na.last);
+            x += model.tf_adjust(&na.last);
         }
         if g[Feature::First.index()] == 1 {
-            x += tf_adjust(&na.first).min(0.0);
+            x += model.tf_adjust(&na.first).min(0.0);
         }
         x
     };
+
+    // 5. Which observations to resolve. An incremental run resolves again the changed
+    //    observations and every customer a change can reach; every other customer is put
+    //    back together from its own members' pairs, as the run before found it.
+    let region: Option<Vec<u32>> = match plan {
+        Plan::Incremental(m, prev) => {
+            Some(regions(records, &obs, &per_obs, &block_of, &members, prev, seeds, &|a, b| {
+                let c = compare_obs(&obs[a], &obs[b], false);
+                passes(&c.gamma, tf_of(&c.gamma, c.names), &m.weights).is_some()
+            }))
+        }
+        _ => None,
+    };
+    let resolved = region.as_ref().map_or(obs.len(), |r| r.iter().filter(|&&x| x == 0).count());
+    lap("blocking");
+
+    // 6. Candidate pairs (u32 halves the largest allocation of the stage), compared.
+    let mut pairs: Vec<(u32, u32)> = Vec::new();
+    for (k, ms) in block_keys_list.iter().zip(&members) {
+        if !block_used(k, ms.len()) {
+            continue;
+        }
+        let ms = paired(ms);
+        for (x, &a) in ms.iter().enumerate() {
+            for &b in &ms[x + 1..] {
+                let same_region = region.as_ref().is_none_or(|r| r[a as usize] == r[b as usize]);
+                if same_region && obs[a as usize].record != obs[b as usize].record {
+                    pairs.push((a.min(b), a.max(b)));
+                }
+            }
+        }
+    }
+    drop(block_of);
+    drop(members);
+    drop(per_obs);
+    pairs.par_sort_unstable();
+    pairs.dedup();
     // Levels and name adjustment only (16 bytes a pair): the values behind them are found again
     // for the few pairs that merge.
     let compared: Vec<(Gamma, f32)> = pairs
@@ -420,52 +550,32 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
             (c.gamma, tf_of(&c.gamma, c.names) as f32)
         })
         .collect();
-    let mut patterns: HashMap<Gamma, usize> = HashMap::new();
-    for (g, _) in &compared {
-        *patterns.entry(*g).or_default() += 1;
-    }
-    let mut random = estimate::LevelCounts { population: obs.len(), ..Default::default() };
-    let sample: Vec<Gamma> = estimate::random_pairs(obs.len())
-        .into_par_iter()
-        .filter(|&(a, b)| obs[a].record != obs[b].record)
-        .map(|(a, b)| compare_obs(&obs[a], &obs[b], false).gamma)
-        .collect();
-    for g in &sample {
-        random.add(g);
-    }
     lap("comparisons");
-    let weights = estimate::estimate(&patterns, &random, prior);
-    lap("estimation");
+    let mut weights = model.weights.clone();
+    if let Plan::Estimate(prior) = plan {
+        let mut patterns: HashMap<Gamma, usize> = HashMap::new();
+        for (g, _) in &compared {
+            *patterns.entry(*g).or_default() += 1;
+        }
+        let mut random = estimate::LevelCounts { population: obs.len(), ..Default::default() };
+        let sample: Vec<Gamma> = estimate::random_pairs(obs.len())
+            .into_par_iter()
+            .filter(|&(a, b)| obs[a].record != obs[b].record)
+            .map(|(a, b)| compare_obs(&obs[a], &obs[b], false).gamma)
+            .collect();
+        for g in &sample {
+            random.add(g);
+        }
+        weights = estimate::estimate(&patterns, &random, prior);
+        lap("estimation");
+    }
     let w = &weights;
     // The name part of a pair's weight, with its term-frequency adjustment.
     let name_weight = |g: &Gamma, tf: f64| {
         w.of(Feature::First, g[Feature::First.index()]) + w.of(Feature::Last, g[Feature::Last.index()]) + tf
     };
-    // Which pairs merge, from their levels alone; their evidence is built after.
-    let passing: Vec<(usize, f64)> = compared
-        .par_iter()
-        .enumerate()
-        .filter_map(|(i, (g, tf))| {
-            let others = [
-                Feature::Email,
-                Feature::Phone,
-                Feature::Id,
-                Feature::Company,
-                Feature::Address,
-                Feature::City,
-                Feature::Dob,
-            ];
-            let total = name_weight(g, f64::from(*tf)) + others.iter().map(|&f| w.of(f, g[f.index()])).sum::<f64>();
-            let positive = |f: Feature| g[f.index()] > 0 && w.of(f, g[f.index()]) > 0.0;
-            let strong =
-                [Feature::Email, Feature::Phone, Feature::Id].iter().any(|&f| g[f.index()] == 1 && positive(f));
-            let has_name = g[Feature::First.index()] != 0 || g[Feature::Last.index()] != 0;
-            // Names alone (no strong id) need corroboration beyond the name itself.
-            let corroborated = strong
-                || [Feature::Company, Feature::Address, Feature::City, Feature::Dob].iter().any(|&f| positive(f));
-            (total >= w.threshold && corroborated && (has_name || strong)).then_some((i, total))
-        })
-        .collect();
+    let passing: Vec<(usize, f64)> =
+        compared.par_iter().enumerate().filter_map(|(i, (g, tf))| Some((i, passes(g, f64::from(*tf), w)?))).collect();
     let mut scored: Vec<(f64, usize, usize, Vec<Evidence>, Priced)> = Vec::with_capacity(passing.len());
     for (i, total) in passing {
         let (a, b) = (pairs[i].0 as usize, pairs[i].1 as usize);
@@ -659,7 +769,164 @@ pub fn resolve(records: &[RecordEntities], prior: &Weights) -> Resolution {
     }
     let mut generic: Vec<(String, usize)> = generic.into_iter().collect();
     generic.sort();
-    Resolution { customers, links, generic, sources, weights }
+    let learnt = learnt.map(|m| Model { weights: weights.clone(), ..m });
+    Resolution { customers, links, generic, sources, weights, learnt, resolved, observations: obs.len() }
+}
+
+/// The region of each observation in an incremental run: 0 for those resolved again, else a
+/// number per group of the previous run's customers. A group is a union of whole customers
+/// that no changed pair reaches, so resolving it alone gives what the run before gave.
+///
+/// Resolved again: the observations of fresh records; every customer that had a fresh or
+/// removed member; the holders of values whose generic status changed; the members of blocks
+/// a change pushed across the size limit; and, until nothing more is reached, every customer
+/// with a member that would merge with one of those.
+#[allow(clippy::too_many_arguments)]
+fn regions(
+    records: &[RecordEntities],
+    obs: &[Obs],
+    per_obs: &[Vec<String>],
+    block_of: &HashMap<&str, u32>,
+    members: &[Vec<u32>],
+    prev: &Previous,
+    mut seeds: Vec<usize>,
+    merges: &(dyn Fn(usize, usize) -> bool + Sync),
+) -> Vec<u32> {
+    let mut obs_of_record: Vec<Vec<usize>> = vec![Vec::new(); records.len()];
+    for (i, o) in obs.iter().enumerate() {
+        obs_of_record[o.record].push(i);
+    }
+    let current: HashMap<&str, usize> = records.iter().enumerate().map(|(i, r)| (r.key.as_str(), i)).collect();
+    // The previous customers, numbered, with their current observations.
+    let mut number: HashMap<&str, u32> = HashMap::new();
+    let mut whole: Vec<u32> = Vec::new();
+    let mut cust_obs: Vec<Vec<usize>> = Vec::new();
+    let mut obs_custs: Vec<Vec<u32>> = vec![Vec::new(); obs.len()];
+    for (key, cs) in &prev.members {
+        let ri = current.get(key.as_str()).copied();
+        let changed = ri.is_none() || prev.fresh.contains(key);
+        for c in cs {
+            let n = *number.entry(c.as_str()).or_insert_with(|| {
+                cust_obs.push(Vec::new());
+                (cust_obs.len() - 1) as u32
+            });
+            if let Some(ri) = ri {
+                for &i in &obs_of_record[ri] {
+                    cust_obs[n as usize].push(i);
+                    obs_custs[i].push(n);
+                }
+            }
+            if changed {
+                // A customer that lost or changed a member: all of it is resolved again.
+                whole.push(n);
+            }
+        }
+    }
+    // Fresh records, and any observation the previous run did not place.
+    for (i, o) in obs.iter().enumerate() {
+        if obs_custs[i].is_empty() || prev.fresh.contains(&records[o.record].key) {
+            seeds.push(i);
+        }
+    }
+    // Blocks a change pushed across the size limit: their pairs appear or vanish.
+    let mut delta: HashMap<String, (usize, usize)> = HashMap::new();
+    for (i, o) in obs.iter().enumerate() {
+        if prev.fresh.contains(&records[o.record].key) {
+            for k in &per_obs[i] {
+                delta.entry(k.clone()).or_default().0 += 1;
+            }
+        }
+    }
+    let was_generic = |v: &str| prev.generic.contains(v);
+    for o in observations(&prev.replaced) {
+        for k in block_keys(&o, &was_generic) {
+            delta.entry(k).or_default().1 += 1;
+        }
+    }
+    for (k, (added, removed)) in &delta {
+        let Some(&b) = block_of.get(k.as_str()) else { continue };
+        let now = members[b as usize].len();
+        let before = (now + removed).saturating_sub(*added);
+        let cut = k.starts_with("s|") && now.max(before) > MAX_BLOCK * 4;
+        if cut || block_used(k, now) != block_used(k, before) {
+            seeds.extend(members[b as usize].iter().map(|&i| i as usize));
+        }
+    }
+
+    // The closure: whole customers, whole records, and whatever merges with them.
+    let mut in_s = vec![false; obs.len()];
+    let mut cust_done = vec![false; cust_obs.len()];
+    let mut queue: Vec<usize> = Vec::new();
+    let mut head = 0;
+    let mut pending = seeds;
+    loop {
+        loop {
+            if let Some(c) = whole.pop() {
+                if !cust_done[c as usize] {
+                    cust_done[c as usize] = true;
+                    pending.extend(cust_obs[c as usize].iter().copied());
+                }
+                continue;
+            }
+            let Some(i) = pending.pop() else { break };
+            if in_s[i] {
+                continue;
+            }
+            in_s[i] = true;
+            queue.push(i);
+            whole.extend(obs_custs[i].iter().copied());
+            pending.extend(obs_of_record[obs[i].record].iter().copied());
+        }
+        if head == queue.len() {
+            break;
+        }
+        let batch = &queue[head..];
+        head = queue.len();
+        let reached: Vec<usize> = batch
+            .par_iter()
+            .flat_map_iter(|&a| {
+                let mut near: Vec<usize> = Vec::new();
+                for k in &per_obs[a] {
+                    let Some(&b) = block_of.get(k.as_str()) else { continue };
+                    let ms = &members[b as usize];
+                    if !block_used(k, ms.len()) {
+                        continue;
+                    }
+                    let ms = paired(ms);
+                    if ms.binary_search(&(a as u32)).is_err() {
+                        continue;
+                    }
+                    near.extend(ms.iter().map(|&m| m as usize).filter(|&m| !in_s[m] && obs[m].record != obs[a].record));
+                }
+                near.sort_unstable();
+                near.dedup();
+                near.into_iter().filter(move |&m| merges(a, m))
+            })
+            .collect();
+        pending.extend(reached);
+    }
+
+    // The rest: previous customers joined by records that were members of several.
+    let mut parent: Vec<u32> = (0..cust_obs.len() as u32).collect();
+    fn find(p: &mut [u32], mut x: u32) -> u32 {
+        while p[x as usize] != x {
+            p[x as usize] = p[p[x as usize] as usize];
+            x = p[x as usize];
+        }
+        x
+    }
+    for cs in &obs_custs {
+        for w in cs.windows(2) {
+            let (a, b) = (find(&mut parent, w[0]), find(&mut parent, w[1]));
+            parent[a.max(b) as usize] = a.min(b);
+        }
+    }
+    (0..obs.len())
+        .map(|i| match obs_custs[i].first() {
+            Some(&c) if !in_s[i] => 1 + find(&mut parent, c),
+            _ => 0,
+        })
+        .collect()
 }
 
 /// Blocking keys of a normalized address, so that a record whose name was mistyped or
@@ -815,7 +1082,7 @@ mod tests {
             rec("crm:c/2", RecordKind::Row, vec![m(Person, "john smith", 0), m(City, "boston", 0)]),
             rec("crm:c/3", RecordKind::Row, vec![m(Person, "john smith", 0), m(City, "austin", 0)]),
         ];
-        let r = resolve(&records, &Weights::default());
+        let r = resolve(&records, Plan::Estimate(&Weights::default()));
         let jane = &r.links["crm:c/1"];
         assert_eq!(jane.len(), 1);
         for k in ["legal:k.pdf#p1", "mail:box/m1", "calls:n!r2"] {
@@ -841,7 +1108,7 @@ mod tests {
                 ],
             ),
         ];
-        let r = resolve(&records, &Weights::default());
+        let r = resolve(&records, Plan::Estimate(&Weights::default()));
         assert_eq!(r.customers.len(), 2);
         assert_eq!(r.links["legal:c#p1"].len(), 2);
     }
@@ -854,7 +1121,7 @@ mod tests {
         }
         records.push(rec("crm:h1", RecordKind::Row, vec![m(Person, "john smith", 0), m(Phone, "+15552220000", 0)]));
         records.push(rec("crm:h2", RecordKind::Row, vec![m(Person, "mary smith", 0), m(Phone, "+15552220000", 0)]));
-        let r = resolve(&records, &Weights::default());
+        let r = resolve(&records, Plan::Estimate(&Weights::default()));
         assert_eq!(
             r.customers.len(),
             7,
@@ -870,10 +1137,109 @@ mod tests {
             rec("b:2", RecordKind::Row, vec![m(Person, "jane smith", 0), m(Email, "j@s.example", 0)]),
             rec("a:1", RecordKind::Row, vec![m(Person, "jane smith", 0), m(Email, "j@s.example", 0)]),
         ];
-        let r = resolve(&records, &Weights::default());
+        let r = resolve(&records, Plan::Estimate(&Weights::default()));
         assert_eq!(r.customers.len(), 1);
         assert_eq!(r.customers[0].id, customer_id("a:1", 0));
         let l = r.customers[0].links.iter().find(|l| l.key == "b:2").unwrap();
         assert!(l.evidence.iter().any(|e| e.kind == "email" && e.other == "a:1"));
+    }
+
+    /// Record key → member-of customers, as the state store keeps them.
+    fn members_of(r: &Resolution) -> HashMap<String, Vec<String>> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for c in &r.customers {
+            for l in c.links.iter().filter(|l| l.role == "member") {
+                out.entry(l.key.clone()).or_default().push(c.id.clone());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn an_incremental_run_gives_what_a_full_run_with_the_same_model_gives() {
+        let cfg = crate::config::Config::parse("[index]\npath = \"unused\"\n", "t", std::path::Path::new("."))
+            .expect("config");
+        let entities = crate::entities::Entities::new(&cfg);
+        let entity = |r: &dossier_schema::Record| RecordEntities {
+            key: r.key.clone(),
+            kind: r.kind,
+            parent: None,
+            mentions: entities.mentions(r),
+        };
+        let population = crate::synth::population(3000, 11);
+        let mut old: Vec<RecordEntities> = population.iter().map(|(r, _)| entity(r)).collect();
+        // A contract naming two customers, so that a record is a member of two.
+        let mut two = old[0].clone();
+        two.key = "legal:two#p1".into();
+        two.mentions.extend(old[1].mentions.iter().map(|m| Mention { party: 1, ..m.clone() }));
+        old.push(two);
+        old.sort_by(|a, b| a.key.cmp(&b.key));
+        let first = resolve(&old, Plan::Estimate(&Weights::default()));
+        let model = first.learnt.clone().expect("a model is learnt");
+        assert!(model.weights.estimated);
+        // Learning and reusing the model give the same customers.
+        assert_eq!(resolve(&old, Plan::Fixed(&model)).customers, first.customers);
+
+        // Change a record in 40, remove one in 50, add new people and new records of known
+        // people, and make an office phone shared by many (it turns generic).
+        let mut new: Vec<RecordEntities> = Vec::new();
+        let mut replaced = Vec::new();
+        let mut fresh = std::collections::HashSet::new();
+        for (i, r) in old.iter().enumerate() {
+            if i % 50 == 7 {
+                replaced.push(r.clone());
+            } else if i % 40 == 3 {
+                replaced.push(r.clone());
+                let mut c = r.clone();
+                c.mentions.retain(|m| m.kind != Email);
+                c.mentions.push(m(Phone, "+15550009999", 0));
+                fresh.insert(c.key.clone());
+                new.push(c);
+            } else {
+                new.push(r.clone());
+            }
+        }
+        for (n, (r, _)) in crate::synth::population(120, 99).iter().enumerate() {
+            let mut e = entity(r);
+            e.key = format!("new:{n}");
+            fresh.insert(e.key.clone());
+            new.push(e);
+        }
+        for (n, r) in old.iter().step_by(97).enumerate() {
+            let e = RecordEntities { key: format!("copy:{n}"), ..r.clone() };
+            fresh.insert(e.key.clone());
+            new.push(e);
+        }
+        new.sort_by(|a, b| a.key.cmp(&b.key));
+        let previous = Previous {
+            members: members_of(&first),
+            fresh,
+            replaced,
+            generic: first.generic.iter().map(|(v, _)| v.clone()).collect(),
+        };
+        let incremental = resolve(&new, Plan::Incremental(&model, &previous));
+        let full = resolve(&new, Plan::Fixed(&model));
+        assert!(full.generic.iter().any(|(v, _)| v == "+15550009999"));
+        assert!(
+            incremental.resolved < incremental.observations / 2,
+            "{} of {} resolved again",
+            incremental.resolved,
+            incremental.observations
+        );
+        assert_eq!(incremental.customers.len(), full.customers.len());
+        for (a, b) in incremental.customers.iter().zip(&full.customers) {
+            assert_eq!(a, b);
+        }
+        assert_eq!(incremental.links, full.links);
+
+        // Nothing changed: nothing is resolved again, and the result stands.
+        let still = Previous {
+            members: members_of(&full),
+            generic: full.generic.iter().map(|(v, _)| v.clone()).collect(),
+            ..Default::default()
+        };
+        let again = resolve(&new, Plan::Incremental(&model, &still));
+        assert_eq!(again.resolved, 0);
+        assert_eq!(again.customers, full.customers);
     }
 }
