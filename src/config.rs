@@ -271,6 +271,9 @@ impl Config {
                 crate::schedule::Schedule::parse(sched)
                     .map_err(|e| bad(format!("source `{}`: schedule: {e}", s.name)))?;
             }
+            if let Some(b) = &s.budget {
+                crate::schedule::parse_duration(b).map_err(|e| bad(format!("source `{}`: budget: {e}", s.name)))?;
+            }
         }
         for k in &self.keys {
             if !self.roles.contains_key(&k.role) {

@@ -322,7 +322,7 @@ fn index(cfg: &Config, full: bool, sources: Vec<String>) -> Result<RunReport> {
     let progress = std::io::stderr().is_terminal();
     // Parsers run in worker processes started from this very binary.
     let isolate = std::env::current_exe().ok();
-    let report = pipeline::run(cfg, &RunOptions { full, sources, progress, isolate })?;
+    let report = pipeline::run(cfg, &RunOptions { full, sources, progress, isolate, deadline: None })?;
     Ok(report)
 }
 
@@ -452,7 +452,12 @@ fn serve(cfg: &Config, listen: Option<String>) -> Result<()> {
             "note: no API keys yet, so the API refuses every request; create one with `dossier keys add NAME --role ROLE`"
         );
     }
-    let state = dossier::server::AppState::new(cfg, engine)?;
+    let mut state = dossier::server::AppState::new(cfg, engine)?;
+    let scheduled: Vec<&str> = cfg.sources.iter().filter(|s| s.schedule.is_some()).map(|s| s.name.as_str()).collect();
+    if !scheduled.is_empty() {
+        eprintln!("re-indexing on schedule: {}", scheduled.join(", "));
+    }
+    state.runs = Some(dossier::schedule::Runs::start(cfg.clone(), std::env::current_exe().ok()));
     let listen = listen.unwrap_or_else(|| cfg.server.listen.clone());
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(dossier::server::serve(state, &listen)).with_context(|| format!("serving on {listen}"))?;

@@ -6,7 +6,7 @@ use dossier_schema::{ApiErrorBody, Dossier, Health, Record, SearchResponse, Subj
 use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
-use crate::server::{ExportRequest, MAX_PAGE, MAX_PER_PAGE, MAX_QUERY, WhoAmI};
+use crate::server::{ExportRequest, MAX_PAGE, MAX_PER_PAGE, MAX_QUERY, RunQueued, RunRequest, WhoAmI};
 use crate::state::{AuditEntry, RunReport};
 
 fn param(name: &str, required: bool, desc: &str, schema: Value) -> Value {
@@ -37,6 +37,8 @@ pub fn document() -> Value {
     let audit = g.subschema_for::<Vec<AuditEntry>>().to_value();
     let export = g.subschema_for::<SubjectExport>().to_value();
     let export_req = g.subschema_for::<ExportRequest>().to_value();
+    let run_req = g.subschema_for::<RunRequest>().to_value();
+    let run_queued = g.subschema_for::<RunQueued>().to_value();
     let schemas = g.take_definitions(true);
     let err = |desc: &str| ok(desc, error.clone());
     let denied = err("No key, or a key that is not valid (revoked, never issued)");
@@ -71,6 +73,16 @@ pub fn document() -> Value {
                     param("limit", false, "Most entries", json!({ "type": "integer", "minimum": 1, "maximum": 10000, "default": 100 })),
                 ],
                 "responses": { "200": ok("Entries", audit), "400": err("A parameter out of range"), "401": denied.clone(), "403": admin.clone() }
+            }},
+            "/api/admin/runs": { "post": {
+                "summary": "Queue an index run of one source or of every source (administrators; audited)",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": run_req } } },
+                "responses": {
+                    "202": ok("Queued, or already waiting", run_queued),
+                    "400": err("A body that is not the JSON described"),
+                    "401": denied.clone(), "403": admin.clone(), "404": err("No such source"),
+                    "503": err("The server was started without its runner")
+                }
             }},
             "/api/admin/export-subject": { "post": {
                 "summary": "Everything held about one customer, for a subject-access request (administrators; audited)",

@@ -48,6 +48,8 @@ pub struct RunOptions {
     /// Extract files in worker processes started from this executable
     /// (`dossier extract-worker`); `None` extracts in this process.
     pub isolate: Option<std::path::PathBuf>,
+    /// Items not extracted by then wait for the next run (a source's time budget).
+    pub deadline: Option<Instant>,
 }
 
 /// Paths of the index and state store under the config's index folder.
@@ -172,18 +174,27 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             Isolated::new(exe.clone(), size, spec.limits.memory_mib)
         });
         let pb = bar(opts.progress, items.len() as u64, &spec.name);
-        let results: Vec<(usize, Result<Extracted, String>)> = items
+        // `None`: the time budget was spent before this item; it stays as it was, to be
+        // extracted by the next run.
+        let results: Vec<(usize, Option<Result<Extracted, String>>)> = items
             .par_iter()
             .enumerate()
             .map(|(i, item)| {
+                if opts.deadline.is_some_and(|d| Instant::now() >= d) {
+                    return (i, None);
+                }
                 let r = extract_item(&x, item, pool.as_ref());
                 pb.inc(1);
-                (i, r)
+                (i, Some(r))
             })
             .collect();
         pb.finish_and_clear();
         for (i, res) in results {
             let item = &items[i];
+            let Some(res) = res else {
+                sr.deferred += 1;
+                continue;
+            };
             store.delete_item(&writer, &spec.name, &item.locator);
             touched_items.insert((spec.name.clone(), item.locator.clone()));
             match res {
@@ -210,6 +221,13 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             }
         }
         stage(&mut report, "extraction", t_extract);
+        if sr.deferred > 0 {
+            tracing::warn!(
+                source = spec.name,
+                deferred = sr.deferred,
+                "the source's time budget ran out; the items left wait for the next run"
+            );
+        }
         sr.millis = ts.elapsed().as_millis() as u64;
         if opts.progress {
             eprintln!(

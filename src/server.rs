@@ -163,6 +163,10 @@ pub struct AppState {
     pub auth: Auth,
     /// The audit log's writer.
     pub audit: AuditWriter,
+    /// The index runs of this server (scheduled and asked for), when it runs them.
+    pub runs: Option<crate::schedule::Runs>,
+    /// The configured sources' names.
+    sources: Vec<String>,
 }
 
 impl AppState {
@@ -171,7 +175,8 @@ impl AppState {
         let (_, state_path) = crate::pipeline::paths(cfg);
         let open = || Store::open(&state_path).map_err(QueryError::from);
         let audit = AuditWriter::start(open()?, open()?)?;
-        Ok(AppState { engine, auth: Auth::new(cfg), audit })
+        let sources = cfg.sources.iter().map(|s| s.name.clone()).collect();
+        Ok(AppState { engine, auth: Auth::new(cfg), audit, runs: None, sources })
     }
 
     /// Writes audit entries; a request whose look cannot be recorded is refused.
@@ -437,6 +442,51 @@ async fn audit(
     Ok(Json(r))
 }
 
+/// `POST /api/admin/runs` body: which source to index (every source when absent).
+#[derive(Deserialize, Serialize, Default, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// The source's name.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Re-extract every item, as `dossier index --full`.
+    #[serde(default)]
+    pub full: bool,
+}
+
+/// `POST /api/admin/runs` answer.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct RunQueued {
+    /// True when the run was queued; false when one for the same source was already waiting.
+    pub queued: bool,
+    /// The source (absent: every source).
+    pub source: Option<String>,
+}
+
+async fn start_run(
+    State(st): State<Arc<AppState>>,
+    Extension(v): Extension<Viewer>,
+    body: Result<Json<RunRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<RunQueued>), ApiError> {
+    admin_only(&v)?;
+    let Json(req) = body.map_err(|e| ApiError(e.status(), format!("bad JSON body: {}", e.body_text())))?;
+    let Some(runs) = st.runs.clone() else {
+        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "this server does not run index passes".into()));
+    };
+    if let Some(s) = &req.source
+        && !st.sources.contains(s)
+    {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no source named `{s}` in the config")));
+    }
+    let queued = runs.request(req.source.clone(), req.full);
+    let detail = format!("source {}, full {}", req.source.as_deref().unwrap_or("*"), req.full);
+    blocking(move || {
+        st.audit(&v, vec![AuditEntry { action: "run".into(), detail: Some(detail), ..Default::default() }])
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(RunQueued { queued, source: req.source })))
+}
+
 /// `POST /api/admin/export-subject` body.
 #[derive(Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -554,6 +604,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/customers/{id}", get(customer))
         .route("/api/records/{*key}", get(record))
         .route("/api/runs", get(runs))
+        .route("/api/admin/runs", post(start_run))
         .route("/api/whoami", get(whoami))
         .route("/api/admin/audit", get(audit))
         .route("/api/admin/export-subject", post(export_subject))

@@ -143,6 +143,9 @@ pub struct SourceReport {
     /// Times a dropped database connection was re-established and the read resumed.
     #[serde(default)]
     pub reconnects: u32,
+    /// Items left for the next run because the source's time budget ran out.
+    #[serde(default)]
+    pub deferred: u64,
 }
 
 /// What a run did.

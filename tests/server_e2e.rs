@@ -202,3 +202,62 @@ fn bench_search_times_every_demo_query_and_loads_the_http_api() {
     assert_eq!(r["http"]["errors"].as_u64(), Some(0), "{r}");
     assert!(r["http"]["peak_rss_mib"].as_f64().unwrap() > 0.0);
 }
+
+/// Polls `check` every 250 ms for up to `secs` seconds.
+fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    false
+}
+
+#[test]
+fn the_server_runs_scheduled_and_requested_index_passes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("co");
+    let cfg = common::demo(&dir, 20);
+    // The call notes every two seconds.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let calls = text.find("name = \"calls\"").unwrap();
+    let at = calls + text[calls..].find("schedule = ").unwrap();
+    let end = at + text[at..].find('\n').unwrap();
+    std::fs::write(&cfg, format!("{}schedule = \"every 2s\"{}", &text[..at], &text[end..])).unwrap();
+    let srv = start(&cfg);
+    let a = srv.1.as_str();
+    let admin = demo_key(&cfg, "admin");
+    let support = demo_key(&cfg, "support");
+
+    // A new call note is found without anyone running `dossier index`.
+    let notes = dir.join("calls/call-notes.csv");
+    let mut text = std::fs::read_to_string(&notes).unwrap();
+    text.push_str("2024-12-02,agent7,,\"caller gave ORD-104233, asked about the zanzibarite upgrade\"\n");
+    std::fs::write(&notes, text).unwrap();
+    let found = eventually(60, || {
+        let (st, body) = common::get_as(a, &admin, "/api/search?q=zanzibarite");
+        st == 200 && body["total"].as_u64().unwrap_or(0) > 0
+    });
+    assert!(found, "the scheduled run indexed the note; server log:\n{}", srv.2.lock().unwrap());
+
+    // An administrator asks for a run of one source; others may not, and unknown sources are named.
+    let post = |key: &str, body: &str| common::request(a, "POST", "/api/admin/runs", Some(key), Some(body));
+    let (st, body) = post(&admin, r#"{"source":"billing"}"#);
+    assert_eq!((st, &body["source"]), (202, &serde_json::json!("billing")), "{body}");
+    assert_eq!(post(&support, r#"{"source":"billing"}"#).0, 403);
+    let (st, body) = post(&admin, r#"{"source":"nope"}"#);
+    assert_eq!(st, 404, "{body}");
+    assert_eq!(post(&admin, r#"{"sauce":"billing"}"#).0, 422);
+    let ran = eventually(60, || {
+        let (_, runs) = common::get_as(a, &admin, "/api/runs");
+        runs.as_array().is_some_and(|rs| {
+            rs.iter().any(|r| {
+                r["status"] == "completed"
+                    && r["sources"].as_array().is_some_and(|s| s.len() == 1 && s[0]["source"] == "billing")
+            })
+        })
+    });
+    assert!(ran, "the requested run finished; server log:\n{}", srv.2.lock().unwrap());
+}

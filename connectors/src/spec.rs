@@ -162,6 +162,10 @@ pub struct SourceSpec {
     /// When to re-index: cron syntax (`0 */15 * * * *`) or an interval (`every 15m`).
     #[serde(default)]
     pub schedule: Option<String>,
+    /// Longest a scheduled or asked-for run of this source may extract (`30m`); what is left
+    /// waits for the next run.
+    #[serde(default)]
+    pub budget: Option<String>,
     /// Passwords to try on encrypted PDFs and workbooks.
     #[serde(default)]
     pub passwords: Vec<String>,
@@ -190,6 +194,7 @@ impl SourceSpec {
             exclude: Vec::new(),
             roles: Vec::new(),
             schedule: None,
+            budget: None,
             passwords: Vec::new(),
             fields: BTreeMap::new(),
             tables: Vec::new(),
