@@ -14,6 +14,7 @@ pub mod eval;
 pub mod extraction;
 
 pub mod index;
+pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod query;

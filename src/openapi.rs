@@ -74,6 +74,13 @@ pub fn document() -> Value {
                 ],
                 "responses": { "200": ok("Entries", audit), "400": err("A parameter out of range"), "401": denied.clone(), "403": admin.clone() }
             }},
+            "/metrics": { "get": {
+                "summary": "Prometheus metrics in OpenMetrics text: requests and latency by route, index runs by status, the last run's items per source and outcome, its duration and finish time, customers, index size (administrators)",
+                "responses": {
+                    "200": { "description": "OpenMetrics text", "content": { "application/openmetrics-text": { "schema": { "type": "string" } } } },
+                    "401": denied.clone(), "403": admin.clone()
+                }
+            }},
             "/api/admin/runs": { "post": {
                 "summary": "Queue an index run of one source or of every source (administrators; audited)",
                 "requestBody": { "required": true, "content": { "application/json": { "schema": run_req } } },

@@ -167,6 +167,10 @@ pub struct AppState {
     pub runs: Option<crate::schedule::Runs>,
     /// The configured sources' names.
     sources: Vec<String>,
+    /// Request counts and latencies.
+    metrics: crate::metrics::Metrics,
+    /// The index folder, for its size.
+    index_dir: std::path::PathBuf,
 }
 
 impl AppState {
@@ -176,7 +180,15 @@ impl AppState {
         let open = || Store::open(&state_path).map_err(QueryError::from);
         let audit = AuditWriter::start(open()?, open()?)?;
         let sources = cfg.sources.iter().map(|s| s.name.clone()).collect();
-        Ok(AppState { engine, auth: Auth::new(cfg), audit, runs: None, sources })
+        Ok(AppState {
+            engine,
+            auth: Auth::new(cfg),
+            audit,
+            runs: None,
+            sources,
+            metrics: crate::metrics::Metrics::new(),
+            index_dir: cfg.index_dir(),
+        })
     }
 
     /// Writes audit entries; a request whose look cannot be recorded is refused.
@@ -442,6 +454,45 @@ async fn audit(
     Ok(Json(r))
 }
 
+/// `GET /metrics`: OpenMetrics text for Prometheus (administrators' keys: set the scrape job's
+/// `authorization` credentials to one).
+async fn metrics(State(st): State<Arc<AppState>>, Extension(v): Extension<Viewer>) -> Result<Response, ApiError> {
+    admin_only(&v)?;
+    let text = blocking(move || {
+        let mut snap = st
+            .engine
+            .with_state(|s| -> Result<_, crate::state::StateError> {
+                Ok(crate::metrics::IndexSnapshot {
+                    runs: s.run_counts()?,
+                    last: s.last_finished_run()?.map(|(r, at)| {
+                        let secs = chrono::DateTime::parse_from_rfc3339(&at)
+                            .map_or(0.0, |t| t.timestamp_millis() as f64 / 1e3);
+                        (r, secs)
+                    }),
+                    customers: s.customer_count()?,
+                    index_bytes: 0,
+                })
+            })?
+            .map_err(QueryError::from)?;
+        snap.index_bytes = crate::metrics::folder_bytes(&st.index_dir);
+        st.metrics.render(&snap).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+}
+
+/// Counts and times every request by its route's pattern.
+async fn track(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let t = std::time::Instant::now();
+    let res = next.run(req).await;
+    st.metrics.observe(&route, res.status().as_u16(), t.elapsed().as_secs_f64());
+    res
+}
+
 /// `POST /api/admin/runs` body: which source to index (every source when absent).
 #[derive(Deserialize, Serialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -605,6 +656,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/records/{*key}", get(record))
         .route("/api/runs", get(runs))
         .route("/api/admin/runs", post(start_run))
+        .route("/metrics", get(metrics))
         .route("/api/whoami", get(whoami))
         .route("/api/admin/audit", get(audit))
         .route("/api/admin/export-subject", post(export_subject))
@@ -615,6 +667,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(page))
         .route("/api/health", get(health))
         .merge(api)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

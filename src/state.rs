@@ -254,6 +254,32 @@ impl State {
         Ok(out)
     }
 
+    /// Runs recorded, by status.
+    pub fn run_counts(&self) -> Result<Vec<(String, u64)>, StateError> {
+        let mut st = self.conn.prepare("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The last run that finished, with when it finished (RFC 3339).
+    pub fn last_finished_run(&self) -> Result<Option<(RunReport, String)>, StateError> {
+        let row = self
+            .conn
+            .query_row("SELECT id, finished FROM runs WHERE finished IS NOT NULL ORDER BY id DESC LIMIT 1", [], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .optional()?;
+        let Some((id, finished)) = row else { return Ok(None) };
+        // Runs left `running` by a crash come after it at most a few times.
+        let report = self.runs(50, 0)?.into_iter().find(|r| r.id == id);
+        Ok(report.map(|r| (r, finished)))
+    }
+
+    /// How many customers there are.
+    pub fn customer_count(&self) -> Result<u64, StateError> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM customers", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
     /// Record key → the customers it is a member of.
     pub fn member_links(&self) -> Result<HashMap<String, Vec<String>>, StateError> {
         let mut st = self.conn.prepare("SELECT key, customer FROM links WHERE role = 'member'")?;

@@ -260,4 +260,20 @@ fn the_server_runs_scheduled_and_requested_index_passes() {
         })
     });
     assert!(ran, "the requested run finished; server log:\n{}", srv.2.lock().unwrap());
+
+    // Prometheus sees the runs, the searches and their latency.
+    let (st, text) = common::get_as(a, &admin, "/metrics");
+    let text = text.as_str().unwrap_or_default().to_string();
+    assert_eq!(st, 200, "{text}");
+    for want in [
+        "dossier_index_runs{status=\"completed\"}",
+        "dossier_last_run_items{source=",
+        "dossier_http_requests_total{route=\"/api/search\",status=\"200\"}",
+        "dossier_request_duration_seconds_bucket{le=",
+        "dossier_last_run_finished_timestamp_seconds",
+        "dossier_index_size_bytes",
+    ] {
+        assert!(text.contains(want), "{want} missing from\n{text}");
+    }
+    assert_eq!(common::get_as(a, &support, "/metrics").0, 403);
 }
