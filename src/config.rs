@@ -271,6 +271,14 @@ impl Config {
                 crate::schedule::Schedule::parse(sched)
                     .map_err(|e| bad(format!("source `{}`: schedule: {e}", s.name)))?;
             }
+            if s.watch
+                && !matches!(s.kind, dossier_connectors::SourceKind::Files | dossier_connectors::SourceKind::Tickets)
+            {
+                return Err(bad(format!(
+                    "source `{}`: `watch` is for files and tickets sources; give a database a `schedule`",
+                    s.name
+                )));
+            }
             if let Some(b) = &s.budget {
                 crate::schedule::parse_duration(b).map_err(|e| bad(format!("source `{}`: budget: {e}", s.name)))?;
             }

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use notify_debouncer_mini::notify::{self, RecommendedWatcher, RecursiveMode};
+use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+
 use crate::config::Config;
 use crate::pipeline::RunOptions;
 
@@ -82,7 +85,12 @@ struct Request {
 pub struct Runs {
     tx: crossbeam_channel::Sender<Request>,
     waiting: Arc<Mutex<BTreeSet<String>>>,
+    /// The file watchers of sources with `watch = true` (they stop when dropped).
+    watchers: Arc<Mutex<Vec<Debouncer<RecommendedWatcher>>>>,
 }
+
+/// How long a burst of file events is gathered before one run.
+const DEBOUNCE: Duration = Duration::from_secs(1);
 
 /// What the name of "every source" is in the waiting set.
 const ALL: &str = "*";
@@ -92,7 +100,13 @@ impl Runs {
     /// extracts files in worker processes started from that executable.
     pub fn start(cfg: Config, isolate: Option<PathBuf>) -> Runs {
         let (tx, rx) = crossbeam_channel::bounded::<Request>(256);
-        let runs = Runs { tx, waiting: Arc::new(Mutex::new(BTreeSet::new())) };
+        let runs =
+            Runs { tx, waiting: Arc::new(Mutex::new(BTreeSet::new())), watchers: Arc::new(Mutex::new(Vec::new())) };
+        for s in cfg.sources.iter().filter(|s| s.watch) {
+            if let Err(e) = runs.watch(&cfg, s) {
+                tracing::warn!(source = s.name, "cannot watch the source's files ({e}); it runs on its schedule only");
+            }
+        }
         let scheduled: Vec<(String, Schedule)> = cfg
             .sources
             .iter()
@@ -128,6 +142,24 @@ impl Runs {
         }
         drop(w);
         self.tx.try_send(req).is_ok()
+    }
+
+    /// Watches a file source's folder: a change (not one inside the index folder) queues a run.
+    fn watch(&self, cfg: &Config, s: &dossier_connectors::SourceSpec) -> Result<(), notify::Error> {
+        let root = cfg.base.join(dossier_connectors::spec::expand_env(&s.location));
+        let index_dir = cfg.index_dir();
+        let (runs, name) = (self.clone(), s.name.clone());
+        let mut debouncer = new_debouncer(DEBOUNCE, move |res: DebounceEventResult| {
+            let Ok(events) = res else { return };
+            if events.iter().any(|e| !e.path.starts_with(&index_dir)) {
+                runs.queue(Request { source: Some(name.clone()), full: false, why: "watched" });
+            }
+        })?;
+        debouncer.watcher().watch(&root, RecursiveMode::Recursive)?;
+        if let Ok(mut w) = self.watchers.lock() {
+            w.push(debouncer);
+        }
+        Ok(())
     }
 
     /// Queues each scheduled source when its time (plus jitter) comes.

@@ -220,8 +220,8 @@ fn the_server_runs_scheduled_and_requested_index_passes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("co");
     let cfg = common::demo(&dir, 20);
-    // The call notes every two seconds.
-    let text = std::fs::read_to_string(&cfg).unwrap();
+    // The call notes every two seconds, not watched: the schedule alone must find the change.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("\nwatch = true", "\n");
     let calls = text.find("name = \"calls\"").unwrap();
     let at = calls + text[calls..].find("schedule = ").unwrap();
     let end = at + text[at..].find('\n').unwrap();
@@ -276,4 +276,32 @@ fn the_server_runs_scheduled_and_requested_index_passes() {
         assert!(text.contains(want), "{want} missing from\n{text}");
     }
     assert_eq!(common::get_as(a, &support, "/metrics").0, 403);
+}
+
+#[test]
+fn a_watched_source_is_searchable_seconds_after_a_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("co");
+    let cfg = common::demo(&dir, 20);
+    // Only the call notes watched.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("\nwatch = true", "\n");
+    let calls = text.find("name = \"calls\"").unwrap();
+    let end = calls + text[calls..].find('\n').unwrap();
+    std::fs::write(&cfg, format!("{}\nwatch = true{}", &text[..end], &text[end..])).unwrap();
+    let srv = start(&cfg);
+    let a = srv.1.as_str();
+    let admin = demo_key(&cfg, "admin");
+    // Give the watcher a moment to be in place.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let notes = dir.join("calls/call-notes.csv");
+    let mut text = std::fs::read_to_string(&notes).unwrap();
+    text.push_str("2024-12-03,agent2,,\"caller gave ORD-104233 and asked about the quokkaline plan\"\n");
+    let t = std::time::Instant::now();
+    std::fs::write(&notes, text).unwrap();
+    let found = eventually(60, || {
+        let (st, body) = common::get_as(a, &admin, "/api/search?q=quokkaline");
+        st == 200 && body["total"].as_u64().unwrap_or(0) > 0
+    });
+    assert!(found, "the watched change was indexed; server log:\n{}", srv.2.lock().unwrap());
+    eprintln!("change to searchable: {:.1} s", t.elapsed().as_secs_f64());
 }

@@ -166,6 +166,10 @@ pub struct SourceSpec {
     /// waits for the next run.
     #[serde(default)]
     pub budget: Option<String>,
+    /// For file sources: `dossier serve` indexes a change within seconds of it (bursts are
+    /// gathered for a second first).
+    #[serde(default)]
+    pub watch: bool,
     /// Passwords to try on encrypted PDFs and workbooks.
     #[serde(default)]
     pub passwords: Vec<String>,
@@ -195,6 +199,7 @@ impl SourceSpec {
             roles: Vec::new(),
             schedule: None,
             budget: None,
+            watch: false,
             passwords: Vec::new(),
             fields: BTreeMap::new(),
             tables: Vec::new(),
