@@ -271,6 +271,43 @@ impl IndexStore {
         Ok(())
     }
 
+    /// How many live documents hold each `key` value (record keys, and customer ids once per
+    /// view document), read from the term dictionary of the last commit.
+    pub fn key_counts(&self) -> Result<HashMap<String, u32>, IndexError> {
+        use tantivy::DocSet;
+        let searcher = self.reader.searcher();
+        let io = |e: std::io::Error| IndexError::Io("the index's key terms".into(), e.to_string());
+        let mut out: HashMap<String, u32> = HashMap::new();
+        for seg in searcher.segment_readers() {
+            let inverted = seg.inverted_index(self.fields.key)?;
+            let alive = seg.alive_bitset();
+            let mut terms = inverted.terms().stream().map_err(io)?;
+            while terms.advance() {
+                let mut postings = inverted
+                    .read_postings_from_terminfo(terms.value(), tantivy::schema::IndexRecordOption::Basic)
+                    .map_err(io)?;
+                let mut n = 0u32;
+                let mut doc = postings.doc();
+                while doc != tantivy::TERMINATED {
+                    if alive.is_none_or(|a| a.is_alive(doc)) {
+                        n += 1;
+                    }
+                    doc = postings.advance();
+                }
+                if n > 0 {
+                    *out.entry(String::from_utf8_lossy(terms.key()).into_owned()).or_default() += n;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The run id the last commit carries (`None` before the first).
+    pub fn committed_run(&self) -> Result<Option<i64>, IndexError> {
+        let metas = self.index.load_metas()?;
+        Ok(metas.payload.as_deref().and_then(|p| p.strip_prefix("run=")).and_then(|r| r.parse().ok()))
+    }
+
     /// The stored record with `key`, if any.
     pub fn record(&self, key: &str) -> Result<Option<Record>, IndexError> {
         let searcher = self.reader.searcher();

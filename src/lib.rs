@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod bench;
+pub mod check;
 pub mod config;
 pub mod demo;
 pub mod entities;

@@ -77,6 +77,13 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Check that the index and the state store agree: every record indexed once, nothing
+    /// indexed the store does not know, a document for every customer. Exit 1 when they do not.
+    Check {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the last runs: counts, duration and per-item errors.
     Status {
         /// How many runs.
@@ -828,6 +835,43 @@ fn main() -> Result<()> {
         Command::Serve { listen } => {
             let cfg = Config::load(&cli.config)?;
             serve(&cfg, listen)?;
+        }
+        Command::Check { json } => {
+            let cfg = Config::load(&cli.config)?;
+            let r = dossier::check::check(&cfg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "{} records and {} customers in the state store; index at run {}, store at run {}",
+                    r.records,
+                    r.customers,
+                    r.index_run.map_or("none".into(), |n| n.to_string()),
+                    r.state_run.map_or("none".into(), |n| n.to_string())
+                );
+                for (what, f) in [
+                    ("indexed more than once", &r.duplicated),
+                    ("stored but not indexed", &r.missing),
+                    ("indexed but unknown to the store", &r.unknown),
+                    ("customers without a document", &r.customers_missing),
+                ] {
+                    if f.count > 0 {
+                        println!("{} {what}: {}", f.count, f.first.join(", "));
+                    }
+                }
+            }
+            if !r.consistent() {
+                if r.index_ahead() {
+                    bail!(
+                        "the index holds run {} that the state store never recorded (the run was killed between its two commits); the next `dossier index` reconciles them",
+                        r.index_run.unwrap_or_default()
+                    );
+                }
+                bail!("the index and the state store disagree; `dossier index --full` rebuilds the index");
+            }
+            if !json {
+                println!("consistent");
+            }
         }
         Command::Status { runs, json } => {
             let cfg = Config::load(&cli.config)?;

@@ -103,6 +103,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let store = IndexStore::open_for_run(&index_dir, opts.full && opts.sources.is_empty())?;
     let mut writer = store.writer(&index_dir)?;
     let mut state = State::open(&state_path)?;
+    // This process holds the index lock, so a run still marked running was killed.
+    let interrupted = state.mark_interrupted()?;
+    if interrupted > 0 {
+        tracing::warn!(interrupted, "an earlier run was interrupted; this run finishes its work");
+    }
     let (run_id, started) = state.begin_run(opts.full)?;
     let entities = Entities::new(cfg);
 

@@ -275,6 +275,27 @@ impl State {
         Ok(report.map(|r| (r, finished)))
     }
 
+    /// The last run that completed.
+    pub fn last_completed_run(&self) -> Result<Option<i64>, StateError> {
+        Ok(self.conn.query_row("SELECT MAX(id) FROM runs WHERE status = 'completed'", [], |r| r.get(0))?)
+    }
+
+    /// Marks runs still `running` as `interrupted`: called by a run holding the index lock, so
+    /// those were killed before they finished.
+    pub fn mark_interrupted(&self) -> Result<usize, StateError> {
+        Ok(self.conn.execute(
+            "UPDATE runs SET status = 'interrupted', finished = ?1 WHERE status = 'running'",
+            [chrono::Utc::now().to_rfc3339()],
+        )?)
+    }
+
+    /// Every customer id.
+    pub fn customer_ids(&self) -> Result<Vec<String>, StateError> {
+        let mut st = self.conn.prepare("SELECT id FROM customers ORDER BY id")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// How many customers there are.
     pub fn customer_count(&self) -> Result<u64, StateError> {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM customers", [], |r| r.get::<_, i64>(0))? as u64)
