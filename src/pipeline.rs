@@ -72,6 +72,58 @@ fn bar(show: bool, len: u64, what: &str) -> ProgressBar {
     b
 }
 
+/// Items the failure share is measured over.
+const FAILURE_WINDOW: usize = 200;
+
+/// Watches a source's item failures as they come and trips when they pass its limits, so a
+/// source that fails everything (a dead share, a missing tool) stops instead of grinding on.
+struct FailureGate {
+    max_consecutive: usize,
+    max_share: f64,
+    state: std::sync::Mutex<(usize, std::collections::VecDeque<bool>)>,
+    tripped: std::sync::OnceLock<String>,
+}
+
+impl FailureGate {
+    fn new(limits: &dossier_connectors::Limits) -> FailureGate {
+        FailureGate {
+            max_consecutive: limits.max_consecutive_failures,
+            max_share: limits.max_failure_share,
+            state: std::sync::Mutex::new((0, std::collections::VecDeque::with_capacity(FAILURE_WINDOW))),
+            tripped: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Records one item's outcome.
+    fn record(&self, failed: bool) {
+        let Ok(mut st) = self.state.lock() else { return };
+        let (consecutive, window) = &mut *st;
+        *consecutive = if failed { *consecutive + 1 } else { 0 };
+        if window.len() == FAILURE_WINDOW {
+            window.pop_front();
+        }
+        window.push_back(failed);
+        let failures = window.iter().filter(|f| **f).count();
+        let why = if self.max_consecutive > 0 && *consecutive >= self.max_consecutive {
+            Some(format!("{consecutive} items failed in a row"))
+        } else if window.len() == FAILURE_WINDOW && failures as f64 > self.max_share * FAILURE_WINDOW as f64 {
+            Some(format!("{failures} of the last {FAILURE_WINDOW} items failed"))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let _ = self.tripped.set(format!(
+                "stopped: {why} (limits.max_consecutive_failures {}, limits.max_failure_share {}); see the failed items' reasons, fix the cause and run again",
+                self.max_consecutive, self.max_share
+            ));
+        }
+    }
+
+    fn tripped(&self) -> Option<&String> {
+        self.tripped.get()
+    }
+}
+
 /// Extracts one item; a panic inside a parser costs this item only, and with
 /// workers so do hangs and memory blow-ups.
 fn extract_item(x: &Extractor, item: &Item, pool: Option<&Isolated>) -> Result<Extracted, String> {
@@ -179,26 +231,39 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             Isolated::new(exe.clone(), size, spec.limits.memory_mib)
         });
         let pb = bar(opts.progress, items.len() as u64, &spec.name);
-        // `None`: the time budget was spent before this item; it stays as it was, to be
-        // extracted by the next run.
+        // `None`: the time budget was spent, or the failures passed the source's limits, before
+        // this item; it stays as it was, to be extracted by the next run.
+        let gate = FailureGate::new(&spec.limits);
         let results: Vec<(usize, Option<Result<Extracted, String>>)> = items
             .par_iter()
             .enumerate()
             .map(|(i, item)| {
-                if opts.deadline.is_some_and(|d| Instant::now() >= d) {
+                if opts.deadline.is_some_and(|d| Instant::now() >= d) || gate.tripped().is_some() {
                     return (i, None);
                 }
                 let r = extract_item(&x, item, pool.as_ref());
+                gate.record(r.is_err());
                 pb.inc(1);
                 (i, Some(r))
             })
             .collect();
+        sr.stopped = gate.tripped().cloned();
         pb.finish_and_clear();
         for (i, res) in results {
             let item = &items[i];
             let Some(res) = res else {
                 sr.deferred += 1;
                 continue;
+            };
+            let res = match res {
+                // The source stopped: the cause is likely the source's, not the item's, so the
+                // item keeps what it had (in the index and the store) until a run reads it.
+                Err(reason) if sr.stopped.is_some() => {
+                    sr.failed += 1;
+                    report.errors.push(ItemError { source: spec.name.clone(), locator: item.locator.clone(), reason });
+                    continue;
+                }
+                res => res,
             };
             store.delete_item(&writer, &spec.name, &item.locator);
             touched_items.insert((spec.name.clone(), item.locator.clone()));
@@ -226,7 +291,12 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             }
         }
         stage(&mut report, "extraction", t_extract);
-        if sr.deferred > 0 {
+        if let Some(why) = &sr.stopped {
+            tracing::warn!(source = spec.name, "{why}");
+            if opts.progress {
+                eprintln!("{:>12}  {why}", spec.name);
+            }
+        } else if sr.deferred > 0 {
             tracing::warn!(
                 source = spec.name,
                 deferred = sr.deferred,
@@ -420,4 +490,35 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
 /// Adds the time since `since` to a stage of the run's report.
 fn stage(report: &mut RunReport, name: &str, since: Instant) {
     *report.stages.entry(name.to_string()).or_default() += since.elapsed().as_millis() as u64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failure_gate_trips_on_a_run_of_failures_or_a_bad_share() {
+        let limits = dossier_connectors::Limits { max_consecutive_failures: 3, ..Default::default() };
+        let g = FailureGate::new(&limits);
+        for failed in [true, true, false, true, true] {
+            g.record(failed);
+        }
+        assert!(g.tripped().is_none(), "a success breaks the run");
+        g.record(true);
+        assert!(g.tripped().is_some_and(|w| w.contains("3 items failed in a row")));
+
+        let limits =
+            dossier_connectors::Limits { max_consecutive_failures: 0, max_failure_share: 0.5, ..Default::default() };
+        let g = FailureGate::new(&limits);
+        for i in 0..FAILURE_WINDOW {
+            g.record(i % 2 == 0);
+        }
+        assert!(g.tripped().is_none(), "half is not more than half");
+        for _ in 0..4 {
+            g.record(true);
+            g.record(true);
+            g.record(false);
+        }
+        assert!(g.tripped().is_some_and(|w| w.contains("of the last 200")));
+    }
 }

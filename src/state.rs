@@ -143,9 +143,13 @@ pub struct SourceReport {
     /// Times a dropped database connection was re-established and the read resumed.
     #[serde(default)]
     pub reconnects: u32,
-    /// Items left for the next run because the source's time budget ran out.
+    /// Items left for the next run: the source's time budget ran out, or its failures passed
+    /// the limits.
     #[serde(default)]
     pub deferred: u64,
+    /// Why the source's run stopped before extracting every item, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// What a run did.

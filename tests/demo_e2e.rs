@@ -211,3 +211,38 @@ fn config_errors_name_the_file_and_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("dossier demo"));
 }
+
+#[test]
+fn a_source_that_fails_item_after_item_stops_and_keeps_what_it_had() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("good.txt"), "Jane Smith called about order ORD-104233.").unwrap();
+    let cfg = tmp.path().join("dossier.toml");
+    std::fs::write(
+        &cfg,
+        "[index]\npath = \"index\"\n\n[[sources]]\nname = \"docs\"\nkind = \"files\"\nlocation = \"docs\"\nlimits = { max_consecutive_failures = 5 }\n",
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    ok(&["index", "--config", c]);
+    // The share goes bad: every new file is a broken PDF.
+    for i in 0..60 {
+        std::fs::write(docs.join(format!("scan-{i:02}.pdf")), format!("%PDF-1.7 truncated {i}")).unwrap();
+    }
+    let report: serde_json::Value = serde_json::from_str(&ok(&["index", "--json", "--config", c])).unwrap();
+    let s = &report["sources"][0];
+    assert!(s["stopped"].as_str().unwrap_or_default().contains("in a row"), "{s}");
+    let (failed, deferred) = (s["failed"].as_u64().unwrap(), s["deferred"].as_u64().unwrap());
+    assert!(failed >= 5 && deferred > 0 && failed + deferred == 60, "{s}");
+    // What was indexed before is still there, and agrees with the store.
+    let check: serde_json::Value = serde_json::from_str(&ok(&["check", "--json", "--config", c])).unwrap();
+    assert_eq!(check["records"], 1, "{check}");
+    // Once the cause is gone, the next run goes through.
+    for i in 0..60 {
+        std::fs::remove_file(docs.join(format!("scan-{i:02}.pdf"))).unwrap();
+    }
+    let report: serde_json::Value = serde_json::from_str(&ok(&["index", "--json", "--config", c])).unwrap();
+    assert!(report["sources"][0]["stopped"].is_null(), "{report}");
+    ok(&["check", "--config", c]);
+}

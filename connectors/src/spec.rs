@@ -95,6 +95,12 @@ pub struct Limits {
     /// Address-space limit of an isolated extraction, in MiB.
     #[serde(default = "Limits::default_memory")]
     pub memory_mib: u64,
+    /// A run of a source stops after this many failed items in a row (0: never).
+    #[serde(default = "Limits::default_consecutive_failures")]
+    pub max_consecutive_failures: usize,
+    /// A run of a source stops when more than this share of its last 200 items failed (1.0: never).
+    #[serde(default = "Limits::default_failure_share")]
+    pub max_failure_share: f64,
 }
 
 impl Limits {
@@ -122,6 +128,12 @@ impl Limits {
     fn default_memory() -> u64 {
         2048
     }
+    fn default_consecutive_failures() -> usize {
+        50
+    }
+    fn default_failure_share() -> f64 {
+        0.5
+    }
 }
 
 impl Default for Limits {
@@ -135,6 +147,8 @@ impl Default for Limits {
             max_text_bytes: Self::default_max_text(),
             timeout_secs: Self::default_timeout(),
             memory_mib: Self::default_memory(),
+            max_consecutive_failures: Self::default_consecutive_failures(),
+            max_failure_share: Self::default_failure_share(),
         }
     }
 }
