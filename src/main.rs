@@ -301,16 +301,18 @@ fn print_report(r: &RunReport) {
     println!("run {} {}: {} customers, {:.1}s", r.id, r.status, r.customers, r.millis as f64 / 1000.0);
     for s in &r.sources {
         println!(
-            "  {:<12} {:>6} items  {:>5} new {:>5} changed {:>6} unchanged {:>4} deleted {:>4} failed  {:>7} records{}",
+            "  {:<12} {:>6} items  {:>5} new {:>5} changed {:>6} unchanged {:>4} moved {:>4} deleted {:>4} failed  {:>7} records{}{}",
             s.source,
             s.seen,
             s.new,
             s.changed,
             s.unchanged,
+            s.moved,
             s.deleted,
             s.failed,
             s.records,
-            s.error.as_deref().map(|e| format!("  ERROR: {e}")).unwrap_or_default()
+            if s.deferred > 0 { format!("  {} deferred to the next run", s.deferred) } else { String::new() },
+            s.error.as_deref().or(s.stopped.as_deref()).map(|e| format!("  ERROR: {e}")).unwrap_or_default()
         );
     }
     if !r.stages.is_empty() {

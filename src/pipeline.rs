@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
-use dossier_connectors::{Extractor, connector_for, extract::Extracted};
+use dossier_connectors::{Extractor, SourceKind, connector_for, extract::Extracted};
 use dossier_schema::{Item, ItemError, Payload, Record};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -70,6 +70,60 @@ fn bar(show: bool, len: u64, what: &str) -> ProgressBar {
     );
     b.set_message(what.to_string());
     b
+}
+
+/// Moved or renamed files: a new file whose version (size and nanosecond modification time,
+/// which a rename or `mv` keeps) is that of exactly one vanished file, and no other new file's.
+/// Returns (old locator, index of the new item).
+fn find_moves(known: &HashMap<String, String>, seen: &HashSet<String>, items: &[Item]) -> Vec<(String, usize)> {
+    let mut gone: HashMap<&str, Vec<&String>> = HashMap::new();
+    for (locator, version) in known.iter().filter(|(l, _)| !seen.contains(*l)) {
+        gone.entry(version.as_str()).or_default().push(locator);
+    }
+    if gone.is_empty() {
+        return Vec::new();
+    }
+    let mut new: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, item) in items.iter().enumerate().filter(|(_, it)| !known.contains_key(&it.locator)) {
+        new.entry(item.version.as_str()).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    for (version, news) in new {
+        if let ([i], Some([old])) = (news.as_slice(), gone.get(version).map(Vec::as_slice)) {
+            out.push(((*old).clone(), *i));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The records of item `old`, from the index and the store, keyed under item `new`.
+fn carry_over(
+    store: &IndexStore,
+    state: &State,
+    source: &str,
+    old: &str,
+    new: &str,
+) -> Result<Vec<(Record, Vec<dossier_schema::Mention>)>, String> {
+    let (old_prefix, new_prefix) = (Record::key_for(source, old), Record::key_for(source, new));
+    let rekey = |k: &str| k.strip_prefix(&old_prefix).map(|rest| format!("{new_prefix}{rest}"));
+    let base = |l: &str| l.rsplit('/').next().unwrap_or(l).to_string();
+    let (old_name, new_name) = (base(old), base(new));
+    let entities = state.entities_of_item(source, old).map_err(|e| e.to_string())?;
+    if entities.is_empty() {
+        return Err("no stored records".into());
+    }
+    let mut out = Vec::with_capacity(entities.len());
+    for e in entities {
+        let mut r = store.record(&e.key).map_err(|e| e.to_string())?.ok_or("a record is not in the index")?;
+        r.key = rekey(&r.key).ok_or("a record key does not start with its item's")?;
+        r.item = new.to_string();
+        r.parent = r.parent.as_deref().map(|p| rekey(p).unwrap_or_else(|| p.to_string()));
+        r.title = r.title.replace(&old_name, &new_name);
+        r.mentions.clear();
+        out.push((r, e.mentions));
+    }
+    Ok(out)
 }
 
 /// Items the failure share is measured over.
@@ -215,6 +269,36 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         }
         // Deletes only after a complete listing: an unreachable silo must not empty the index.
         if sr.complete && sr.error.is_none() {
+            // Moves first: their records are carried over to the new name, not read again.
+            let moves = if matches!(spec.kind, SourceKind::Files | SourceKind::Tickets) {
+                find_moves(&known, &seen, &items)
+            } else {
+                Vec::new()
+            };
+            let mut carried: HashSet<usize> = HashSet::new();
+            for (old, i) in moves {
+                let item = &items[i];
+                match carry_over(&store, &state, &spec.name, &old, &item.locator) {
+                    Ok(records) => {
+                        store.delete_item(&writer, &spec.name, &old);
+                        commit.removed_items.push((spec.name.clone(), old.clone()));
+                        commit.items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
+                        touched_items.insert((spec.name.clone(), old.clone()));
+                        touched_items.insert((spec.name.clone(), item.locator.clone()));
+                        fresh.extend(records);
+                        // Handled: not a delete.
+                        seen.insert(old.clone());
+                        carried.insert(i);
+                        sr.moved += 1;
+                        sr.new -= 1;
+                    }
+                    // Read it again under its new name; the old one is deleted below.
+                    Err(e) => tracing::debug!(source = spec.name, old, new = item.locator, "not carried over: {e}"),
+                }
+            }
+            if !carried.is_empty() {
+                items = items.into_iter().enumerate().filter(|(i, _)| !carried.contains(i)).map(|(_, it)| it).collect();
+            }
             for locator in known.keys().filter(|l| !seen.contains(*l)) {
                 store.delete_item(&writer, &spec.name, locator);
                 commit.removed_items.push((spec.name.clone(), locator.clone()));
@@ -306,8 +390,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         sr.millis = ts.elapsed().as_millis() as u64;
         if opts.progress {
             eprintln!(
-                "{:>12}  {} items: {} new, {} changed, {} unchanged, {} deleted, {} failed; {} records",
-                sr.source, sr.seen, sr.new, sr.changed, sr.unchanged, sr.deleted, sr.failed, sr.records
+                "{:>12}  {} items: {} new, {} changed, {} unchanged, {} moved, {} deleted, {} failed; {} records",
+                sr.source, sr.seen, sr.new, sr.changed, sr.unchanged, sr.moved, sr.deleted, sr.failed, sr.records
             );
         }
         report.sources.push(sr);

@@ -129,6 +129,9 @@ pub struct SourceReport {
     pub unchanged: u64,
     /// Items removed.
     pub deleted: u64,
+    /// Items moved or renamed: their records carried over, not read again.
+    #[serde(default)]
+    pub moved: u64,
     /// Items that failed.
     pub failed: u64,
     /// Records written.
@@ -224,6 +227,18 @@ impl State {
         let mut st = self.conn.prepare_cached("SELECT key FROM records WHERE source = ?1 AND item = ?2")?;
         let rows = st.query_map([source, item], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The entities of one item's records.
+    pub fn entities_of_item(&self, source: &str, item: &str) -> Result<Vec<RecordEntities>, StateError> {
+        let mut st =
+            self.conn.prepare_cached("SELECT entities FROM records WHERE source = ?1 AND item = ?2 ORDER BY key")?;
+        let rows = st.query_map([source, item], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(serde_json::from_str(&row?)?);
+        }
+        Ok(out)
     }
 
     /// Every record's entities with its source and item, for resolution.

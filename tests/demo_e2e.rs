@@ -246,3 +246,27 @@ fn a_source_that_fails_item_after_item_stops_and_keeps_what_it_had() {
     assert!(report["sources"][0]["stopped"].is_null(), "{report}");
     ok(&["check", "--config", c]);
 }
+
+#[test]
+fn a_renamed_or_moved_file_is_carried_over_not_read_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("co");
+    let cfg = demo(&dir, 20);
+    let c = cfg.to_str().unwrap();
+    let contracts = dir.join("contracts");
+    std::fs::create_dir_all(contracts.join("2024")).unwrap();
+    std::fs::rename(contracts.join("contract-10000000.pdf"), contracts.join("2024/acme-signed.pdf")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&ok(&["index", "--json", "--config", c])).unwrap();
+    let s = report["sources"].as_array().unwrap().iter().find(|s| s["source"] == "contracts").unwrap().clone();
+    assert_eq!((s["moved"].as_u64(), s["new"].as_u64(), s["deleted"].as_u64()), (Some(1), Some(0), Some(0)), "{s}");
+    assert_eq!(s["records"], 0, "nothing was read again: {s}");
+    let keys: Vec<String> = export(&cfg)
+        .iter()
+        .flat_map(|c| c["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect::<Vec<_>>())
+        .collect();
+    assert!(keys.iter().any(|k| k == "contracts:2024/acme-signed.pdf#p2"), "the pages live under the new name");
+    assert!(!keys.iter().any(|k| k.starts_with("contracts:contract-10000000.pdf")), "and not under the old");
+    let hit = ok(&["search", "--json", "--config", c, "\"termination notice\""]);
+    assert!(hit.contains("2024/acme-signed.pdf#p2"), "{hit}");
+    ok(&["check", "--config", c]);
+}
