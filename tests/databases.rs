@@ -413,3 +413,106 @@ fn a_change_column_makes_incremental_reads_read_only_changed_rows() {
     check_change_column("sqlite", &url, &|sql| conn.lock().unwrap().execute_batch(sql).map_err(|e| e.to_string()));
     eprintln!("{servers} database servers and SQLite tested");
 }
+
+/// Every message about source `name` in a run report: its listing error and its item errors.
+fn messages_of(report: &serde_json::Value, name: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for s in report["sources"].as_array().into_iter().flatten().filter(|s| s["source"] == name) {
+        out.extend(s["error"].as_str().map(str::to_string));
+    }
+    for e in report["errors"].as_array().into_iter().flatten().filter(|e| e["source"] == name) {
+        out.extend(e["reason"].as_str().map(str::to_string));
+    }
+    out.join(" | ")
+}
+
+#[test]
+fn bad_credentials_missing_tables_and_columns_and_denied_reads_are_clear_errors_and_the_run_goes_on() {
+    const DB: &str = "dossier_errors_test";
+    let tmp = tempfile::tempdir().unwrap();
+    // A healthy source beside the broken ones.
+    let lite = tmp.path().join("good.sqlite");
+    rusqlite::Connection::open(&lite)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT, email TEXT);
+             INSERT INTO customers VALUES (1, 'Jane Smith', 'jane@acme.example'), (2, 'Bob Stone', 'bob@y.example');",
+        )
+        .unwrap();
+    let mut text = format!(
+        "[index]\npath = \"index\"\n\n[[sources]]\nname = \"good\"\nkind = \"sqlite\"\nlocation = \"sqlite://{}\"\n[[sources.tables]]\nname = \"customers\"\nkey = [\"id\"]\n",
+        lite.display()
+    );
+    let table = |name: &str, kind: &str, url: &str, t: &str| {
+        format!(
+            "\n[[sources]]\nname = \"{name}\"\nkind = \"{kind}\"\nlocation = \"{url}\"\n[[sources.tables]]\nname = \"customers\"\nkey = [\"id\"]\n{t}\n"
+        )
+    };
+    // (source, what its message must advise)
+    let mut expect: Vec<(&str, &str)> = Vec::new();
+
+    let psql = |db: &str, sql: &str| {
+        sh(Command::new("psql").args(["-h", "127.0.0.1", "-v", "ON_ERROR_STOP=1", "-q", "-d", db, "-c", sql]))
+    };
+    match psql("test", "SELECT 1") {
+        Err(e) => skip(&format!("PostgreSQL is not available at 127.0.0.1:5432 ({e})")),
+        Ok(()) => {
+            psql("test", &format!("DROP DATABASE IF EXISTS {DB}"))
+                .and_then(|_| psql("test", &format!("CREATE DATABASE {DB}")))
+                .and_then(|_| psql(DB, "CREATE TABLE customers(id int PRIMARY KEY, name text, email text); INSERT INTO customers VALUES (1, 'Ann Lee', 'ann@x.example')"))
+                .and_then(|_| psql(DB, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'dossier_noread') THEN CREATE ROLE dossier_noread LOGIN; END IF; END $$; REVOKE ALL ON customers FROM dossier_noread"))
+                .expect("setting up PostgreSQL");
+            let url = |user: &str| format!("postgres://{user}@127.0.0.1:5432/{DB}");
+            text += &table("pg_role", "postgres", &url("nobody_dossier_xyz"), "");
+            text += &table("pg_table", "postgres", &url("root"), "")
+                .replace("name = \"customers\"", "name = \"orders_missing\"");
+            text += &table("pg_column", "postgres", &url("root"), "query = 'SELECT id, nope FROM customers'");
+            text += &table("pg_denied", "postgres", &url("dossier_noread"), "");
+            expect.extend([
+                ("pg_role", "check the user and password"),
+                ("pg_table", "check the table's name"),
+                ("pg_column", "check the column names"),
+                ("pg_denied", "grant the source's user SELECT"),
+            ]);
+        }
+    }
+    let mysql = |sql: &str| sh(Command::new("mysql").args(["-h", "127.0.0.1", "-P", "3306", "-uroot", "-e", sql]));
+    match mysql("SELECT 1") {
+        Err(e) => skip(&format!("MariaDB/MySQL is not available at 127.0.0.1:3306 ({e})")),
+        Ok(()) => {
+            mysql(&format!(
+                "DROP DATABASE IF EXISTS {DB}; CREATE DATABASE {DB}; \
+                 CREATE TABLE {DB}.customers (id INT PRIMARY KEY, name TEXT, email TEXT); \
+                 INSERT INTO {DB}.customers VALUES (1, 'Ann Lee', 'ann@x.example'); \
+                 DROP USER IF EXISTS 'dossier_pw'@'%'; CREATE USER 'dossier_pw'@'%' IDENTIFIED BY 'right'; \
+                 GRANT SELECT ON {DB}.* TO 'dossier_pw'@'%'; \
+                 DROP USER IF EXISTS 'dossier_noread'@'%'; CREATE USER 'dossier_noread'@'%' IDENTIFIED BY 'pw';"
+            ))
+            .expect("setting up MariaDB");
+            let url = |user: &str| format!("mysql://{user}@127.0.0.1:3306/{DB}");
+            text += &table("my_password", "mysql", &url("dossier_pw:wrong"), "");
+            text += &table("my_table", "mysql", &url("root"), "")
+                .replace("name = \"customers\"", "name = \"orders_missing\"");
+            text += &table("my_column", "mysql", &url("root"), "query = 'SELECT id, nope FROM customers'");
+            text += &table("my_denied", "mysql", &url("dossier_noread:pw"), "");
+            expect.extend([
+                ("my_password", "check the user and password"),
+                ("my_table", "check the table's name"),
+                ("my_column", "check the column names"),
+                ("my_denied", "grant the source's user SELECT"),
+            ]);
+        }
+    }
+    let cfg = tmp.path().join("dossier.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&common::ok(&["index", "--json", "--config", cfg.to_str().unwrap()])).unwrap();
+    for (name, advice) in &expect {
+        let said = messages_of(&report, name);
+        assert!(said.contains(advice), "{name}: expected advice {advice:?}, got {said:?}");
+        assert!(!said.contains(":wrong@") && !said.contains(":pw@"), "{name}: a password leaked: {said}");
+    }
+    let good = report["sources"].as_array().unwrap().iter().find(|s| s["source"] == "good").unwrap();
+    assert_eq!(good["records"], 2, "the healthy source is indexed: {good}");
+    eprintln!("{} broken database sources named with advice", expect.len());
+}

@@ -182,6 +182,40 @@ fn connection_lost(e: &sqlx::Error) -> bool {
     }
 }
 
+/// What to do about a database failure an operator can fix, after the driver's own message.
+fn sql_error(e: &sqlx::Error) -> String {
+    const GRANT: &str = "grant the source's user SELECT on the table (dossier only reads)";
+    const CREDENTIALS: &str =
+        "check the user and password in the source's location (or the environment variable it names)";
+    const DATABASE: &str = "check the database name in the source's location";
+    let advice = match e {
+        sqlx::Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            let msg = d.message().to_ascii_lowercase();
+            match code.as_ref() {
+                "28P01" | "28000" => Some(CREDENTIALS),
+                "3D000" => Some(DATABASE),
+                "42P01" | "42S02" => Some("check the table's name (`[[sources.tables]] name`) or its `query`"),
+                "42703" | "42S22" => {
+                    Some("check the column names in the table's `key`, `updated`, `date` and `fields`, or its `query`")
+                }
+                "42501" => Some(GRANT),
+                "42000" if msg.contains("unknown database") => Some(DATABASE),
+                "42000" if msg.contains("denied") => Some(GRANT),
+                _ => None,
+            }
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => {
+            Some("check that the server runs and the host and port in the source's location")
+        }
+        _ => None,
+    };
+    match advice {
+        Some(a) => format!("{e}; {a}"),
+        None => e.to_string(),
+    }
+}
+
 fn quote_ident(kind: SourceKind, name: &str) -> String {
     match kind {
         SourceKind::Mysql => format!("`{}`", name.replace('`', "``")),
@@ -286,7 +320,7 @@ impl DatabaseConnector {
                                 continue 'read;
                             }
                             Err(e) => {
-                                outcome = Err(format!("query failed: {e}"));
+                                outcome = Err(format!("query failed: {}", sql_error(&e)));
                                 break 'read;
                             }
                         }
@@ -434,7 +468,7 @@ impl DatabaseConnector {
                     .acquire_timeout(timeout)
                     .connect(&self.url)
                     .await
-                    .map_err(|e| self.db_err(e))?;
+                    .map_err(|e| self.db_err(sql_error(&e)))?;
                 run_tables!(pool, sqlite_cells);
             }
             SourceKind::Postgres => {
@@ -444,7 +478,7 @@ impl DatabaseConnector {
                     .acquire_timeout(timeout)
                     .connect_with(opts.application_name("dossier"))
                     .await
-                    .map_err(|e| self.db_err(e))?;
+                    .map_err(|e| self.db_err(sql_error(&e)))?;
                 run_tables!(pool, pg_cells);
             }
             SourceKind::Mysql => {
@@ -453,7 +487,7 @@ impl DatabaseConnector {
                     .acquire_timeout(timeout)
                     .connect(&self.url)
                     .await
-                    .map_err(|e| self.db_err(e))?;
+                    .map_err(|e| self.db_err(sql_error(&e)))?;
                 run_tables!(pool, mysql_cells);
             }
             SourceKind::Files | SourceKind::Tickets => {
