@@ -1,7 +1,7 @@
 //! The index stage: writes records and customer profiles into tantivy, with
 //! one writer and atomic commits whose payload names the run.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use dossier_schema::index::{DOC_CUSTOMER, DOC_RECORD};
@@ -181,16 +181,28 @@ impl IndexStore {
     /// role that sees only some sources gets a document whose profile holds only what those
     /// sources say, so no name, number or place learned from a hidden record can match or show;
     /// a customer none of whose records a role sees has no document for it.
+    ///
+    /// With `only`, just those customers' documents are replaced (ids absent from `customers`
+    /// are deleted); without, every customer document is.
     pub fn replace_customers(
         &self,
         w: &IndexWriter<TantivyDocument>,
         customers: &[Customer],
         sources: &HashMap<String, BTreeMap<String, SourceProfile>>,
         views: &[View],
+        only: Option<&HashSet<String>>,
     ) -> Result<(), IndexError> {
-        w.delete_term(Term::from_field_text(self.fields.doctype, DOC_CUSTOMER));
+        match only {
+            // Customer ids never contain `:`, so they are no record's key.
+            Some(ids) => ids.iter().for_each(|id| {
+                w.delete_term(Term::from_field_text(self.fields.key, id));
+            }),
+            None => {
+                w.delete_term(Term::from_field_text(self.fields.doctype, DOC_CUSTOMER));
+            }
+        }
         let none = BTreeMap::new();
-        for c in customers {
+        for c in customers.iter().filter(|c| only.is_none_or(|ids| ids.contains(&c.id))) {
             let parts = sources.get(&c.id).unwrap_or(&none);
             // Views that see the same sources of this customer share one document.
             let mut docs: BTreeMap<Vec<&str>, Vec<&str>> = BTreeMap::new();

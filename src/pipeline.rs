@@ -529,7 +529,25 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         }
     }
     tracing::debug!(rewritten, "records relinked");
-    store.replace_customers(&writer, &resolution.customers, &resolution.sources, &views)?;
+    // The customers whose documents and stored rows change: after an incremental resolution,
+    // those resolved again, those a record now or no longer links to, and those gone; every
+    // one after a full resolution, or when the roles' views changed.
+    let views_changed = state.meta("views")?.as_deref() != Some(fingerprint.as_str());
+    let changed: Option<HashSet<String>> = match (&resolution.resolved_customers, views_changed) {
+        (Some(resolved), false) => {
+            let mut c = resolved.clone();
+            for k in old_links.keys().chain(resolution.links.keys()) {
+                let (old, new) = (old_links.get(k).unwrap_or(&empty), resolution.links.get(k).unwrap_or(&empty));
+                if old != new {
+                    c.extend(old.iter().cloned());
+                    c.extend(new.iter().cloned());
+                }
+            }
+            Some(c)
+        }
+        _ => None,
+    };
+    store.replace_customers(&writer, &resolution.customers, &resolution.sources, &views, changed.as_ref())?;
     commit.views = Some(fingerprint);
 
     // Redirects: an old id whose records now live under another id points there.
@@ -562,7 +580,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let t = Instant::now();
     report.customers = resolution.customers.len() as u64;
     report.millis = t0.elapsed().as_millis() as u64;
-    commit.customers = Some(resolution.customers);
+    commit.customers = Some(match &changed {
+        Some(ids) => resolution.customers.into_iter().filter(|c| ids.contains(&c.id)).collect(),
+        None => resolution.customers,
+    });
+    commit.customers_replaced = changed.map(|ids| ids.into_iter().collect());
     commit.report = report.clone();
     state.commit_run(&commit)?;
     // The stored report was written above; the caller's copy also times that write.

@@ -380,8 +380,20 @@ impl State {
                 put_rec.execute(params![e.key, source, item, serde_json::to_string(e)?])?;
             }
             if let Some(customers) = &c.customers {
-                tx.execute("DELETE FROM customers", [])?;
-                tx.execute("DELETE FROM links", [])?;
+                match &c.customers_replaced {
+                    Some(ids) => {
+                        let mut del_c = tx.prepare_cached("DELETE FROM customers WHERE id = ?1")?;
+                        let mut del_l = tx.prepare_cached("DELETE FROM links WHERE customer = ?1")?;
+                        for id in ids {
+                            del_c.execute([id])?;
+                            del_l.execute([id])?;
+                        }
+                    }
+                    None => {
+                        tx.execute("DELETE FROM customers", [])?;
+                        tx.execute("DELETE FROM links", [])?;
+                    }
+                }
                 let mut put_c = tx.prepare_cached("INSERT INTO customers(id, data) VALUES (?1, ?2)")?;
                 let mut put_l =
                     tx.prepare_cached("INSERT OR IGNORE INTO links(key, customer, role) VALUES (?1, ?2, ?3)")?;
@@ -641,8 +653,12 @@ pub struct RunCommit {
     pub removed_items: Vec<(String, String)>,
     /// Records' entities: (source, item, entities).
     pub records: Vec<(String, String, RecordEntities)>,
-    /// The new customers (all of them), when resolution ran.
+    /// The customers to write, when resolution ran: all of them, or with `customers_replaced`
+    /// those that changed.
     pub customers: Option<Vec<Customer>>,
+    /// The customers whose rows are replaced by `customers` (those absent from it are gone);
+    /// `None`: every row is.
+    pub customers_replaced: Option<Vec<String>>,
     /// Old id → new id.
     pub redirects: Vec<(String, String)>,
     /// The report.

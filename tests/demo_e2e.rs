@@ -162,9 +162,17 @@ fn incremental_runs_touch_only_what_changed_and_deletes_need_a_complete_listing(
     for stage in ["listing", "extraction", "resolution", "index_writing", "commit", "state_commit"] {
         assert!(report["stages"][stage].is_u64(), "stage {stage} timed: {report}");
     }
-    // Only the customers the new note and the deleted contract reach are resolved again.
+    // Only the customers the new note and the deleted contract reach are resolved again, and
+    // only theirs are rewritten: the index and the store still agree, and no customer is left
+    // without a member.
     let resolved = report["resolved"].as_u64().unwrap();
     assert!(resolved > 0 && resolved * 2 < report["observations"].as_u64().unwrap(), "{report}");
+    ok(&["check", "--config", c]);
+    let customers = export(&cfg);
+    assert_eq!(customers.len() as u64, report["customers"].as_u64().unwrap());
+    for cu in &customers {
+        assert!(cu["links"].as_array().unwrap().iter().any(|l| l["role"] == "member"), "{cu}");
+    }
     let status: serde_json::Value = serde_json::from_str(&ok(&["status", "--json", "--config", c])).unwrap();
     assert_eq!(status[0]["id"], report["id"]);
     let sources = status[0]["sources"].as_array().unwrap();

@@ -146,6 +146,9 @@ pub struct Resolution {
     pub resolved: usize,
     /// Observations in all.
     pub observations: usize,
+    /// After an incremental run, the customers resolved again (others are as the run before
+    /// left them, but for the records that mention them); `None` after a full resolution.
+    pub resolved_customers: Option<std::collections::HashSet<String>>,
 }
 
 /// What one source's records say about a customer.
@@ -659,6 +662,7 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
     let mut links: HashMap<String, Vec<String>> = HashMap::new();
     let mut link_role: HashMap<(String, String), (String, Vec<Evidence>)> = HashMap::new();
     let mut sources: HashMap<String, BTreeMap<String, SourceProfile>> = HashMap::new();
+    let mut resolved_customers = region.as_ref().map(|_| std::collections::HashSet::new());
     for ms in members.values() {
         let founder = ms
             .iter()
@@ -668,6 +672,11 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
             .copied()
             .unwrap_or(ms[0]);
         let id = customer_id(&records[obs[founder].record].key, obs[founder].party);
+        if let (Some(set), Some(r)) = (resolved_customers.as_mut(), region.as_ref())
+            && ms.iter().any(|&i| r[i] == 0)
+        {
+            set.insert(id.clone());
+        }
         let mut parts: BTreeMap<String, SourceProfile> = BTreeMap::new();
         for &i in ms {
             let r = &records[obs[i].record];
@@ -770,7 +779,17 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
     let mut generic: Vec<(String, usize)> = generic.into_iter().collect();
     generic.sort();
     let learnt = learnt.map(|m| Model { weights: weights.clone(), ..m });
-    Resolution { customers, links, generic, sources, weights, learnt, resolved, observations: obs.len() }
+    Resolution {
+        customers,
+        links,
+        generic,
+        sources,
+        weights,
+        learnt,
+        resolved,
+        observations: obs.len(),
+        resolved_customers,
+    }
 }
 
 /// The region of each observation in an incremental run: 0 for those resolved again, else a
