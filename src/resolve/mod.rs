@@ -66,15 +66,42 @@ struct Obs {
     dobs: BTreeSet<String>,
 }
 
-/// Union-find with per-cluster guard data.
-struct Clusters {
-    parent: Vec<usize>,
-    firsts: Vec<BTreeSet<String>>,
-    lasts: Vec<BTreeSet<String>>,
-    dobs: Vec<BTreeSet<String>>,
+/// What a cluster's guards look at: its members' given names, surnames and birth dates.
+#[derive(Default)]
+struct Guard {
+    firsts: BTreeSet<String>,
+    lasts: BTreeSet<String>,
+    dobs: BTreeSet<String>,
 }
 
-impl Clusters {
+impl Guard {
+    fn of(o: &Obs) -> Guard {
+        Guard {
+            firsts: o.names.iter().filter(|n| !n.first.is_empty()).map(|n| n.first.clone()).collect(),
+            lasts: o.names.iter().filter(|n| !n.last.is_empty()).map(|n| n.last.clone()).collect(),
+            dobs: o.dobs.clone(),
+        }
+    }
+
+    fn size(&self) -> usize {
+        self.firsts.len() + self.lasts.len() + self.dobs.len()
+    }
+}
+
+/// Union-find with per-cluster guard data, built when a cluster is first merged (most
+/// observations never are, and building theirs would cost a copy of every name).
+struct Clusters<'a> {
+    parent: Vec<usize>,
+    guards: Vec<Option<Guard>>,
+    obs: &'a [Obs],
+}
+
+impl Clusters<'_> {
+    /// The guard of root `r`, built from its observation if it is still alone.
+    fn guard(&mut self, r: usize) -> Guard {
+        self.guards[r].take().unwrap_or_else(|| Guard::of(&self.obs[r]))
+    }
+
     fn find(&mut self, mut x: usize) -> usize {
         while self.parent[x] != x {
             self.parent[x] = self.parent[self.parent[x]];
@@ -92,29 +119,36 @@ impl Clusters {
         if ra == rb {
             return true;
         }
-        // Two birth dates that are neither equal nor one slip apart are two people.
-        let dobs_ok = self.dobs[ra].is_empty()
-            || self.dobs[rb].is_empty()
-            || self.dobs[ra].iter().any(|x| self.dobs[rb].iter().any(|y| x == y || compare::dates_close(x, y)));
+        let (ga, gb) = (self.guard(ra), self.guard(rb));
+        if !Self::compatible(&ga, &gb, priced) {
+            self.guards[ra] = Some(ga);
+            self.guards[rb] = Some(gb);
+            return false;
+        }
+        let (small, big, mut g, moved) = if ga.size() < gb.size() { (ra, rb, gb, ga) } else { (rb, ra, ga, gb) };
+        self.parent[small] = big;
+        g.firsts.extend(moved.firsts);
+        g.lasts.extend(moved.lasts);
+        g.dobs.extend(moved.dobs);
+        self.guards[big] = Some(g);
+        true
+    }
+
+    /// Whether two clusters may be one person: birth dates equal or one slip apart, and given
+    /// names alike (or swapped with a surname), unless the pair's own weight priced the conflict.
+    fn compatible(a: &Guard, b: &Guard, priced: Priced) -> bool {
+        let dobs_ok = a.dobs.is_empty()
+            || b.dobs.is_empty()
+            || a.dobs.iter().any(|x| b.dobs.iter().any(|y| x == y || compare::dates_close(x, y)));
         if !dobs_ok && !priced.dob {
             return false;
         }
-        if !self.firsts[ra].is_empty() && !self.firsts[rb].is_empty() && !priced.first {
+        if !a.firsts.is_empty() && !b.firsts.is_empty() && !priced.first {
             let close = |x: &String, y: &String| matches!(compare::first_level(x, y), 1..=3);
-            let compatible = self.firsts[ra].iter().any(|x| self.firsts[rb].iter().any(|y| close(x, y)))
+            return a.firsts.iter().any(|x| b.firsts.iter().any(|y| close(x, y)))
                 // Given name and surname swapped in one silo.
-                || self.firsts[ra].iter().any(|x| self.lasts[rb].iter().any(|y| compare::last_level(x, y) == 1))
-                || self.firsts[rb].iter().any(|x| self.lasts[ra].iter().any(|y| compare::last_level(x, y) == 1));
-            if !compatible {
-                return false;
-            }
-        }
-        let size = |i: usize| self.firsts[i].len() + self.lasts[i].len() + self.dobs[i].len();
-        let (small, big) = if size(ra) < size(rb) { (ra, rb) } else { (rb, ra) };
-        self.parent[small] = big;
-        for set in [&mut self.firsts, &mut self.lasts, &mut self.dobs] {
-            let moved = std::mem::take(&mut set[small]);
-            set[big].extend(moved);
+                || a.firsts.iter().any(|x| b.lasts.iter().any(|y| compare::last_level(x, y) == 1))
+                || b.firsts.iter().any(|x| a.lasts.iter().any(|y| compare::last_level(x, y) == 1));
         }
         true
     }
@@ -235,36 +269,42 @@ fn customer_id(key: &str, party: u16) -> String {
 /// Observations of records: their non-loose mentions, by party. An observation with no name
 /// and no strong value identifies no one and is left out.
 fn observations(records: &[RecordEntities]) -> Vec<Obs> {
+    let per_record: Vec<Vec<Obs>> = records.par_iter().enumerate().map(|(ri, r)| record_observations(ri, r)).collect();
+    per_record.into_iter().flatten().collect()
+}
+
+/// The observations of record `ri`, one per party, in the order the parties are first mentioned.
+fn record_observations(ri: usize, r: &RecordEntities) -> Vec<Obs> {
     let mut obs: Vec<Obs> = Vec::new();
-    let mut index: HashMap<(usize, u16), usize> = HashMap::new();
-    for (ri, r) in records.iter().enumerate() {
-        for m in r.mentions.iter().filter(|m| m.party != LOOSE) {
-            let oi = *index.entry((ri, m.party)).or_insert_with(|| {
+    for m in r.mentions.iter().filter(|m| m.party != LOOSE) {
+        let oi = match obs.iter().position(|o| o.party == m.party) {
+            Some(i) => i,
+            None => {
                 obs.push(Obs { record: ri, party: m.party, ..Default::default() });
                 obs.len() - 1
-            });
-            let o = &mut obs[oi];
-            match m.kind {
-                MentionKind::Person => {
-                    if let Some(n) = names::parse(&m.norm) {
-                        o.names.push(n);
-                    }
+            }
+        };
+        let o = &mut obs[oi];
+        match m.kind {
+            MentionKind::Person => {
+                if let Some(n) = names::parse(&m.norm) {
+                    o.names.push(n);
                 }
-                MentionKind::Email | MentionKind::Phone | MentionKind::Identifier => {
-                    o.strong.push((m.kind, m.norm.clone()))
-                }
-                MentionKind::Company => {
-                    o.companies.insert(m.norm.clone());
-                }
-                MentionKind::Address => {
-                    o.addresses.insert(m.norm.clone());
-                }
-                MentionKind::City => {
-                    o.cities.insert(m.norm.clone());
-                }
-                MentionKind::Dob => {
-                    o.dobs.insert(m.norm.clone());
-                }
+            }
+            MentionKind::Email | MentionKind::Phone | MentionKind::Identifier => {
+                o.strong.push((m.kind, m.norm.clone()))
+            }
+            MentionKind::Company => {
+                o.companies.insert(m.norm.clone());
+            }
+            MentionKind::Address => {
+                o.addresses.insert(m.norm.clone());
+            }
+            MentionKind::City => {
+                o.cities.insert(m.norm.clone());
+            }
+            MentionKind::Dob => {
+                o.dobs.insert(m.norm.clone());
             }
         }
     }
@@ -414,14 +454,17 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
             holders.entry(v.as_str()).or_default().push(i);
         }
     }
-    let mut generic: HashMap<String, usize> = HashMap::new();
-    for (v, hs) in &holders {
-        let surnames: BTreeSet<String> =
-            hs.iter().flat_map(|&i| obs[i].sounds.iter().map(|n| n.last.0.clone())).collect();
-        if surnames.len() > GENERIC_PEOPLE || (v.contains('@') && normalize::generic_email(v)) {
-            generic.insert(v.to_string(), surnames.len());
-        }
-    }
+    let generic: HashMap<String, usize> = holders
+        .par_iter()
+        .filter_map(|(v, hs)| {
+            let mut surnames: Vec<&str> =
+                hs.iter().flat_map(|&i| obs[i].sounds.iter().map(|n| n.last.0.as_str())).collect();
+            surnames.sort_unstable();
+            surnames.dedup();
+            (surnames.len() > GENERIC_PEOPLE || (v.contains('@') && normalize::generic_email(v)))
+                .then(|| (v.to_string(), surnames.len()))
+        })
+        .collect();
     // A value that turned generic or stopped being so changes every pair of its holders.
     let mut seeds: Vec<usize> = Vec::new();
     if let Plan::Incremental(_, prev) = plan {
@@ -628,18 +671,8 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
 
     lap("scoring");
     // 6. Cluster, best pairs first, with guards.
-    let mut cl = Clusters {
-        parent: (0..obs.len()).collect(),
-        firsts: obs
-            .iter()
-            .map(|o| o.names.iter().filter(|n| !n.first.is_empty()).map(|n| n.first.clone()).collect())
-            .collect(),
-        lasts: obs
-            .iter()
-            .map(|o| o.names.iter().filter(|n| !n.last.is_empty()).map(|n| n.last.clone()).collect())
-            .collect(),
-        dobs: obs.iter().map(|o| o.dobs.clone()).collect(),
-    };
+    let mut cl =
+        Clusters { parent: (0..obs.len()).collect(), guards: (0..obs.len()).map(|_| None).collect(), obs: &obs };
     let mut evidence_of: HashMap<usize, Vec<Evidence>> = HashMap::new();
     for (_, a, b, ev, priced) in scored {
         if cl.union(a, b, priced) {
@@ -657,71 +690,78 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
         let r = cl.find(i);
         members.entry(r).or_default().push(i);
     }
-    let mut value_owner: HashMap<&str, BTreeSet<String>> = HashMap::new();
-    let mut customers: Vec<Customer> = Vec::with_capacity(members.len());
+    let groups: Vec<&Vec<usize>> = members.values().collect();
+    // Each customer's profile from its members, in parallel.
+    let built: Vec<(Customer, BTreeMap<String, SourceProfile>, usize)> = groups
+        .par_iter()
+        .map(|ms| {
+            let founder = ms
+                .iter()
+                .min_by(|&&x, &&y| {
+                    records[obs[x].record].key.cmp(&records[obs[y].record].key).then(obs[x].party.cmp(&obs[y].party))
+                })
+                .copied()
+                .unwrap_or(ms[0]);
+            let id = customer_id(&records[obs[founder].record].key, obs[founder].party);
+            let mut parts: BTreeMap<String, SourceProfile> = BTreeMap::new();
+            for &i in ms.iter() {
+                let r = &records[obs[i].record];
+                let source = r.key.split_once(':').map_or(r.key.as_str(), |(s, _)| s);
+                let part = parts.entry(source.to_string()).or_default();
+                for m in r.mentions.iter().filter(|m| m.party == obs[i].party) {
+                    part.add(m);
+                }
+            }
+            let profile = merged_profile(&id, parts.values());
+            (Customer { id, profile, links: Vec::new() }, parts, founder)
+        })
+        .collect();
+    // A strong value's owning customer (by index); `None` when several hold it.
+    let mut value_owner: HashMap<&str, Option<usize>> = HashMap::new();
+    let mut customers: Vec<Customer> = Vec::with_capacity(built.len());
     let mut links: HashMap<String, Vec<String>> = HashMap::new();
     let mut link_role: HashMap<(String, String), (String, Vec<Evidence>)> = HashMap::new();
     let mut sources: HashMap<String, BTreeMap<String, SourceProfile>> = HashMap::new();
     let mut resolved_customers = region.as_ref().map(|_| std::collections::HashSet::new());
-    for ms in members.values() {
-        let founder = ms
-            .iter()
-            .min_by(|&&x, &&y| {
-                records[obs[x].record].key.cmp(&records[obs[y].record].key).then(obs[x].party.cmp(&obs[y].party))
-            })
-            .copied()
-            .unwrap_or(ms[0]);
-        let id = customer_id(&records[obs[founder].record].key, obs[founder].party);
+    for (ci, ((customer, parts, founder), ms)) in built.into_iter().zip(&groups).enumerate() {
+        let id = &customer.id;
         if let (Some(set), Some(r)) = (resolved_customers.as_mut(), region.as_ref())
             && ms.iter().any(|&i| r[i] == 0)
         {
             set.insert(id.clone());
         }
-        let mut parts: BTreeMap<String, SourceProfile> = BTreeMap::new();
-        for &i in ms {
-            let r = &records[obs[i].record];
-            let source = r.key.split_once(':').map_or(r.key.as_str(), |(s, _)| s);
-            let part = parts.entry(source.to_string()).or_default();
-            for m in r.mentions.iter().filter(|m| m.party == obs[i].party) {
-                part.add(m);
-            }
+        for &i in ms.iter() {
             for (_, v) in &obs[i].strong {
                 if !generic.contains_key(v) {
-                    value_owner.entry(v.as_str()).or_default().insert(id.clone());
+                    value_owner.entry(v.as_str()).and_modify(|o| *o = o.filter(|&x| x == ci)).or_insert(Some(ci));
                 }
             }
             let ev = if i == founder { Vec::new() } else { evidence_of.get(&i).cloned().unwrap_or_default() };
-            link_role.entry((r.key.clone(), id.clone())).or_insert(("member".into(), ev));
+            link_role.entry((records[obs[i].record].key.clone(), id.clone())).or_insert(("member".into(), ev));
         }
-        let profile = merged_profile(&id, parts.values());
         sources.insert(id.clone(), parts);
-        customers.push(Customer { id, profile, links: Vec::new() });
+        customers.push(customer);
     }
 
     lap("customers");
     // 8. Loose strong values link documents to the one customer holding them.
     for r in records {
         for m in r.mentions.iter().filter(|m| m.party == LOOSE && m.kind.is_strong()) {
-            let Some(owners) = value_owner.get(m.norm.as_str()) else {
+            // A value held by several customers identifies none of them.
+            let Some(Some(owner)) = value_owner.get(m.norm.as_str()) else {
                 continue;
             };
-            // A value held by several customers identifies none of them.
-            if owners.len() != 1 {
-                continue;
-            }
-            for id in owners {
-                link_role.entry((r.key.clone(), id.clone())).or_insert_with(|| {
-                    (
-                        "mentions".into(),
-                        vec![Evidence {
-                            kind: m.kind.as_str().into(),
-                            value: m.norm.clone(),
-                            other: r.key.clone(),
-                            weight: 0.0,
-                        }],
-                    )
-                });
-            }
+            link_role.entry((r.key.clone(), customers[*owner].id.clone())).or_insert_with(|| {
+                (
+                    "mentions".into(),
+                    vec![Evidence {
+                        kind: m.kind.as_str().into(),
+                        value: m.norm.clone(),
+                        other: r.key.clone(),
+                        weight: 0.0,
+                    }],
+                )
+            });
         }
     }
     for (key, id) in link_role.keys() {
