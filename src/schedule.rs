@@ -87,6 +87,8 @@ pub struct Runs {
     waiting: Arc<Mutex<BTreeSet<String>>>,
     /// The file watchers of sources with `watch = true` (they stop when dropped).
     watchers: Arc<Mutex<Vec<Debouncer<RecommendedWatcher>>>>,
+    /// Told after each run, so the server sees its commit at once.
+    finished: Arc<tokio::sync::Notify>,
 }
 
 /// How long a burst of file events is gathered before one run.
@@ -100,8 +102,12 @@ impl Runs {
     /// extracts files in worker processes started from that executable.
     pub fn start(cfg: Config, isolate: Option<PathBuf>) -> Runs {
         let (tx, rx) = crossbeam_channel::bounded::<Request>(256);
-        let runs =
-            Runs { tx, waiting: Arc::new(Mutex::new(BTreeSet::new())), watchers: Arc::new(Mutex::new(Vec::new())) };
+        let runs = Runs {
+            tx,
+            waiting: Arc::new(Mutex::new(BTreeSet::new())),
+            watchers: Arc::new(Mutex::new(Vec::new())),
+            finished: Arc::new(tokio::sync::Notify::new()),
+        };
         for s in cfg.sources.iter().filter(|s| s.watch) {
             if let Err(e) = runs.watch(&cfg, s) {
                 tracing::warn!(source = s.name, "cannot watch the source's files ({e}); it runs on its schedule only");
@@ -115,12 +121,14 @@ impl Runs {
         let cfg = Arc::new(cfg);
         let waiting = runs.waiting.clone();
         let runner_cfg = cfg.clone();
+        let finished = runs.finished.clone();
         std::thread::spawn(move || {
             for req in rx {
                 if let Ok(mut w) = waiting.lock() {
                     w.remove(req.source.as_deref().unwrap_or(ALL));
                 }
                 run_one(&runner_cfg, &req, isolate.clone());
+                finished.notify_one();
             }
         });
         if !scheduled.is_empty() {
@@ -128,6 +136,11 @@ impl Runs {
             std::thread::spawn(move || clock.keep_time(scheduled));
         }
         runs
+    }
+
+    /// Notified after each run this runner makes.
+    pub fn finished(&self) -> Arc<tokio::sync::Notify> {
+        self.finished.clone()
     }
 
     /// Queues a run of one source (every source when `None`); false when one is already waiting.

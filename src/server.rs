@@ -686,10 +686,20 @@ pub async fn serve(state: AppState, listen: &str) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let state = Arc::new(state);
     let watched = state.clone();
+    let finished = state.runs.as_ref().map(|r| r.finished());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(RELOAD_EVERY);
         loop {
-            tick.tick().await;
+            // Every few seconds for runs of other processes; at once after a run of this one.
+            match &finished {
+                Some(f) => tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = f.notified() => {}
+                },
+                None => {
+                    tick.tick().await;
+                }
+            }
             let st = watched.clone();
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || st.engine.reload()).await {
                 tracing::warn!("reloading the index: {e}");
