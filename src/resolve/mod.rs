@@ -15,6 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use rustc_hash::FxHashMap;
+
 use dossier_schema::{Customer, Evidence, Link, MentionKind, Profile, RecordKind};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -333,12 +335,32 @@ fn passes(g: &Gamma, tf: f64, w: &Weights) -> Option<f64> {
     (total >= w.threshold && corroborated && (has_name || strong)).then_some(total)
 }
 
+/// A blocking key: its kind (a letter) in the top byte, a hash of its parts below. Integers, not
+/// strings, as an observation has about ten keys; two keys sharing a hash would only join two
+/// blocks, costing pairs, never a wrong merge (every pair is still compared).
+type BlockKey = u64;
+
+fn block_key(kind: u8, parts: &[&str]) -> BlockKey {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    for p in parts {
+        h.write(p.as_bytes());
+        h.write_u8(0xff);
+    }
+    (u64::from(kind) << 56) | (h.finish() & ((1 << 56) - 1))
+}
+
+/// The kind letter of a blocking key.
+fn key_kind(k: BlockKey) -> u8 {
+    (k >> 56) as u8
+}
+
 /// The blocking keys of one observation; `generic` strong values make none.
-fn block_keys(o: &Obs, generic: &dyn Fn(&str) -> bool) -> Vec<String> {
+fn block_keys(o: &Obs, generic: &dyn Fn(&str) -> bool) -> Vec<BlockKey> {
     let mut keys = Vec::new();
     for (_, v) in &o.strong {
         if !generic(v) {
-            keys.push(format!("s|{v}"));
+            keys.push(block_key(b's', &[v]));
         }
     }
     // A birth date with either initial: a date alone is shared by too many strangers, and
@@ -347,7 +369,7 @@ fn block_keys(o: &Obs, generic: &dyn Fn(&str) -> bool) -> Vec<String> {
         for n in &o.names {
             for part in [&n.first, &n.last] {
                 if let Some(c) = part.chars().next() {
-                    keys.push(format!("d|{d}|{c}"));
+                    keys.push(block_key(b'd', &[d, c.encode_utf8(&mut [0; 4])]));
                 }
             }
         }
@@ -358,24 +380,25 @@ fn block_keys(o: &Obs, generic: &dyn Fn(&str) -> bool) -> Vec<String> {
     for (n, sound) in o.names.iter().zip(&o.sounds) {
         let (lc, fc) = (&sound.last.0, &sound.first.0);
         if !lc.is_empty() {
-            let initial = n.first.chars().next().map(String::from).unwrap_or_default();
-            keys.push(format!("n|{lc}|{initial}"));
+            let mut buf = [0; 4];
+            let initial = n.first.chars().next().map_or("", |c| c.encode_utf8(&mut buf));
+            keys.push(block_key(b'n', &[lc, initial]));
         }
         // Both sounds, in either order: given name and surname swapped still meet.
         if !fc.is_empty() && !lc.is_empty() {
             let (x, y) = if fc <= lc { (fc, lc) } else { (lc, fc) };
-            keys.push(format!("b|{x}|{y}"));
+            keys.push(block_key(b'b', &[x, y]));
         }
         for c in &o.cities {
             if !lc.is_empty() {
-                keys.push(format!("c|{lc}|{c}"));
+                keys.push(block_key(b'c', &[lc, c]));
             }
             if !fc.is_empty() {
-                keys.push(format!("f|{fc}|{c}"));
+                keys.push(block_key(b'f', &[fc, c]));
             }
         }
         for c in &o.companies {
-            keys.push(format!("o|{lc}|{c}"));
+            keys.push(block_key(b'o', &[lc, c]));
         }
     }
     keys
@@ -383,8 +406,8 @@ fn block_keys(o: &Obs, generic: &dyn Fn(&str) -> bool) -> Vec<String> {
 
 /// Whether a block of `len` observations under `key` makes candidate pairs: a soft key shared
 /// by too many is no evidence.
-fn block_used(key: &str, len: usize) -> bool {
-    len >= 2 && (key.starts_with("s|") || len <= MAX_BLOCK)
+fn block_used(key: BlockKey, len: usize) -> bool {
+    len >= 2 && (key_kind(key) == b's' || len <= MAX_BLOCK)
 }
 
 /// The members of a block that are paired: a strong value's block is cut, not dropped.
@@ -448,13 +471,13 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
 
     lap("observations");
     // 2. Generic strong values: shared by many different surnames, or role addresses.
-    let mut holders: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut holders: FxHashMap<&str, Vec<usize>> = FxHashMap::default();
     for (i, o) in obs.iter().enumerate() {
         for (_, v) in &o.strong {
             holders.entry(v.as_str()).or_default().push(i);
         }
     }
-    let generic: HashMap<String, usize> = holders
+    let generic: FxHashMap<String, usize> = holders
         .par_iter()
         .filter_map(|(v, hs)| {
             let mut surnames: Vec<&str> =
@@ -516,27 +539,28 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
     lap("generic values");
     // 4. Blocking: every key's observations, in observation order.
     let generic_fn = |v: &str| generic.contains_key(v);
-    let per_obs: Vec<Vec<String>> = obs.par_iter().map(|o| block_keys(o, &generic_fn)).collect();
-    let mut block_of: HashMap<&str, u32> = HashMap::new();
-    let mut block_keys_list: Vec<&str> = Vec::new();
+    let per_obs: Vec<Vec<BlockKey>> = obs.par_iter().map(|o| block_keys(o, &generic_fn)).collect();
+    let mut block_of: FxHashMap<BlockKey, u32> = FxHashMap::default();
+    let mut block_keys_list: Vec<BlockKey> = Vec::new();
     let mut members: Vec<Vec<u32>> = Vec::new();
     for (i, keys) in per_obs.iter().enumerate() {
         for k in keys {
-            let b = *block_of.entry(k.as_str()).or_insert_with(|| {
-                block_keys_list.push(k.as_str());
+            let b = *block_of.entry(*k).or_insert_with(|| {
+                block_keys_list.push(*k);
                 members.push(Vec::new());
                 (members.len() - 1) as u32
             });
             members[b as usize].push(i as u32);
         }
     }
-    let mut per_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut per_kind: BTreeMap<char, usize> = BTreeMap::new();
     for (k, ms) in block_keys_list.iter().zip(&members) {
-        if block_used(k, ms.len()) {
-            *per_kind.entry(&k[..2]).or_default() += paired(ms).len().pow(2) / 2;
+        if block_used(*k, ms.len()) {
+            *per_kind.entry(char::from(key_kind(*k))).or_default() += paired(ms).len().pow(2) / 2;
         }
     }
     tracing::debug!("candidate pairs by block kind: {per_kind:?}");
+    lap("block keys");
 
     // Term-frequency adjustment of a pair's same names: a common name is weaker evidence.
     let tf_of = |g: &Gamma, names: Option<(&PersonName, &PersonName)>| -> f64 {
@@ -569,7 +593,7 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
     // 6. Candidate pairs (u32 halves the largest allocation of the stage), compared.
     let mut pairs: Vec<(u32, u32)> = Vec::new();
     for (k, ms) in block_keys_list.iter().zip(&members) {
-        if !block_used(k, ms.len()) {
+        if !block_used(*k, ms.len()) {
             continue;
         }
         let ms = paired(ms);
@@ -673,7 +697,7 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
     // 6. Cluster, best pairs first, with guards.
     let mut cl =
         Clusters { parent: (0..obs.len()).collect(), guards: (0..obs.len()).map(|_| None).collect(), obs: &obs };
-    let mut evidence_of: HashMap<usize, Vec<Evidence>> = HashMap::new();
+    let mut evidence_of: FxHashMap<usize, Vec<Evidence>> = FxHashMap::default();
     for (_, a, b, ev, priced) in scored {
         if cl.union(a, b, priced) {
             evidence_of.entry(b).or_insert_with(|| ev.clone());
@@ -717,10 +741,10 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
         })
         .collect();
     // A strong value's owning customer (by index); `None` when several hold it.
-    let mut value_owner: HashMap<&str, Option<usize>> = HashMap::new();
+    let mut value_owner: FxHashMap<&str, Option<usize>> = FxHashMap::default();
     let mut customers: Vec<Customer> = Vec::with_capacity(built.len());
     let mut links: HashMap<String, Vec<String>> = HashMap::new();
-    let mut link_role: HashMap<(String, String), (String, Vec<Evidence>)> = HashMap::new();
+    let mut link_role: FxHashMap<(String, String), (String, Vec<Evidence>)> = FxHashMap::default();
     let mut sources: HashMap<String, BTreeMap<String, SourceProfile>> = HashMap::new();
     let mut resolved_customers = region.as_ref().map(|_| std::collections::HashSet::new());
     for (ci, ((customer, parts, founder), ms)) in built.into_iter().zip(&groups).enumerate() {
@@ -770,7 +794,7 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
 
     // 9. Parts inherit: a page or attachment with no customer of its own takes its
     //    parent's, and a document takes the customers of its pages.
-    let by_key: HashMap<&str, &RecordEntities> = records.iter().map(|r| (r.key.as_str(), r)).collect();
+    let by_key: FxHashMap<&str, &RecordEntities> = records.iter().map(|r| (r.key.as_str(), r)).collect();
     let mut inherited: Vec<(String, String, String)> = Vec::new();
     for r in records {
         if r.kind == RecordKind::Page
@@ -802,7 +826,7 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
         }
     }
 
-    let mut by_customer: HashMap<String, Vec<Link>> = HashMap::new();
+    let mut by_customer: FxHashMap<String, Vec<Link>> = FxHashMap::default();
     for ((key, id), (role, evidence)) in link_role {
         by_customer.entry(id).or_default().push(Link { key, role, evidence });
     }
@@ -844,8 +868,8 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
 fn regions(
     records: &[RecordEntities],
     obs: &[Obs],
-    per_obs: &[Vec<String>],
-    block_of: &HashMap<&str, u32>,
+    per_obs: &[Vec<BlockKey>],
+    block_of: &FxHashMap<BlockKey, u32>,
     members: &[Vec<u32>],
     prev: &Previous,
     mut seeds: Vec<usize>,
@@ -855,9 +879,9 @@ fn regions(
     for (i, o) in obs.iter().enumerate() {
         obs_of_record[o.record].push(i);
     }
-    let current: HashMap<&str, usize> = records.iter().enumerate().map(|(i, r)| (r.key.as_str(), i)).collect();
+    let current: FxHashMap<&str, usize> = records.iter().enumerate().map(|(i, r)| (r.key.as_str(), i)).collect();
     // The previous customers, numbered, with their current observations.
-    let mut number: HashMap<&str, u32> = HashMap::new();
+    let mut number: FxHashMap<&str, u32> = FxHashMap::default();
     let mut whole: Vec<u32> = Vec::new();
     let mut cust_obs: Vec<Vec<usize>> = Vec::new();
     let mut obs_custs: Vec<Vec<u32>> = vec![Vec::new(); obs.len()];
@@ -888,11 +912,11 @@ fn regions(
         }
     }
     // Blocks a change pushed across the size limit: their pairs appear or vanish.
-    let mut delta: HashMap<String, (usize, usize)> = HashMap::new();
+    let mut delta: FxHashMap<BlockKey, (usize, usize)> = FxHashMap::default();
     for (i, o) in obs.iter().enumerate() {
         if prev.fresh.contains(&records[o.record].key) {
             for k in &per_obs[i] {
-                delta.entry(k.clone()).or_default().0 += 1;
+                delta.entry(*k).or_default().0 += 1;
             }
         }
     }
@@ -903,11 +927,11 @@ fn regions(
         }
     }
     for (k, (added, removed)) in &delta {
-        let Some(&b) = block_of.get(k.as_str()) else { continue };
+        let Some(&b) = block_of.get(k) else { continue };
         let now = members[b as usize].len();
         let before = (now + removed).saturating_sub(*added);
-        let cut = k.starts_with("s|") && now.max(before) > MAX_BLOCK * 4;
-        if cut || block_used(k, now) != block_used(k, before) {
+        let cut = key_kind(*k) == b's' && now.max(before) > MAX_BLOCK * 4;
+        if cut || block_used(*k, now) != block_used(*k, before) {
             seeds.extend(members[b as usize].iter().map(|&i| i as usize));
         }
     }
@@ -946,9 +970,9 @@ fn regions(
             .flat_map_iter(|&a| {
                 let mut near: Vec<usize> = Vec::new();
                 for k in &per_obs[a] {
-                    let Some(&b) = block_of.get(k.as_str()) else { continue };
+                    let Some(&b) = block_of.get(k) else { continue };
                     let ms = &members[b as usize];
-                    if !block_used(k, ms.len()) {
+                    if !block_used(*k, ms.len()) {
                         continue;
                     }
                     let ms = paired(ms);
@@ -991,7 +1015,7 @@ fn regions(
 /// Blocking keys of a normalized address, so that a record whose name was mistyped or
 /// changed still meets its twin at the same address: house number with postcode, and each
 /// of them with the sound of the street's longest word.
-fn address_blocks(a: &str) -> Vec<String> {
+fn address_blocks(a: &str) -> Vec<BlockKey> {
     let tokens: Vec<&str> = a.split(' ').filter(|t| !t.is_empty()).collect();
     let numbers: Vec<&str> = tokens.iter().copied().filter(|t| t.bytes().all(|c| c.is_ascii_digit())).collect();
     let word = tokens
@@ -1005,11 +1029,11 @@ fn address_blocks(a: &str) -> Vec<String> {
     if let (Some(first), Some(last)) = (numbers.first(), numbers.last())
         && numbers.len() >= 2
     {
-        out.push(format!("a|{first}|{last}"));
+        out.push(block_key(b'a', &[first, last]));
     }
     if !word.is_empty() {
         for n in numbers.first().into_iter().chain(numbers.last().filter(|_| numbers.len() >= 2)) {
-            out.push(format!("w|{n}|{word}"));
+            out.push(block_key(b'w', &[n, &word]));
         }
     }
     out
@@ -1083,7 +1107,7 @@ fn compare_obs<'a>(a: &'a Obs, b: &'a Obs, explain: bool) -> Compared<'a> {
 
 fn add_link(
     links: &mut HashMap<String, Vec<String>>,
-    roles: &mut HashMap<(String, String), (String, Vec<Evidence>)>,
+    roles: &mut FxHashMap<(String, String), (String, Vec<Evidence>)>,
     key: &str,
     id: &str,
     from: &str,
