@@ -372,7 +372,7 @@ pub fn extract_bench(
         let fmt = format!("{format:?}").to_lowercase();
         let locator = path.strip_prefix(dir).unwrap_or(path).display().to_string();
         let t = Instant::now();
-        let result = pool.extract(&x, &locator, path, timeout);
+        let result = pool.extract(&x, &locator, path, None, timeout);
         let secs = t.elapsed().as_secs_f64();
         let s = out.formats.entry(fmt).or_default();
         s.files += 1;

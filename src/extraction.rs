@@ -21,6 +21,9 @@ struct Request {
     extractor: Extractor,
     locator: String,
     path: PathBuf,
+    /// Only the messages appended to an mbox: (bytes already indexed, messages before them).
+    #[serde(default)]
+    tail: Option<(u64, usize)>,
 }
 
 /// What a worker answers.
@@ -141,9 +144,16 @@ impl Isolated {
     }
 
     /// Extracts one file in a worker, within `timeout`.
-    pub fn extract(&self, x: &Extractor, locator: &str, path: &Path, timeout: Duration) -> Result<Extracted, String> {
+    pub fn extract(
+        &self,
+        x: &Extractor,
+        locator: &str,
+        path: &Path,
+        tail: Option<(u64, usize)>,
+        timeout: Duration,
+    ) -> Result<Extracted, String> {
         let mut w = self.checkout()?;
-        let req = Request { extractor: x.clone(), locator: locator.to_string(), path: path.to_path_buf() };
+        let req = Request { extractor: x.clone(), locator: locator.to_string(), path: path.to_path_buf(), tail };
         let line = serde_json::to_string(&req).map_err(|e| e.to_string())?;
         if writeln!(w.stdin, "{line}").and_then(|_| w.stdin.flush()).is_err() {
             let why = w.death();
@@ -211,7 +221,10 @@ pub fn worker_main(memory_mib: u64) -> std::io::Result<()> {
     for line in stdin.lock().lines() {
         let line = line?;
         let resp = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => match std::panic::catch_unwind(|| req.extractor.extract_file(&req.locator, &req.path)) {
+            Ok(req) => match std::panic::catch_unwind(|| match req.tail {
+                Some((offset, before)) => req.extractor.extract_mbox_tail(&req.locator, &req.path, offset, before),
+                None => req.extractor.extract_file(&req.locator, &req.path),
+            }) {
                 Ok(Ok(e)) => Response::Ok(e),
                 Ok(Err(e)) => Response::Err(e.to_string()),
                 Err(p) => Response::Err(panic_reason(p.as_ref())),

@@ -20,7 +20,7 @@ use crate::entities::Entities;
 use crate::extraction::Isolated;
 use crate::index::IndexStore;
 use crate::resolve::{self, RecordEntities};
-use crate::state::{RunCommit, RunReport, SourceReport, State};
+use crate::state::{Container, RunCommit, RunReport, SourceReport, State};
 
 /// Errors that stop a run (per-item and per-source problems never do).
 #[derive(Debug, thiserror::Error)]
@@ -180,20 +180,105 @@ impl FailureGate {
 
 /// Extracts one item; a panic inside a parser costs this item only, and with
 /// workers so do hangs and memory blow-ups.
-fn extract_item(x: &Extractor, item: &Item, pool: Option<&Isolated>) -> Result<Extracted, String> {
+/// With `append`, only the messages appended to a mailbox are read.
+fn extract_item(
+    x: &Extractor,
+    item: &Item,
+    pool: Option<&Isolated>,
+    append: Option<&Append>,
+) -> Result<Extracted, String> {
+    let tail = append.map(|a| (a.offset, a.before));
     match (&item.payload, pool) {
         (Payload::Records(rs), _) => Ok(Extracted { records: rs.clone(), warnings: Vec::new() }),
         (Payload::File(path), Some(pool)) => {
-            pool.extract(x, &item.locator, path, std::time::Duration::from_secs(x.limits.timeout_secs.max(1)))
+            pool.extract(x, &item.locator, path, tail, std::time::Duration::from_secs(x.limits.timeout_secs.max(1)))
         }
         (Payload::File(path), None) => {
-            match std::panic::catch_unwind(AssertUnwindSafe(|| x.extract_file(&item.locator, path))) {
+            let read = || match tail {
+                Some((offset, before)) => x.extract_mbox_tail(&item.locator, path, offset, before),
+                None => x.extract_file(&item.locator, path),
+            };
+            match std::panic::catch_unwind(AssertUnwindSafe(read)) {
                 Ok(Ok(e)) => Ok(e),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(p) => Err(crate::extraction::panic_reason(p.as_ref())),
             }
         }
     }
+}
+
+/// A mailbox that only grew since it was indexed: where the new messages start, how many
+/// came before them, and what will have been indexed once they are read.
+struct Append {
+    offset: u64,
+    before: usize,
+    after: Container,
+}
+
+/// Reads `path` once: whether it starts with the bytes indexed as `old` (same BLAKE3), ending a
+/// line, and goes on with a new message (`From `); then what it holds in all.
+fn appended(path: &std::path::Path, old: &Container, max_bytes: u64) -> Option<Append> {
+    use std::io::Read;
+    let len = std::fs::metadata(path).ok()?.len();
+    if len <= old.len || len > max_bytes {
+        return None;
+    }
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut left, mut last) = (old.len, b'\n');
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        let n = f.read(&mut buf[..want]).ok()?;
+        if n == 0 {
+            return None;
+        }
+        h.update(&buf[..n]);
+        last = buf[n - 1];
+        left -= n as u64;
+    }
+    if h.finalize().to_hex().as_str() != old.head || last != b'\n' {
+        return None;
+    }
+    let mut from = [0u8; 5];
+    f.read_exact(&mut from).ok()?;
+    if &from != b"From " {
+        return None;
+    }
+    h.update(&from);
+    h.update_reader(&mut f).ok()?;
+    Some(Append {
+        offset: old.len,
+        before: old.messages,
+        after: Container { len, head: h.finalize().to_hex().to_string(), messages: old.messages },
+    })
+}
+
+/// What is indexed of the mailbox at `path` once `records` (its messages) are: `None` when the
+/// file is not a mailbox or cannot be read.
+fn mailbox(locator: &str, path: &std::path::Path, item_key: &str, records: &[Record]) -> Option<Container> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut head = [0u8; 1024];
+    let n = f.read(&mut head).ok()?;
+    if dossier_connectors::extract::sniff(locator, &head[..n]) != Some(dossier_connectors::extract::Format::Mbox) {
+        return None;
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(&head[..n]);
+    h.update_reader(&mut f).ok()?;
+    let len = std::fs::metadata(path).ok()?.len();
+    Some(Container { len, head: h.finalize().to_hex().to_string(), messages: messages_in(item_key, records, 0) })
+}
+
+/// The highest message number among `records` of mailbox `item_key` (`KEY/mN…`), at least `floor`.
+fn messages_in(item_key: &str, records: &[Record], floor: usize) -> usize {
+    let prefix = format!("{item_key}/m");
+    records
+        .iter()
+        .filter_map(|r| r.key.strip_prefix(&prefix))
+        .filter_map(|rest| rest.split('/').next()?.parse::<usize>().ok())
+        .fold(floor, usize::max)
 }
 
 /// Runs one index pass and returns its report.
@@ -309,6 +394,20 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
 
         stage(&mut report, "listing", t_list);
         let t_extract = Instant::now();
+        // Mailboxes that only grew: their new messages are read, not the whole file.
+        let mailboxes = match spec.kind {
+            SourceKind::Files if !opts.full => state.containers(&spec.name)?,
+            _ => HashMap::new(),
+        };
+        let appends: HashMap<usize, Append> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                let Payload::File(path) = &item.payload else { return None };
+                let old = mailboxes.get(&item.locator)?;
+                appended(path, old, spec.limits.max_file_bytes).map(|a| (i, a))
+            })
+            .collect();
         let x = Extractor::new(spec);
         let pool = opts.isolate.as_ref().map(|exe| {
             let size = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
@@ -325,7 +424,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                 if opts.deadline.is_some_and(|d| Instant::now() >= d) || gate.tripped().is_some() {
                     return (i, None);
                 }
-                let r = extract_item(&x, item, pool.as_ref());
+                let r = extract_item(&x, item, pool.as_ref(), appends.get(&i));
                 gate.record(r.is_err());
                 pb.inc(1);
                 (i, Some(r))
@@ -341,18 +440,35 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             };
             let res = match res {
                 // The source stopped: the cause is likely the source's, not the item's, so the
-                // item keeps what it had (in the index and the store) until a run reads it.
-                Err(reason) if sr.stopped.is_some() => {
+                // item keeps what it had (in the index and the store) until a run reads it. So
+                // does a mailbox whose appended messages could not be read.
+                Err(reason) if sr.stopped.is_some() || appends.contains_key(&i) => {
                     sr.failed += 1;
                     report.errors.push(ItemError { source: spec.name.clone(), locator: item.locator.clone(), reason });
                     continue;
                 }
                 res => res,
             };
-            store.delete_item(&writer, &spec.name, &item.locator);
-            touched_items.insert((spec.name.clone(), item.locator.clone()));
+            if let (Some(a), Ok(ex)) = (appends.get(&i), &res) {
+                // Appended messages: the mailbox's other records stay as they are.
+                let item_key = Record::key_for(&spec.name, &item.locator);
+                let after = Container { messages: messages_in(&item_key, &ex.records, a.before), ..a.after.clone() };
+                commit.containers.push((spec.name.clone(), item.locator.clone(), after));
+                commit.appended_items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
+                sr.appended += 1;
+            } else {
+                store.delete_item(&writer, &spec.name, &item.locator);
+                touched_items.insert((spec.name.clone(), item.locator.clone()));
+            }
+            let appended_to = appends.contains_key(&i);
             match res {
                 Ok(ex) => {
+                    if let (false, Payload::File(path)) = (appended_to, &item.payload)
+                        && let Some(k) =
+                            mailbox(&item.locator, path, &Record::key_for(&spec.name, &item.locator), &ex.records)
+                    {
+                        commit.containers.push((spec.name.clone(), item.locator.clone(), k));
+                    }
                     report.errors.extend(ex.warnings);
                     sr.records += ex.records.len() as u64;
                     let with_mentions: Vec<_> = ex
@@ -364,7 +480,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                         })
                         .collect();
                     fresh.extend(with_mentions);
-                    commit.items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
+                    if !appended_to {
+                        commit.items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
+                    }
                 }
                 Err(reason) => {
                     sr.failed += 1;
@@ -402,6 +520,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let views = crate::access::views(cfg);
     let fingerprint = crate::access::views_fingerprint(&views);
     if touched_items.is_empty()
+        && fresh.is_empty()
         && !opts.full
         && state.resolution_memo()?.is_some()
         && state.meta("views")?.as_deref() == Some(fingerprint.as_str())

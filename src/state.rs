@@ -57,7 +57,22 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
     // 3: each link's role, so an incremental run knows the previous run's customers.
     "ALTER TABLE links ADD COLUMN role TEXT;",
+    // 4: what was indexed of each mailbox, so an append is read alone.
+    "CREATE TABLE containers(source TEXT NOT NULL, locator TEXT NOT NULL, len INTEGER NOT NULL,
+        head TEXT NOT NULL, messages INTEGER NOT NULL, PRIMARY KEY(source, locator));",
 ];
+
+/// What was indexed of a mailbox: its first `len` bytes (BLAKE3 `head`), holding `messages`
+/// messages. A later version that starts with the same bytes only appended messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    /// Bytes indexed.
+    pub len: u64,
+    /// BLAKE3 of those bytes, hex.
+    pub head: String,
+    /// Messages in them.
+    pub messages: usize,
+}
 
 /// A stored API key (its hash only).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -132,6 +147,9 @@ pub struct SourceReport {
     /// Items moved or renamed: their records carried over, not read again.
     #[serde(default)]
     pub moved: u64,
+    /// Changed mailboxes that only grew: their new messages read, not the whole file.
+    #[serde(default)]
+    pub appended: u64,
     /// Items that failed.
     pub failed: u64,
     /// Records written.
@@ -239,6 +257,18 @@ impl State {
             out.push(serde_json::from_str(&row?)?);
         }
         Ok(out)
+    }
+
+    /// The mailboxes of a source indexed so far: locator → what was indexed.
+    pub fn containers(&self, source: &str) -> Result<HashMap<String, Container>, StateError> {
+        let mut st = self.conn.prepare("SELECT locator, len, head, messages FROM containers WHERE source = ?1")?;
+        let rows = st.query_map([source], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Container { len: r.get::<_, i64>(1)? as u64, head: r.get(2)?, messages: r.get::<_, i64>(3)? as usize },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every record's entities with its source and item, for resolution.
@@ -362,16 +392,28 @@ impl State {
         {
             let mut del_item = tx.prepare_cached("DELETE FROM items WHERE source = ?1 AND locator = ?2")?;
             let mut del_recs = tx.prepare_cached("DELETE FROM records WHERE source = ?1 AND item = ?2")?;
+            let mut del_container = tx.prepare_cached("DELETE FROM containers WHERE source = ?1 AND locator = ?2")?;
             for (source, locator) in &c.removed_items {
                 del_item.execute([source, locator])?;
                 del_recs.execute([source, locator])?;
+                del_container.execute([source, locator])?;
             }
             let mut put_item = tx.prepare_cached(
                 "INSERT OR REPLACE INTO items(source, locator, version, run) VALUES (?1, ?2, ?3, ?4)",
             )?;
             for (source, locator, version) in &c.items {
                 del_recs.execute([source, locator])?;
+                del_container.execute([source, locator])?;
                 put_item.execute(params![source, locator, version, c.run])?;
+            }
+            for (source, locator, version) in &c.appended_items {
+                put_item.execute(params![source, locator, version, c.run])?;
+            }
+            let mut put_container = tx.prepare_cached(
+                "INSERT OR REPLACE INTO containers(source, locator, len, head, messages) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (source, locator, k) in &c.containers {
+                put_container.execute(params![source, locator, k.len as i64, k.head, k.messages as i64])?;
             }
             let mut put_rec = tx.prepare_cached(
                 "INSERT OR REPLACE INTO records(key, source, item, entities) VALUES (?1, ?2, ?3, ?4)",
@@ -651,6 +693,11 @@ pub struct RunCommit {
     pub items: Vec<(String, String, String)>,
     /// Items removed: (source, locator).
     pub removed_items: Vec<(String, String)>,
+    /// Items that only grew (messages appended to a mailbox): (source, locator, version); their
+    /// records stay and `records` holds the new ones.
+    pub appended_items: Vec<(String, String, String)>,
+    /// Mailboxes indexed this run: (source, locator, what was indexed).
+    pub containers: Vec<(String, String, Container)>,
     /// Records' entities: (source, item, entities).
     pub records: Vec<(String, String, RecordEntities)>,
     /// The customers to write, when resolution ran: all of them, or with `customers_replaced`

@@ -278,3 +278,69 @@ fn a_renamed_or_moved_file_is_carried_over_not_read_again() {
     assert!(hit.contains("2024/acme-signed.pdf#p2"), "{hit}");
     ok(&["check", "--config", c]);
 }
+
+#[test]
+fn a_message_appended_to_a_mailbox_is_read_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("co");
+    let cfg = demo(&dir, 20);
+    let c = cfg.to_str().unwrap();
+    let mbox = dir.join("support/support.mbox");
+    let support = |report: &serde_json::Value| {
+        report["sources"].as_array().unwrap().iter().find(|s| s["source"] == "support").unwrap().clone()
+    };
+    let records = || -> u64 {
+        let check: serde_json::Value = serde_json::from_str(&ok(&["check", "--json", "--config", c])).unwrap();
+        check["records"].as_u64().unwrap()
+    };
+    let before = records();
+    let append = |word: &str| {
+        let mut text = std::fs::read(&mbox).unwrap();
+        text.extend_from_slice(
+            format!(
+                "From jane.smith@acme.example Tue Dec  3 10:00:00 2024\nFrom: Jane Smith <jane.smith@acme.example>\n\
+                 To: Support Desk <support@northwind-telecom.example>\nSubject: About the {word} plan\n\
+                 Date: 03 Dec 2024 10:00:00 -0800\nMessage-ID: <{word}@acme.example>\n\nIs the {word} plan available?\n"
+            )
+            .as_bytes(),
+        );
+        std::fs::write(&mbox, text).unwrap();
+    };
+    append("platypusline");
+    let report: serde_json::Value = serde_json::from_str(&ok(&["index", "--json", "--config", c])).unwrap();
+    let s = support(&report);
+    assert_eq!(
+        (s["changed"].as_u64(), s["appended"].as_u64(), s["records"].as_u64()),
+        (Some(1), Some(1), Some(1)),
+        "{s}"
+    );
+    assert_eq!(records(), before + 1, "one record more, none lost");
+    let hit = search(&cfg, "platypusline");
+    assert_eq!(
+        hit["dossiers"][0]["id"],
+        common::customer_of(&export(&cfg), "crm:customers/1").unwrap().as_str(),
+        "{hit}"
+    );
+
+    // A second append numbers on.
+    append("quollline");
+    let report: serde_json::Value = serde_json::from_str(&ok(&["index", "--json", "--config", c])).unwrap();
+    assert_eq!(support(&report)["records"], 1);
+    assert_eq!(records(), before + 2);
+    assert!(
+        ok(&["search", "--json", "--config", c, "quollline"]).contains("support:support.mbox/m"),
+        "keys are numbered on"
+    );
+
+    // A change inside the mailbox is not an append: the whole mailbox is read again.
+    let mut bytes = std::fs::read(&mbox).unwrap();
+    let at = bytes.windows(13).position(|w| w == b"Disputed bill").unwrap() + 13;
+    bytes.insert(at, b's');
+    std::fs::write(&mbox, bytes).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&ok(&["index", "--json", "--config", c])).unwrap();
+    let s = support(&report);
+    assert_eq!(s["appended"], 0, "{s}");
+    assert!(s["records"].as_u64().unwrap() > 2, "{s}");
+    assert_eq!(records(), before + 2);
+    ok(&["check", "--config", c]);
+}

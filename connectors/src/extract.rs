@@ -164,6 +164,30 @@ impl Extractor {
         Ok(out)
     }
 
+    /// Extracts only the messages appended to the mbox at `path` after byte `offset`, numbered on
+    /// after the `before` messages that precede them (those are unchanged and already indexed).
+    pub fn extract_mbox_tail(
+        &self,
+        locator: &str,
+        path: &Path,
+        offset: u64,
+        before: usize,
+    ) -> Result<Extracted, ExtractError> {
+        let len = std::fs::metadata(path).map_err(|e| ExtractError::Io(e.to_string()))?.len();
+        if len > self.limits.max_file_bytes {
+            return Err(ExtractError::TooLarge(format!("{len} bytes, limit {}", self.limits.max_file_bytes)));
+        }
+        let bytes = std::fs::read(path).map_err(|e| ExtractError::Io(e.to_string()))?;
+        let tail = usize::try_from(offset).ok().and_then(|o| bytes.get(o..)).ok_or_else(|| ExtractError::Invalid {
+            kind: "mbox",
+            reason: format!("the mailbox is shorter than the {offset} bytes already indexed"),
+        })?;
+        let place = Place { item: locator, key: Record::key_for(&self.source, locator), parent: None, depth: 0 };
+        let mut out = Extracted::default();
+        crate::mail::extract_mbox_from(self, &place, tail, before, &mut out)?;
+        Ok(out)
+    }
+
     /// Extracts `bytes` named `name` into `out`.
     pub fn extract_bytes(
         &self,

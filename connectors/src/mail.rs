@@ -69,6 +69,18 @@ pub fn split_mbox(bytes: &[u8]) -> Vec<&[u8]> {
 
 /// Extracts every message of an mbox.
 pub fn extract_mbox(x: &Extractor, place: &Place, bytes: &[u8], out: &mut Extracted) -> Result<(), ExtractError> {
+    extract_mbox_from(x, place, bytes, 0, out)
+}
+
+/// Extracts the messages of `bytes`, numbered on after the `before` messages that precede them
+/// in the mailbox (for the part appended to an mbox already indexed).
+pub fn extract_mbox_from(
+    x: &Extractor,
+    place: &Place,
+    bytes: &[u8],
+    before: usize,
+    out: &mut Extracted,
+) -> Result<(), ExtractError> {
     let messages = split_mbox(bytes);
     if messages.is_empty() {
         return Err(ExtractError::Invalid { kind: "mbox", reason: "no messages found".into() });
@@ -76,7 +88,7 @@ pub fn extract_mbox(x: &Extractor, place: &Place, bytes: &[u8], out: &mut Extrac
     for (i, m) in messages.iter().enumerate() {
         let child = Place {
             item: place.item,
-            key: format!("{}/m{}", place.key, i + 1),
+            key: format!("{}/m{}", place.key, before + i + 1),
             parent: place.parent.clone(),
             depth: place.depth,
         };
