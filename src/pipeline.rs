@@ -258,6 +258,11 @@ fn appended(path: &std::path::Path, old: &Container, max_bytes: u64) -> Option<A
 /// file is not a mailbox or cannot be read.
 fn mailbox(locator: &str, path: &std::path::Path, item_key: &str, records: &[Record]) -> Option<Container> {
     use std::io::Read;
+    // Only a file whose records are messages (`KEY/mN`) can be one; others are not opened again.
+    let messages = format!("{item_key}/m");
+    if !records.iter().any(|r| r.key.starts_with(&messages)) {
+        return None;
+    }
     let mut f = std::fs::File::open(path).ok()?;
     let mut head = [0u8; 1024];
     let n = f.read(&mut head).ok()?;
@@ -456,6 +461,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                 commit.containers.push((spec.name.clone(), item.locator.clone(), after));
                 commit.appended_items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
                 sr.appended += 1;
+                // A run killed after its index commit but before the store's left these in the
+                // index already: replaced, not doubled.
+                for r in &ex.records {
+                    store.delete_record(&writer, &r.key);
+                }
             } else {
                 store.delete_item(&writer, &spec.name, &item.locator);
                 touched_items.insert((spec.name.clone(), item.locator.clone()));

@@ -23,15 +23,26 @@ fn runs_killed_at_any_moment_lose_nothing_and_duplicate_nothing() {
     let cfg = common::demo(&dir, 400);
     let c = cfg.to_str().unwrap();
     let notes = dir.join("calls/call-notes.csv");
+    let mbox = dir.join("support/support.mbox");
     let words = ["aardwolf", "bushbaby", "caracal", "dugong", "echidna", "fossa", "gerenuk", "hoatzin"];
     // Kill points spread over a run: listing, extraction, resolution, index writing, commits.
     let delays = [40u64, 150, 300, 450, 650, 850, 1100, 1400];
     let mut interrupted = 0;
     for (i, (word, delay)) in words.iter().zip(delays).enumerate() {
-        // Each run has new work: a new call note, and every other run re-reads everything.
+        // Each run has new work: a new call note, a message appended to the mailbox, and every
+        // other run re-reads everything.
         let mut text = std::fs::read_to_string(&notes).unwrap();
         text.push_str(&format!("2024-12-0{},agent{i},,\"caller gave ORD-104233 about the {word} plan\"\n", i + 1));
         std::fs::write(&notes, text).unwrap();
+        let mut mail = std::fs::read(&mbox).unwrap();
+        mail.extend_from_slice(
+            format!(
+                "From jane.smith@acme.example Tue Dec  3 10:00:00 2024\nFrom: Jane Smith <jane.smith@acme.example>\n\
+                 Subject: the {word} plan again\nMessage-ID: <{word}@acme.example>\n\nStill waiting about {word}.\n"
+            )
+            .as_bytes(),
+        );
+        std::fs::write(&mbox, mail).unwrap();
         let mut args = vec!["index", "--config", c];
         if i % 2 == 0 {
             args.push("--full");
