@@ -71,7 +71,8 @@ enum Command {
         #[arg(long)]
         role: Option<String>,
     },
-    /// Serve the JSON API and the search page.
+    /// Serve the JSON API and the search page; re-index each source on its schedule, and sources
+    /// with `watch = true` seconds after a file changes.
     Serve {
         /// Address to listen on (default from the config, 127.0.0.1:7860).
         #[arg(long)]
