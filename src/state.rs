@@ -293,7 +293,12 @@ impl State {
 
     /// Current record → customers links.
     pub fn all_links(&self) -> Result<HashMap<String, Vec<String>>, StateError> {
-        let mut st = self.conn.prepare("SELECT key, customer FROM links ORDER BY key, customer")?;
+        self.links_by_key("SELECT key, customer FROM links ORDER BY key, customer")
+    }
+
+    /// Record key → customers, from a query of (key, customer) rows.
+    fn links_by_key(&self, sql: &str) -> Result<HashMap<String, Vec<String>>, StateError> {
+        let mut st = self.conn.prepare(sql)?;
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         for row in rows {
@@ -352,14 +357,7 @@ impl State {
 
     /// Record key → the customers it is a member of.
     pub fn member_links(&self) -> Result<HashMap<String, Vec<String>>, StateError> {
-        let mut st = self.conn.prepare("SELECT key, customer FROM links WHERE role = 'member'")?;
-        let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        for row in rows {
-            let (k, c) = row?;
-            out.entry(k).or_default().push(c);
-        }
-        Ok(out)
+        self.links_by_key("SELECT key, customer FROM links WHERE role = 'member'")
     }
 
     /// What the last resolution kept for incremental runs: its model (JSON), the records
