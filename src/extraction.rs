@@ -21,9 +21,9 @@ struct Request {
     extractor: Extractor,
     locator: String,
     path: PathBuf,
-    /// Only the messages appended to an mbox: (bytes already indexed, messages before them).
+    /// Only the messages appended to an mbox: (bytes already indexed, bytes now, messages before).
     #[serde(default)]
-    tail: Option<(u64, usize)>,
+    tail: Option<(u64, u64, usize)>,
 }
 
 /// What a worker answers.
@@ -149,7 +149,7 @@ impl Isolated {
         x: &Extractor,
         locator: &str,
         path: &Path,
-        tail: Option<(u64, usize)>,
+        tail: Option<(u64, u64, usize)>,
         timeout: Duration,
     ) -> Result<Extracted, String> {
         let mut w = self.checkout()?;
@@ -222,7 +222,9 @@ pub fn worker_main(memory_mib: u64) -> std::io::Result<()> {
         let line = line?;
         let resp = match serde_json::from_str::<Request>(&line) {
             Ok(req) => match std::panic::catch_unwind(|| match req.tail {
-                Some((offset, before)) => req.extractor.extract_mbox_tail(&req.locator, &req.path, offset, before),
+                Some((offset, end, before)) => {
+                    req.extractor.extract_mbox_tail(&req.locator, &req.path, (offset, end), before)
+                }
                 None => req.extractor.extract_file(&req.locator, &req.path),
             }) {
                 Ok(Ok(e)) => Response::Ok(e),

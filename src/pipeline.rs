@@ -187,7 +187,7 @@ fn extract_item(
     pool: Option<&Isolated>,
     append: Option<&Append>,
 ) -> Result<Extracted, String> {
-    let tail = append.map(|a| (a.offset, a.before));
+    let tail = append.map(|a| (a.offset, a.after.len, a.before));
     match (&item.payload, pool) {
         (Payload::Records(rs), _) => Ok(Extracted { records: rs.clone(), warnings: Vec::new() }),
         (Payload::File(path), Some(pool)) => {
@@ -195,7 +195,7 @@ fn extract_item(
         }
         (Payload::File(path), None) => {
             let read = || match tail {
-                Some((offset, before)) => x.extract_mbox_tail(&item.locator, path, offset, before),
+                Some((offset, end, before)) => x.extract_mbox_tail(&item.locator, path, (offset, end), before),
                 None => x.extract_file(&item.locator, path),
             };
             match std::panic::catch_unwind(AssertUnwindSafe(read)) {
@@ -216,7 +216,8 @@ struct Append {
 }
 
 /// Reads `path` once: whether it starts with the bytes indexed as `old` (same BLAKE3), ending a
-/// line, and goes on with a new message (`From `); then what it holds in all.
+/// line, and goes on with a new message (`From `); then what its first `len` bytes (its size now)
+/// hold. A writer still appending leaves the rest for the next run.
 fn appended(path: &std::path::Path, old: &Container, max_bytes: u64) -> Option<Append> {
     use std::io::Read;
     let len = std::fs::metadata(path).ok()?.len();
@@ -246,7 +247,10 @@ fn appended(path: &std::path::Path, old: &Container, max_bytes: u64) -> Option<A
         return None;
     }
     h.update(&from);
-    h.update_reader(&mut f).ok()?;
+    let rest = len - old.len - from.len() as u64;
+    if std::io::copy(&mut (&mut f).take(rest), &mut h).ok()? != rest {
+        return None;
+    }
     Some(Append {
         offset: old.len,
         before: old.messages,
@@ -255,25 +259,37 @@ fn appended(path: &std::path::Path, old: &Container, max_bytes: u64) -> Option<A
 }
 
 /// What is indexed of the mailbox at `path` once `records` (its messages) are: `None` when the
-/// file is not a mailbox or cannot be read.
-fn mailbox(locator: &str, path: &std::path::Path, item_key: &str, records: &[Record]) -> Option<Container> {
+/// file is not a mailbox, cannot be read, or is no longer the `listed` bytes long (it changed
+/// while it was read: the next run reads it in full again).
+fn mailbox(item: &Item, path: &std::path::Path, item_key: &str, records: &[Record]) -> Option<Container> {
     use std::io::Read;
+    let listed = item.size;
     // Only a file whose records are messages (`KEY/mN`) can be one; others are not opened again.
     let messages = format!("{item_key}/m");
     if !records.iter().any(|r| r.key.starts_with(&messages)) {
         return None;
     }
     let mut f = std::fs::File::open(path).ok()?;
+    if f.metadata().ok()?.len() != listed {
+        return None;
+    }
     let mut head = [0u8; 1024];
     let n = f.read(&mut head).ok()?;
-    if dossier_connectors::extract::sniff(locator, &head[..n]) != Some(dossier_connectors::extract::Format::Mbox) {
+    if dossier_connectors::extract::sniff(&item.locator, &head[..n]) != Some(dossier_connectors::extract::Format::Mbox)
+    {
         return None;
     }
     let mut h = blake3::Hasher::new();
     h.update(&head[..n]);
-    h.update_reader(&mut f).ok()?;
-    let len = std::fs::metadata(path).ok()?.len();
-    Some(Container { len, head: h.finalize().to_hex().to_string(), messages: messages_in(item_key, records, 0) })
+    let rest = listed.checked_sub(n as u64)?;
+    if std::io::copy(&mut f.take(rest), &mut h).ok()? != rest {
+        return None;
+    }
+    Some(Container {
+        len: listed,
+        head: h.finalize().to_hex().to_string(),
+        messages: messages_in(item_key, records, 0),
+    })
 }
 
 /// The highest message number among `records` of mailbox `item_key` (`KEY/mN…`), at least `floor`.
@@ -474,8 +490,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             match res {
                 Ok(ex) => {
                     if let (false, Payload::File(path)) = (appended_to, &item.payload)
-                        && let Some(k) =
-                            mailbox(&item.locator, path, &Record::key_for(&spec.name, &item.locator), &ex.records)
+                        && let Some(k) = mailbox(item, path, &Record::key_for(&spec.name, &item.locator), &ex.records)
                     {
                         commit.containers.push((spec.name.clone(), item.locator.clone(), k));
                     }

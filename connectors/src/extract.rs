@@ -164,13 +164,14 @@ impl Extractor {
         Ok(out)
     }
 
-    /// Extracts only the messages appended to the mbox at `path` after byte `offset`, numbered on
-    /// after the `before` messages that precede them (those are unchanged and already indexed).
+    /// Extracts only the messages appended to the mbox at `path` in bytes `offset..end`, numbered
+    /// on after the `before` messages that precede them (those are unchanged and already indexed).
+    /// Bytes written after `end` wait for the next run.
     pub fn extract_mbox_tail(
         &self,
         locator: &str,
         path: &Path,
-        offset: u64,
+        (offset, end): (u64, u64),
         before: usize,
     ) -> Result<Extracted, ExtractError> {
         let len = std::fs::metadata(path).map_err(|e| ExtractError::Io(e.to_string()))?.len();
@@ -178,9 +179,10 @@ impl Extractor {
             return Err(ExtractError::TooLarge(format!("{len} bytes, limit {}", self.limits.max_file_bytes)));
         }
         let bytes = std::fs::read(path).map_err(|e| ExtractError::Io(e.to_string()))?;
-        let tail = usize::try_from(offset).ok().and_then(|o| bytes.get(o..)).ok_or_else(|| ExtractError::Invalid {
+        let range = usize::try_from(offset).ok().zip(usize::try_from(end).ok());
+        let tail = range.and_then(|(o, e)| bytes.get(o..e)).ok_or_else(|| ExtractError::Invalid {
             kind: "mbox",
-            reason: format!("the mailbox is shorter than the {offset} bytes already indexed"),
+            reason: format!("the mailbox is shorter than the {end} bytes it had when the run began"),
         })?;
         let place = Place { item: locator, key: Record::key_for(&self.source, locator), parent: None, depth: 0 };
         let mut out = Extracted::default();
@@ -275,5 +277,27 @@ mod tests {
         assert_eq!(sniff("m", b"From: a@b.c\nSubject: hi\n\nbody"), Some(Format::Eml));
         assert_eq!(sniff("a.CSV", b"a,b\n1,2"), Some(Format::Csv));
         assert_eq!(sniff("a.png", b"\x89PNG"), None);
+    }
+
+    #[test]
+    fn the_tail_of_a_mailbox_is_read_alone_and_numbered_on() {
+        let msg = |n: u32| {
+            format!("From a@b.example Mon Jan  1 00:00:00 2024\nFrom: a@b.example\nSubject: s{n}\n\nbody {n}\n")
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("box.mbox");
+        let (first, all) = (msg(1) + &msg(2), msg(1) + &msg(2) + &msg(3));
+        std::fs::write(&path, &all).unwrap();
+        let x = Extractor::new(&crate::SourceSpec::files("mail", "."));
+        let (offset, end) = (first.len() as u64, all.len() as u64);
+        let out = x.extract_mbox_tail("box.mbox", &path, (offset, end), 2).unwrap();
+        let keys: Vec<&str> = out.records.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["mail:box.mbox/m3"]);
+        assert!(out.records[0].text.contains("body 3"));
+        // Bytes written after the run began wait for the next one; a shrunk file is an error.
+        std::fs::write(&path, all.clone() + &msg(4)).unwrap();
+        assert_eq!(x.extract_mbox_tail("box.mbox", &path, (offset, end), 2).unwrap().records.len(), 1);
+        std::fs::write(&path, &first).unwrap();
+        assert!(x.extract_mbox_tail("box.mbox", &path, (offset, end), 2).is_err());
     }
 }
