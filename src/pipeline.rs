@@ -544,12 +544,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     // roles: the customers stand as they are, and resolution has nothing to do.
     let views = crate::access::views(cfg);
     let fingerprint = crate::access::views_fingerprint(&views);
-    if touched_items.is_empty()
-        && fresh.is_empty()
-        && !opts.full
-        && state.resolution_memo()?.is_some()
-        && state.meta("views")?.as_deref() == Some(fingerprint.as_str())
-    {
+    let views_current = state.meta("views")?.as_deref() == Some(fingerprint.as_str());
+    let memo = if opts.full { None } else { state.resolution_memo()? };
+    if touched_items.is_empty() && fresh.is_empty() && memo.is_some() && views_current {
         let t = Instant::now();
         store.commit(&mut writer, run_id)?;
         stage(&mut report, "commit", t);
@@ -596,7 +593,6 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     // An incremental run reuses the model of the last full resolution while the records
     // changed since are under a tenth of them; then resolution learns it again.
     let changed = (changed_keys.len() + replaced.iter().filter(|e| !changed_keys.contains(&e.key)).count()) as u64;
-    let memo = if opts.full { None } else { state.resolution_memo()? };
     let kept = memo.as_ref().and_then(|m| {
         let model: resolve::Model = serde_json::from_str(m.model.as_deref()?).ok()?;
         let drift = m.drift.saturating_add(changed);
@@ -676,9 +672,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     // The customers whose documents and stored rows change: after an incremental resolution,
     // those resolved again, those a record now or no longer links to, and those gone; every
     // one after a full resolution, or when the roles' views changed.
-    let views_changed = state.meta("views")?.as_deref() != Some(fingerprint.as_str());
-    let changed: Option<HashSet<String>> = match (&resolution.resolved_customers, views_changed) {
-        (Some(resolved), false) => {
+    let changed: Option<HashSet<String>> = match (&resolution.resolved_customers, views_current) {
+        (Some(resolved), true) => {
             let mut c = resolved.clone();
             for k in old_links.keys().chain(resolution.links.keys()) {
                 let (old, new) = (old_links.get(k).unwrap_or(&empty), resolution.links.get(k).unwrap_or(&empty));
