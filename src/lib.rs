@@ -22,6 +22,7 @@ pub mod query;
 pub mod resolve;
 pub mod schedule;
 pub mod server;
+pub mod spool;
 pub mod state;
 pub mod synth;
 

@@ -11,7 +11,7 @@ use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use dossier_connectors::{Extractor, SourceKind, connector_for, extract::Extracted};
-use dossier_schema::{Item, ItemError, Payload, Record};
+use dossier_schema::{Item, ItemError, Mention, Payload, Record};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
@@ -31,6 +31,9 @@ pub enum RunError {
     /// The state store failed.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// The run's temporary record file failed.
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
     /// A `--source` named no configured source.
     #[error("no source named `{0}` in the config (see `[[sources]]`)")]
     UnknownSource(String),
@@ -104,7 +107,7 @@ fn carry_over(
     source: &str,
     old: &str,
     new: &str,
-) -> Result<Vec<(Record, Vec<dossier_schema::Mention>)>, String> {
+) -> Result<Vec<(Record, Vec<Mention>)>, String> {
     let (old_prefix, new_prefix) = (Record::key_for(source, old), Record::key_for(source, new));
     let rekey = |k: &str| k.strip_prefix(&old_prefix).map(|rest| format!("{new_prefix}{rest}"));
     let base = |l: &str| l.rsplit('/').next().unwrap_or(l).to_string();
@@ -125,6 +128,13 @@ fn carry_over(
     }
     Ok(out)
 }
+
+/// An item's records and, index for index, each one's mentions.
+type WithMentions = (Extracted, Vec<Vec<Mention>>);
+
+/// Items extracted before their records are spooled: enough to keep both cores busy, few
+/// enough that one chunk's records are a small part of memory.
+const EXTRACT_CHUNK: usize = 256;
 
 /// Items the failure share is measured over.
 const FAILURE_WINDOW: usize = 200;
@@ -326,7 +336,16 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let mut commit = RunCommit { run: run_id, ..Default::default() };
     let mut report =
         RunReport { id: run_id, started, status: "completed".into(), full: opts.full, ..Default::default() };
-    let mut fresh: Vec<(Record, Vec<dossier_schema::Mention>)> = Vec::new();
+    // This run's records: their text waits on disk, their entities (source, item, entities) stay
+    // here for resolution and become the state store's rows.
+    let mut spool = crate::spool::Spool::new(&index_dir)?;
+    let mut fresh: Vec<(String, String, RecordEntities)> = Vec::new();
+    let mut add_fresh = |spool: &mut crate::spool::Spool, r: Record, mentions: Vec<Mention>| {
+        spool.push(&r)?;
+        let e = RecordEntities { key: r.key, kind: r.kind, parent: r.parent, mentions };
+        fresh.push((r.source, r.item, e));
+        Ok::<(), RunError>(())
+    };
     let mut touched_items: HashSet<(String, String)> = HashSet::new();
 
     for spec in cfg.sources.iter().filter(|s| opts.sources.is_empty() || opts.sources.contains(&s.name)) {
@@ -391,7 +410,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                         commit.items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
                         touched_items.insert((spec.name.clone(), old.clone()));
                         touched_items.insert((spec.name.clone(), item.locator.clone()));
-                        fresh.extend(records);
+                        for (r, m) in records {
+                            add_fresh(&mut spool, r, m)?;
+                        }
                         // Handled: not a delete.
                         seen.insert(old.clone());
                         carried.insert(i);
@@ -438,84 +459,87 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         // `None`: the time budget was spent, or the failures passed the source's limits, before
         // this item; it stays as it was, to be extracted by the next run.
         let gate = FailureGate::new(&spec.limits);
-        let results: Vec<(usize, Option<Result<Extracted, String>>)> = items
-            .par_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                if opts.deadline.is_some_and(|d| Instant::now() >= d) || gate.tripped().is_some() {
-                    return (i, None);
-                }
-                let r = extract_item(&x, item, pool.as_ref(), appends.get(&i));
-                gate.record(r.is_err());
-                pb.inc(1);
-                (i, Some(r))
-            })
-            .collect();
-        sr.stopped = gate.tripped().cloned();
-        pb.finish_and_clear();
-        for (i, res) in results {
-            let item = &items[i];
-            let Some(res) = res else {
-                sr.deferred += 1;
-                continue;
-            };
-            let res = match res {
-                // The source stopped: the cause is likely the source's, not the item's, so the
-                // item keeps what it had (in the index and the store) until a run reads it. So
-                // does a mailbox whose appended messages could not be read.
-                Err(reason) if sr.stopped.is_some() || appends.contains_key(&i) => {
-                    sr.failed += 1;
-                    report.errors.push(ItemError { source: spec.name.clone(), locator: item.locator.clone(), reason });
-                    continue;
-                }
-                res => res,
-            };
-            if let (Some(a), Ok(ex)) = (appends.get(&i), &res) {
-                // Appended messages: the mailbox's other records stay as they are.
-                let item_key = Record::key_for(&spec.name, &item.locator);
-                let after = Container { messages: messages_in(&item_key, &ex.records, a.before), ..a.after.clone() };
-                commit.containers.push((spec.name.clone(), item.locator.clone(), after));
-                commit.appended_items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
-                sr.appended += 1;
-                // A run killed after its index commit but before the store's left these in the
-                // index already: replaced, not doubled.
-                for r in &ex.records {
-                    store.delete_record(&writer, &r.key);
-                }
-            } else {
-                store.delete_item(&writer, &spec.name, &item.locator);
-                touched_items.insert((spec.name.clone(), item.locator.clone()));
-            }
-            let appended_to = appends.contains_key(&i);
-            match res {
-                Ok(ex) => {
-                    if let (false, Payload::File(path)) = (appended_to, &item.payload)
+        // Items are extracted a chunk at a time, each chunk's records spooled before the next
+        // is read, so a source's memory is one chunk's, not the whole source's. Failures wait
+        // until every chunk is done: whether the source stopped decides what they cost.
+        let mut failures: Vec<(usize, String)> = Vec::new();
+        for chunk in (0..items.len()).collect::<Vec<_>>().chunks(EXTRACT_CHUNK) {
+            let results: Vec<(usize, Option<Result<WithMentions, String>>)> = chunk
+                .par_iter()
+                .map(|&i| {
+                    if opts.deadline.is_some_and(|d| Instant::now() >= d) || gate.tripped().is_some() {
+                        return (i, None);
+                    }
+                    let r = extract_item(&x, &items[i], pool.as_ref(), appends.get(&i));
+                    gate.record(r.is_err());
+                    pb.inc(1);
+                    let with_mentions = r.map(|ex| {
+                        let m = ex.records.par_iter().map(|r| entities.mentions(r)).collect();
+                        (ex, m)
+                    });
+                    (i, Some(with_mentions))
+                })
+                .collect();
+            for (i, res) in results {
+                let item = &items[i];
+                let (ex, mentions) = match res {
+                    None => {
+                        sr.deferred += 1;
+                        continue;
+                    }
+                    Some(Err(reason)) => {
+                        failures.push((i, reason));
+                        continue;
+                    }
+                    Some(Ok(done)) => done,
+                };
+                let appended_to = appends.get(&i);
+                if let Some(a) = appended_to {
+                    // Appended messages: the mailbox's other records stay as they are.
+                    let item_key = Record::key_for(&spec.name, &item.locator);
+                    let after =
+                        Container { messages: messages_in(&item_key, &ex.records, a.before), ..a.after.clone() };
+                    commit.containers.push((spec.name.clone(), item.locator.clone(), after));
+                    commit.appended_items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
+                    sr.appended += 1;
+                    // A run killed after its index commit but before the store's left these in the
+                    // index already: replaced, not doubled.
+                    for r in &ex.records {
+                        store.delete_record(&writer, &r.key);
+                    }
+                } else {
+                    store.delete_item(&writer, &spec.name, &item.locator);
+                    touched_items.insert((spec.name.clone(), item.locator.clone()));
+                    if let Payload::File(path) = &item.payload
                         && let Some(k) = mailbox(item, path, &Record::key_for(&spec.name, &item.locator), &ex.records)
                     {
                         commit.containers.push((spec.name.clone(), item.locator.clone(), k));
                     }
-                    report.errors.extend(ex.warnings);
-                    sr.records += ex.records.len() as u64;
-                    let with_mentions: Vec<_> = ex
-                        .records
-                        .into_par_iter()
-                        .map(|r| {
-                            let m = entities.mentions(&r);
-                            (r, m)
-                        })
-                        .collect();
-                    fresh.extend(with_mentions);
-                    if !appended_to {
-                        commit.items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
-                    }
-                }
-                Err(reason) => {
-                    sr.failed += 1;
-                    report.errors.push(ItemError { source: spec.name.clone(), locator: item.locator.clone(), reason });
-                    // A failed item is remembered with its version so an unchanged bad file is not retried every run.
                     commit.items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
                 }
+                report.errors.extend(ex.warnings);
+                sr.records += ex.records.len() as u64;
+                for (r, m) in ex.records.into_iter().zip(mentions) {
+                    add_fresh(&mut spool, r, m)?;
+                }
             }
+        }
+        sr.stopped = gate.tripped().cloned();
+        pb.finish_and_clear();
+        for (i, reason) in failures {
+            let item = &items[i];
+            sr.failed += 1;
+            report.errors.push(ItemError { source: spec.name.clone(), locator: item.locator.clone(), reason });
+            // The source stopped: the cause is likely the source's, not the item's, so the item
+            // keeps what it had (in the index and the store) until a run reads it. So does a
+            // mailbox whose appended messages could not be read.
+            if sr.stopped.is_some() || appends.contains_key(&i) {
+                continue;
+            }
+            store.delete_item(&writer, &spec.name, &item.locator);
+            touched_items.insert((spec.name.clone(), item.locator.clone()));
+            // A failed item is remembered with its version so an unchanged bad file is not retried every run.
+            commit.items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
         }
         stage(&mut report, "extraction", t_extract);
         if let Some(why) = &sr.stopped {
@@ -563,16 +587,12 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     // Resolution over every record: the stored ones not replaced this run, plus the fresh ones.
     let t = Instant::now();
     let old_links = state.all_links()?;
-    let mut all: Vec<RecordEntities> = Vec::new();
+    let mut stored: Vec<RecordEntities> = Vec::new();
     let mut replaced: Vec<RecordEntities> = Vec::new();
     for (source, item, e) in state.all_entities()? {
-        if touched_items.contains(&(source, item)) { replaced.push(e) } else { all.push(e) }
+        if touched_items.contains(&(source, item)) { replaced.push(e) } else { stored.push(e) }
     }
-    for (r, m) in &fresh {
-        let e = RecordEntities { key: r.key.clone(), kind: r.kind, parent: r.parent.clone(), mentions: m.clone() };
-        commit.records.push((r.source.clone(), r.item.clone(), e.clone()));
-        all.push(e);
-    }
+    let mut all: Vec<&RecordEntities> = stored.iter().chain(fresh.iter().map(|(_, _, e)| e)).collect();
     // Resolution is order-sensitive at ties: the same records in the same order give
     // the same customers, whether this run is full or incremental.
     all.sort_by(|a, b| a.key.cmp(&b.key));
@@ -580,13 +600,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     // stored version, and removed ones. A re-read file whose rows say what they said is not.
     let mut old_versions: HashMap<String, RecordEntities> = replaced.into_iter().map(|e| (e.key.clone(), e)).collect();
     let mut changed_keys: HashSet<String> = HashSet::new();
-    for (r, m) in &fresh {
-        let same =
-            old_versions.get(&r.key).is_some_and(|o| o.kind == r.kind && o.parent == r.parent && o.mentions == *m);
-        if same {
-            old_versions.remove(&r.key);
+    for (_, _, e) in &fresh {
+        if old_versions.get(&e.key).is_some_and(|o| o == e) {
+            old_versions.remove(&e.key);
         } else {
-            changed_keys.insert(r.key.clone());
+            changed_keys.insert(e.key.clone());
         }
     }
     let replaced: Vec<RecordEntities> = old_versions.into_values().collect();
@@ -640,12 +658,13 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let t = Instant::now();
 
     // Records of this run, with their customers.
-    let fresh_keys: HashSet<String> = fresh.iter().map(|(r, _)| r.key.clone()).collect();
+    drop(all);
     let pb = bar(opts.progress, fresh.len() as u64, "indexing");
-    for (r, m) in &mut fresh {
-        r.mentions = std::mem::take(m);
+    for (r, (_, _, e)) in spool.into_records()?.zip(&fresh) {
+        let mut r = r?;
+        r.mentions.clone_from(&e.mentions);
         let ids = resolution.links.get(&r.key).map(Vec::as_slice).unwrap_or(&[]);
-        store.add_record(&writer, r, ids)?;
+        store.add_record(&writer, &r, ids)?;
         pb.inc(1);
     }
     pb.finish_and_clear();
@@ -654,10 +673,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     // Unchanged records whose customers changed are rewritten from their stored copy.
     let empty = Vec::new();
     let mut rewritten = 0usize;
-    for e in &all {
-        if fresh_keys.contains(&e.key) {
-            continue;
-        }
+    for e in &stored {
         let new = resolution.links.get(&e.key).unwrap_or(&empty);
         let old = old_links.get(&e.key).unwrap_or(&empty);
         if new != old
@@ -669,6 +685,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         }
     }
     tracing::debug!(rewritten, "records relinked");
+    drop(stored);
     // The customers whose documents and stored rows change: after an incremental resolution,
     // those resolved again, those a record now or no longer links to, and those gone; every
     // one after a full resolution, or when the roles' views changed.
@@ -724,6 +741,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         None => resolution.customers,
     });
     commit.customers_replaced = changed.map(|ids| ids.into_iter().collect());
+    commit.records = fresh;
     commit.report = report.clone();
     state.commit_run(&commit)?;
     // The stored report was written above; the caller's copy also times that write.
@@ -735,6 +753,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
 /// Adds the time since `since` to a stage of the run's report.
 fn stage(report: &mut RunReport, name: &str, since: Instant) {
     *report.stages.entry(name.to_string()).or_default() += since.elapsed().as_millis() as u64;
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let (rss, peak) = crate::bench::memory_mib();
+        tracing::debug!("stage {name}: {:.1}s, memory {rss:.0} MiB (peak {peak:.0})", since.elapsed().as_secs_f64());
+    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,7 @@
 //! evidence either way. The weights of the levels are estimated from the data
 //! (`estimate`); this module only decides which level a pair is at.
 
-use std::collections::BTreeSet;
-
+use super::values::Values;
 use crate::entities::names::{self, PersonName};
 
 /// The attributes compared.
@@ -130,18 +129,34 @@ fn jaro_bound(a: &str, b: &str) -> f64 {
     if !a.is_ascii() || !b.is_ascii() {
         return 1.0;
     }
-    let mut counts = [0u32; 256];
-    for &c in a.as_bytes() {
-        counts[usize::from(c)] += 1;
-    }
-    let mut common = 0usize;
-    for &c in b.as_bytes() {
-        let n = &mut counts[usize::from(c)];
-        if *n > 0 {
-            *n -= 1;
-            common += 1;
+    let common = if a.len() <= 64 {
+        // Words are short: a bit per letter of `a` already matched beats clearing a table of
+        // 256 counts for every pair.
+        let mut used = 0u64;
+        let mut common = 0usize;
+        for &c in b.as_bytes() {
+            let free = a.as_bytes().iter().enumerate().find(|&(i, &x)| x == c && used & (1 << i) == 0);
+            if let Some((i, _)) = free {
+                used |= 1 << i;
+                common += 1;
+            }
         }
-    }
+        common
+    } else {
+        let mut counts = [0u32; 256];
+        for &c in a.as_bytes() {
+            counts[usize::from(c)] += 1;
+        }
+        let mut common = 0usize;
+        for &c in b.as_bytes() {
+            let n = &mut counts[usize::from(c)];
+            if *n > 0 {
+                *n -= 1;
+                common += 1;
+            }
+        }
+        common
+    };
     let m = common as f64;
     (m / a.len() as f64 + m / b.len() as f64 + 1.0) / 3.0
 }
@@ -275,26 +290,15 @@ pub fn address_similarity(a: &str, b: &str) -> f64 {
     if a == b {
         return 1.0;
     }
-    let ta: Vec<&str> = a.split(' ').filter(|t| !t.is_empty()).collect();
-    let tb: Vec<&str> = b.split(' ').filter(|t| !t.is_empty()).collect();
+    // Every candidate pair with addresses comes here: the tokens stay on the stack.
+    let (mut sa, mut sb) = ([("", false); 24], [("", false); 24]);
+    let (Some(ta), Some(tb)) = (address_tokens(a, &mut sa), address_tokens(b, &mut sb)) else {
+        return address_similarity_long(a, b);
+    };
     if ta.is_empty() || tb.is_empty() {
         return 0.0;
     }
-    let token = |x: &str, y: &str| -> f64 {
-        if x == y {
-            return 1.0;
-        }
-        let (nx, ny) = (x.bytes().all(|c| c.is_ascii_digit()), y.bytes().all(|c| c.is_ascii_digit()));
-        if nx || ny {
-            let one_off = nx && ny && x.len() == y.len() && x.len() >= 4 && strsim::hamming(x, y).is_ok_and(|d| d == 1);
-            return if one_off { 0.5 } else { 0.0 };
-        }
-        if x.len() >= 4 && y.len() >= 4 && jaro_winkler_at_least(x, y, 0.88) >= 0.88 { 0.9 } else { 0.0 }
-    };
-    let side = |p: &[&str], q: &[&str]| -> f64 {
-        p.iter().map(|x| q.iter().map(|y| token(x, y)).fold(0.0, f64::max)).sum::<f64>()
-    };
-    let tokens = (side(&ta, &tb) + side(&tb, &ta)) / (ta.len() + tb.len()) as f64;
+    let tokens = tokens_share(ta, tb);
     // Characters only matter when they could lift the pair to the next level (0.5, 0.8, 1.0 in
     // `address_level`): skip the quadratic edit distance when the lengths say it cannot (the
     // normalized distance is at most the ratio of the lengths).
@@ -308,13 +312,110 @@ pub fn address_similarity(a: &str, b: &str) -> f64 {
     if (la.min(lb) as f64) < next * la.max(lb) as f64 {
         return tokens;
     }
-    let (ca, cb): (String, String) = (ta.concat(), tb.concat());
-    tokens.max(strsim::normalized_levenshtein(&ca, &cb))
+    // The words run together, compared by edit distance up to what reaches `next` (a larger
+    // distance leaves the pair at the level its tokens gave).
+    let (mut ca, mut cb) = ([0u8; 128], [0u8; 128]);
+    let (Some(ca), Some(cb)) = (squashed(ta, &mut ca), squashed(tb, &mut cb)) else {
+        return address_similarity_long(a, b);
+    };
+    let longest = ca.len().max(cb.len());
+    let within = ((1.0 - next) * longest as f64).ceil() as usize;
+    match levenshtein_within(ca, cb, within) {
+        Some(d) => tokens.max(1.0 - d as f64 / longest as f64),
+        None => tokens,
+    }
+}
+
+/// The share of two addresses' tokens (each with whether it is a number) that find their like
+/// on the other side: the same, a number with one digit changed for half, a word with a typo.
+fn tokens_share(ta: &[(&str, bool)], tb: &[(&str, bool)]) -> f64 {
+    let token = |(x, nx): (&str, bool), (y, ny): (&str, bool)| -> f64 {
+        if x == y {
+            return 1.0;
+        }
+        if nx || ny {
+            let one_off = nx && ny && x.len() == y.len() && x.len() >= 4 && strsim::hamming(x, y).is_ok_and(|d| d == 1);
+            return if one_off { 0.5 } else { 0.0 };
+        }
+        if x.len() >= 4 && y.len() >= 4 && jaro_winkler_at_least(x, y, 0.88) >= 0.88 { 0.9 } else { 0.0 }
+    };
+    let side = |p: &[(&str, bool)], q: &[(&str, bool)]| -> f64 {
+        p.iter().map(|&x| q.iter().map(|&y| token(x, y)).fold(0.0, f64::max)).sum::<f64>()
+    };
+    (side(ta, tb) + side(tb, ta)) / (ta.len() + tb.len()) as f64
+}
+
+/// The non-empty space-separated tokens of `a` in `buf`, each with whether it is a number;
+/// `None` when there are more than `buf` holds.
+fn address_tokens<'a, 'b>(a: &'a str, buf: &'b mut [(&'a str, bool)]) -> Option<&'b [(&'a str, bool)]> {
+    let mut n = 0;
+    for t in a.split(' ').filter(|t| !t.is_empty()) {
+        *buf.get_mut(n)? = (t, t.bytes().all(|c| c.is_ascii_digit()));
+        n += 1;
+    }
+    Some(&buf[..n])
+}
+
+/// The tokens run together in `buf`, when they are ASCII and fit.
+fn squashed<'b>(tokens: &[(&str, bool)], buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    let mut n = 0;
+    for (t, _) in tokens {
+        if !t.is_ascii() {
+            return None;
+        }
+        buf.get_mut(n..n + t.len())?.copy_from_slice(t.as_bytes());
+        n += t.len();
+    }
+    Some(&buf[..n])
+}
+
+/// The Levenshtein distance of `a` and `b` when it is at most `k`: one row on the stack, and
+/// the rows stop as soon as none of their cells is within `k`.
+fn levenshtein_within(a: &[u8], b: &[u8], k: usize) -> Option<usize> {
+    if a.len().abs_diff(b.len()) > k || b.len() >= 256 {
+        return None;
+    }
+    let mut row = [0usize; 256];
+    for (j, cell) in row.iter_mut().enumerate().take(b.len() + 1) {
+        *cell = j;
+    }
+    for (i, &x) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        let mut least = row[0];
+        for (j, &y) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(x != y));
+            diagonal = above;
+            least = least.min(row[j + 1]);
+        }
+        if least > k {
+            return None;
+        }
+    }
+    (row[b.len()] <= k).then_some(row[b.len()])
+}
+
+/// [`address_similarity`] for addresses too long for the stack buffers (the general way).
+fn address_similarity_long(a: &str, b: &str) -> f64 {
+    let ta: Vec<(&str, bool)> =
+        a.split(' ').filter(|t| !t.is_empty()).map(|t| (t, t.bytes().all(|c| c.is_ascii_digit()))).collect();
+    let tb: Vec<(&str, bool)> =
+        b.split(' ').filter(|t| !t.is_empty()).map(|t| (t, t.bytes().all(|c| c.is_ascii_digit()))).collect();
+    if ta.is_empty() || tb.is_empty() {
+        return 0.0;
+    }
+    let tokens = tokens_share(&ta, &tb);
+    if tokens >= 1.0 {
+        return tokens;
+    }
+    let concat = |t: &[(&str, bool)]| t.iter().map(|(w, _)| *w).collect::<String>();
+    tokens.max(strsim::normalized_levenshtein(&concat(&ta), &concat(&tb)))
 }
 
 /// Address level: 1 same, 2 close (≥ 0.8 similar), 3 partial (≥ 0.5), 4 differ; with the
 /// values behind it when `explain`.
-pub fn address_level(a: &BTreeSet<String>, b: &BTreeSet<String>, explain: bool) -> (u8, String) {
+pub fn address_level(a: &Values, b: &Values, explain: bool) -> (u8, String) {
     if a.is_empty() || b.is_empty() {
         return (0, String::new());
     }
@@ -348,11 +449,11 @@ pub fn address_level(a: &BTreeSet<String>, b: &BTreeSet<String>, explain: bool) 
 }
 
 /// City level: 1 same, 2 close (typo, split word), 3 differ; with the values when `explain`.
-pub fn city_level(a: &BTreeSet<String>, b: &BTreeSet<String>, explain: bool) -> (u8, String) {
+pub fn city_level(a: &Values, b: &Values, explain: bool) -> (u8, String) {
     if a.is_empty() || b.is_empty() {
         return (0, String::new());
     }
-    if let Some(c) = a.intersection(b).next() {
+    if let Some(c) = a.common(b).next() {
         return (1, if explain { c.clone() } else { String::new() });
     }
     let squash = |s: &str| s.bytes().filter(|&c| c != b' ').collect::<Vec<u8>>();
@@ -382,11 +483,11 @@ pub fn dates_close(a: &str, b: &str) -> bool {
 }
 
 /// Date-of-birth level: 1 same, 2 close, 3 differ; with the values when `explain`.
-pub fn dob_level(a: &BTreeSet<String>, b: &BTreeSet<String>, explain: bool) -> (u8, String) {
+pub fn dob_level(a: &Values, b: &Values, explain: bool) -> (u8, String) {
     if a.is_empty() || b.is_empty() {
         return (0, String::new());
     }
-    if let Some(d) = a.intersection(b).next() {
+    if let Some(d) = a.common(b).next() {
         return (1, if explain { d.clone() } else { String::new() });
     }
     for x in a {
@@ -403,8 +504,45 @@ pub fn dob_level(a: &BTreeSet<String>, b: &BTreeSet<String>, explain: bool) -> (
 mod tests {
     use super::*;
 
-    fn set(xs: &[&str]) -> BTreeSet<String> {
+    fn set(xs: &[&str]) -> Values {
         xs.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_bounded_edit_distance_is_the_edit_distance_within_its_bound() {
+        let words = ["", "a", "ab", "kitten", "sitting", "pridhamstreet", "pridhamst", "177pridhamst3165", "xyz"];
+        for a in words {
+            for b in words {
+                let d = strsim::levenshtein(a, b);
+                for k in 0..12 {
+                    let want = (d <= k).then_some(d);
+                    assert_eq!(levenshtein_within(a.as_bytes(), b.as_bytes(), k), want, "{a} {b} {k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn long_addresses_are_compared_the_general_way() {
+        let long: String = (0..40).map(|i| format!("w{i}x ")).collect();
+        assert_eq!(
+            address_similarity(&long, &long.replace("w3x", "w3y")),
+            address_similarity_long(&long, &long.replace("w3x", "w3y"))
+        );
+        let a = "177 pridham st milton marsden nsw 3165";
+        let b = "177 pridhamstreet milton marsden nsw 3165";
+        assert_eq!(address_level(&set(&[a]), &set(&[b]), false).0, {
+            let s = address_similarity_long(a, b);
+            if s >= 1.0 {
+                1
+            } else if s >= 0.8 {
+                2
+            } else if s >= 0.5 {
+                3
+            } else {
+                4
+            }
+        });
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! observations ("member") and of their loose strong values ("mentions"); a
 //! record is never a bridge between two clusters.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rustc_hash::FxHashMap;
@@ -26,6 +27,9 @@ use crate::entities::{LOOSE, normalize};
 
 pub mod compare;
 pub mod estimate;
+pub mod values;
+
+use values::Values;
 
 use compare::{FEATURES, Feature, Gamma};
 pub use estimate::Weights;
@@ -52,20 +56,18 @@ struct Obs {
     /// The names' sound codes, index for index.
     sounds: Vec<compare::Sounds>,
     /// Strong values that are not generic, by kind (filled once generic values are known).
-    emails: BTreeSet<String>,
-    phones: BTreeSet<String>,
-    ids: BTreeSet<String>,
+    emails: Values,
+    phones: Values,
+    ids: Values,
     /// The kinds of `ids` (`order`, `account`).
-    id_kinds: BTreeSet<String>,
+    id_kinds: Values,
     strong: Vec<(MentionKind, String)>,
-    companies: BTreeSet<String>,
-    /// The addresses as found; emptied into `streets` once the cities are known.
-    addresses: BTreeSet<String>,
+    companies: Values,
     /// The addresses without the observation's own city words, so that address and city are
     /// compared apart (two neighbours share a city, not a street).
-    streets: BTreeSet<String>,
-    cities: BTreeSet<String>,
-    dobs: BTreeSet<String>,
+    streets: Values,
+    cities: Values,
+    dobs: Values,
 }
 
 /// What a cluster's guards look at: its members' given names, surnames and birth dates.
@@ -81,7 +83,7 @@ impl Guard {
         Guard {
             firsts: o.names.iter().filter(|n| !n.first.is_empty()).map(|n| n.first.clone()).collect(),
             lasts: o.names.iter().filter(|n| !n.last.is_empty()).map(|n| n.last.clone()).collect(),
-            dobs: o.dobs.clone(),
+            dobs: o.dobs.iter().cloned().collect(),
         }
     }
 
@@ -270,23 +272,32 @@ fn customer_id(key: &str, party: u16) -> String {
 
 /// Observations of records: their non-loose mentions, by party. An observation with no name
 /// and no strong value identifies no one and is left out.
-fn observations(records: &[RecordEntities]) -> Vec<Obs> {
-    let per_record: Vec<Vec<Obs>> = records.par_iter().enumerate().map(|(ri, r)| record_observations(ri, r)).collect();
+fn observations<R: Borrow<RecordEntities> + Sync>(records: &[R]) -> Vec<Obs> {
+    let per_record: Vec<Vec<Obs>> =
+        records.par_iter().enumerate().map(|(ri, r)| record_observations(ri, r.borrow())).collect();
     per_record.into_iter().flatten().collect()
 }
 
 /// The observations of record `ri`, one per party, in the order the parties are first mentioned.
 fn record_observations(ri: usize, r: &RecordEntities) -> Vec<Obs> {
-    let mut obs: Vec<Obs> = Vec::new();
+    /// One party's values as they are found, before they are sorted into sets.
+    #[derive(Default)]
+    struct Found {
+        companies: Vec<String>,
+        addresses: Vec<String>,
+        cities: Vec<String>,
+        dobs: Vec<String>,
+    }
+    let mut obs: Vec<(Obs, Found)> = Vec::new();
     for m in r.mentions.iter().filter(|m| m.party != LOOSE) {
-        let oi = match obs.iter().position(|o| o.party == m.party) {
+        let oi = match obs.iter().position(|(o, _)| o.party == m.party) {
             Some(i) => i,
             None => {
-                obs.push(Obs { record: ri, party: m.party, ..Default::default() });
+                obs.push((Obs { record: ri, party: m.party, ..Default::default() }, Found::default()));
                 obs.len() - 1
             }
         };
-        let o = &mut obs[oi];
+        let (o, found) = &mut obs[oi];
         match m.kind {
             MentionKind::Person => {
                 if let Some(n) = names::parse(&m.norm) {
@@ -296,31 +307,31 @@ fn record_observations(ri: usize, r: &RecordEntities) -> Vec<Obs> {
             MentionKind::Email | MentionKind::Phone | MentionKind::Identifier => {
                 o.strong.push((m.kind, m.norm.clone()))
             }
-            MentionKind::Company => {
-                o.companies.insert(m.norm.clone());
-            }
-            MentionKind::Address => {
-                o.addresses.insert(m.norm.clone());
-            }
-            MentionKind::City => {
-                o.cities.insert(m.norm.clone());
-            }
-            MentionKind::Dob => {
-                o.dobs.insert(m.norm.clone());
-            }
+            MentionKind::Company => found.companies.push(m.norm.clone()),
+            MentionKind::Address => found.addresses.push(m.norm.clone()),
+            MentionKind::City => found.cities.push(m.norm.clone()),
+            MentionKind::Dob => found.dobs.push(m.norm.clone()),
         }
     }
-    for o in &mut obs {
-        o.sounds = o.names.iter().map(compare::Sounds::of).collect();
-        let city_words: BTreeSet<&str> = o.cities.iter().flat_map(|c| c.split(' ')).collect();
-        o.streets = std::mem::take(&mut o.addresses)
-            .iter()
-            .map(|a| a.split(' ').filter(|t| !city_words.contains(t)).collect::<Vec<_>>().join(" "))
-            .filter(|a| !a.is_empty())
-            .collect();
-    }
-    obs.retain(|o| !o.names.is_empty() || !o.strong.is_empty());
-    obs
+    obs.retain(|(o, _)| !o.names.is_empty() || !o.strong.is_empty());
+    obs.into_iter()
+        .map(|(mut o, found)| {
+            o.names.shrink_to_fit();
+            o.strong.shrink_to_fit();
+            o.sounds = o.names.iter().map(compare::Sounds::of).collect();
+            o.companies = Values::new(found.companies);
+            o.cities = Values::new(found.cities);
+            o.dobs = Values::new(found.dobs);
+            let city_words: BTreeSet<&str> = o.cities.iter().flat_map(|c| c.split(' ')).collect();
+            o.streets = found
+                .addresses
+                .iter()
+                .map(|a| a.split(' ').filter(|t| !city_words.contains(t)).collect::<Vec<_>>().join(" "))
+                .filter(|a| !a.is_empty())
+                .collect();
+            o
+        })
+        .collect()
 }
 
 /// A pair's total weight when it merges: at the threshold, and corroborated beyond names
@@ -463,9 +474,20 @@ pub enum Plan<'a> {
 }
 
 /// Resolves customers from every record's mentions (see [`Plan`]).
-pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
+/// `records` may be owned or borrowed, so a caller holding them in several places need not copy them.
+pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> Resolution {
+    let records: Vec<&RecordEntities> = records.iter().map(Borrow::borrow).collect();
+    let records = records.as_slice();
     let clock = std::time::Instant::now();
-    let lap = |what: &str| tracing::debug!("resolution: {what} at {:.2}s", clock.elapsed().as_secs_f64());
+    let lap = |what: &str| {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let (rss, peak) = crate::bench::memory_mib();
+            tracing::debug!(
+                "resolution: {what} at {:.2}s, memory {rss:.0} MiB (peak {peak:.0})",
+                clock.elapsed().as_secs_f64()
+            );
+        }
+    };
     // 1. Observations: the non-loose mentions of each record, by party.
     let mut obs = observations(records);
 
@@ -499,21 +521,24 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
     }
     drop(holders);
 
-    for o in &mut obs {
+    obs.par_iter_mut().for_each(|o| {
+        let (mut emails, mut phones, mut ids, mut id_kinds) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (k, v) in &o.strong {
             if generic.contains_key(v) {
                 continue;
             }
             match k {
-                MentionKind::Email => o.emails.insert(v.clone()),
-                MentionKind::Phone => o.phones.insert(v.clone()),
+                MentionKind::Email => emails.push(v.clone()),
+                MentionKind::Phone => phones.push(v.clone()),
                 _ => {
-                    o.id_kinds.insert(v.split_once(':').map(|(k, _)| k.to_string()).unwrap_or_default());
-                    o.ids.insert(v.clone())
+                    id_kinds.push(v.split_once(':').map(|(k, _)| k.to_string()).unwrap_or_default());
+                    ids.push(v.clone())
                 }
             };
         }
-    }
+        (o.emails, o.phones, o.ids, o.id_kinds) =
+            (Values::new(emails), Values::new(phones), Values::new(ids), Values::new(id_kinds));
+    });
 
     // 3. The model: learnt from these records, or kept from earlier runs.
     let mut learnt: Option<Model> = None;
@@ -794,7 +819,7 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
 
     // 9. Parts inherit: a page or attachment with no customer of its own takes its
     //    parent's, and a document takes the customers of its pages.
-    let by_key: FxHashMap<&str, &RecordEntities> = records.iter().map(|r| (r.key.as_str(), r)).collect();
+    let by_key: FxHashMap<&str, &RecordEntities> = records.iter().map(|r| (r.key.as_str(), *r)).collect();
     let mut inherited: Vec<(String, String, String)> = Vec::new();
     for r in records {
         if r.kind == RecordKind::Page
@@ -866,7 +891,7 @@ pub fn resolve(records: &[RecordEntities], plan: Plan) -> Resolution {
 /// with a member that would merge with one of those.
 #[allow(clippy::too_many_arguments)]
 fn regions(
-    records: &[RecordEntities],
+    records: &[&RecordEntities],
     obs: &[Obs],
     per_obs: &[Vec<BlockKey>],
     block_of: &FxHashMap<BlockKey, u32>,
@@ -1068,7 +1093,7 @@ fn compare_obs<'a>(a: &'a Obs, b: &'a Obs, explain: bool) -> Compared<'a> {
         if va.is_empty() || vb.is_empty() {
             continue;
         }
-        let mut both = va.intersection(vb).peekable();
+        let mut both = va.common(vb).peekable();
         if both.peek().is_some() {
             g[f.index()] = 1;
             if explain {
@@ -1081,7 +1106,7 @@ fn compare_obs<'a>(a: &'a Obs, b: &'a Obs, explain: bool) -> Compared<'a> {
     }
     let mut company = String::new();
     if !a.companies.is_empty() && !b.companies.is_empty() {
-        match a.companies.intersection(&b.companies).next() {
+        match a.companies.common(&b.companies).next() {
             Some(c) => {
                 g[Feature::Company.index()] = 1;
                 if explain {
