@@ -671,9 +671,25 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     };
     let passing: Vec<(usize, f64)> =
         compared.par_iter().enumerate().filter_map(|(i, (g, tf))| Some((i, passes(g, f64::from(*tf), w)?))).collect();
-    let mut scored: Vec<(f64, usize, usize, Vec<Evidence>, Priced)> = Vec::with_capacity(passing.len());
-    for (i, total) in passing {
-        let (a, b) = (pairs[i].0 as usize, pairs[i].1 as usize);
+    // Only weights learnt from the data know what a differing given name costs here (a
+    // typo-ridden silo, or a household sharing a phone); the priors keep the hard guard.
+    let mut scored: Vec<(f64, u32, u32, Priced)> = passing
+        .into_iter()
+        .map(|(i, total)| {
+            let g = &compared[i].0;
+            let priced = Priced {
+                first: w.estimated && g[Feature::First.index()] == 4,
+                dob: w.estimated && g[Feature::Dob.index()] == 3,
+            };
+            (total, pairs[i].0, pairs[i].1, priced)
+        })
+        .collect();
+    drop(compared);
+    drop(pairs);
+    scored.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
+    // The evidence of a pair: which values agreed or differed, with their weights, each naming
+    // `b`'s record. Built only for the pairs that give a member its evidence.
+    let explain = |a: usize, b: usize| -> Vec<Evidence> {
         let c = compare_obs(&obs[a], &obs[b], true);
         let g = c.gamma;
         let other = &records[obs[b].record].key;
@@ -708,27 +724,24 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
                 push(f.kind(), v, w.of(f, l));
             }
         }
-        // Only weights learnt from the data know what a differing given name costs here (a
-        // typo-ridden silo, or a household sharing a phone); the priors keep the hard guard.
-        let priced = Priced {
-            first: w.estimated && g[Feature::First.index()] == 4,
-            dob: w.estimated && g[Feature::Dob.index()] == 3,
-        };
-        scored.push((total, a, b, evidence, priced));
-    }
-    scored.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
+        evidence
+    };
 
     lap("scoring");
-    // 6. Cluster, best pairs first, with guards.
+    // 6. Cluster, best pairs first, with guards. A member's evidence is the first merge that
+    //    took it in, and names the record on the other side of that pair.
     let mut cl =
         Clusters { parent: (0..obs.len()).collect(), guards: (0..obs.len()).map(|_| None).collect(), obs: &obs };
     let mut evidence_of: FxHashMap<usize, Vec<Evidence>> = FxHashMap::default();
-    for (_, a, b, ev, priced) in scored {
-        if cl.union(a, b, priced) {
-            evidence_of.entry(b).or_insert_with(|| ev.clone());
-            evidence_of.entry(a).or_insert_with(|| {
-                ev.iter().map(|e| Evidence { other: records[obs[b].record].key.clone(), ..e.clone() }).collect()
+    for (_, a, b, priced) in scored {
+        let (a, b) = (a as usize, b as usize);
+        if cl.union(a, b, priced) && !(evidence_of.contains_key(&a) && evidence_of.contains_key(&b)) {
+            let ev = explain(a, b);
+            evidence_of.entry(b).or_insert_with(|| {
+                let other = &records[obs[a].record].key;
+                ev.iter().map(|e| Evidence { other: other.clone(), ..e.clone() }).collect()
             });
+            evidence_of.entry(a).or_insert(ev);
         }
     }
 
@@ -785,7 +798,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
                     value_owner.entry(v.as_str()).and_modify(|o| *o = o.filter(|&x| x == ci)).or_insert(Some(ci));
                 }
             }
-            let ev = if i == founder { Vec::new() } else { evidence_of.get(&i).cloned().unwrap_or_default() };
+            let ev = if i == founder { Vec::new() } else { evidence_of.remove(&i).unwrap_or_default() };
             link_role.entry((records[obs[i].record].key.clone(), id.clone())).or_insert(("member".into(), ev));
         }
         sources.insert(id.clone(), parts);
@@ -1250,6 +1263,19 @@ mod tests {
         assert_eq!(r.customers[0].id, customer_id("a:1", 0));
         let l = r.customers[0].links.iter().find(|l| l.key == "b:2").unwrap();
         assert!(l.evidence.iter().any(|e| e.kind == "email" && e.other == "a:1"));
+
+        // Whichever side of a pair a member was, its evidence names the other record.
+        let records = vec![
+            rec("a:1", RecordKind::Row, vec![m(Person, "jane smith", 0), m(Email, "j@s.example", 0)]),
+            rec("b:2", RecordKind::Row, vec![m(Person, "jane smith", 0), m(Email, "j@s.example", 0)]),
+            rec("c:3", RecordKind::Row, vec![m(Person, "jane smith", 0), m(Email, "j@s.example", 0)]),
+        ];
+        let r = resolve(&records, Plan::Estimate(&Weights::default()));
+        assert_eq!(r.customers.len(), 1);
+        for l in &r.customers[0].links {
+            assert!(l.evidence.iter().all(|e| e.other != l.key), "{l:?}");
+            assert_eq!(l.evidence.is_empty(), l.key == "a:1", "{l:?}");
+        }
     }
 
     /// Record key → member-of customers, as the state store keeps them.
