@@ -132,9 +132,9 @@ fn carry_over(
 /// An item's records and, index for index, each one's mentions.
 type WithMentions = (Extracted, Vec<Vec<Mention>>);
 
-/// Items extracted before their records are spooled: enough to keep both cores busy, few
-/// enough that one chunk's records are a small part of memory.
-const EXTRACT_CHUNK: usize = 256;
+/// Extracted items waiting to be spooled: enough to keep both cores busy, few enough that
+/// their records are a small part of memory.
+const EXTRACT_QUEUE: usize = 64;
 
 /// Items the failure share is measured over.
 const FAILURE_WINDOW: usize = 200;
@@ -459,71 +459,92 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         // `None`: the time budget was spent, or the failures passed the source's limits, before
         // this item; it stays as it was, to be extracted by the next run.
         let gate = FailureGate::new(&spec.limits);
-        // Items are extracted a chunk at a time, each chunk's records spooled before the next
-        // is read, so a source's memory is one chunk's, not the whole source's. Failures wait
-        // until every chunk is done: whether the source stopped decides what they cost.
+        // Both cores extract while this thread spools what they found, through a bounded queue:
+        // a source's memory is a few items' records, not the whole source's. Failures wait
+        // until every item is done: whether the source stopped decides what they cost.
         let mut failures: Vec<(usize, String)> = Vec::new();
-        for chunk in (0..items.len()).collect::<Vec<_>>().chunks(EXTRACT_CHUNK) {
-            let results: Vec<(usize, Option<Result<WithMentions, String>>)> = chunk
-                .par_iter()
-                .map(|&i| {
-                    if opts.deadline.is_some_and(|d| Instant::now() >= d) || gate.tripped().is_some() {
-                        return (i, None);
-                    }
+        let mut warnings: Vec<(usize, ItemError)> = Vec::new();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let extract = |tx: std::sync::mpsc::SyncSender<(usize, Option<Result<WithMentions, String>>)>| {
+            (0..items.len()).into_par_iter().for_each_with(tx, |tx, i| {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let out = if opts.deadline.is_some_and(|d| Instant::now() >= d) || gate.tripped().is_some() {
+                    None
+                } else {
                     let r = extract_item(&x, &items[i], pool.as_ref(), appends.get(&i));
                     gate.record(r.is_err());
                     pb.inc(1);
-                    let with_mentions = r.map(|ex| {
+                    Some(r.map(|ex| {
                         let m = ex.records.par_iter().map(|r| entities.mentions(r)).collect();
                         (ex, m)
-                    });
-                    (i, Some(with_mentions))
-                })
-                .collect();
-            for (i, res) in results {
-                let item = &items[i];
-                let (ex, mentions) = match res {
-                    None => {
-                        sr.deferred += 1;
-                        continue;
-                    }
-                    Some(Err(reason)) => {
-                        failures.push((i, reason));
-                        continue;
-                    }
-                    Some(Ok(done)) => done,
+                    }))
                 };
-                let appended_to = appends.get(&i);
-                if let Some(a) = appended_to {
-                    // Appended messages: the mailbox's other records stay as they are.
-                    let item_key = Record::key_for(&spec.name, &item.locator);
-                    let after =
-                        Container { messages: messages_in(&item_key, &ex.records, a.before), ..a.after.clone() };
-                    commit.containers.push((spec.name.clone(), item.locator.clone(), after));
-                    commit.appended_items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
-                    sr.appended += 1;
-                    // A run killed after its index commit but before the store's left these in the
-                    // index already: replaced, not doubled.
-                    for r in &ex.records {
-                        store.delete_record(&writer, &r.key);
-                    }
-                } else {
-                    store.delete_item(&writer, &spec.name, &item.locator);
-                    touched_items.insert((spec.name.clone(), item.locator.clone()));
-                    if let Payload::File(path) = &item.payload
-                        && let Some(k) = mailbox(item, path, &Record::key_for(&spec.name, &item.locator), &ex.records)
-                    {
-                        commit.containers.push((spec.name.clone(), item.locator.clone(), k));
-                    }
-                    commit.items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
+                if tx.send((i, out)).is_err() {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
-                report.errors.extend(ex.warnings);
-                sr.records += ex.records.len() as u64;
-                for (r, m) in ex.records.into_iter().zip(mentions) {
-                    add_fresh(&mut spool, r, m)?;
+            })
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(EXTRACT_QUEUE);
+        std::thread::scope(|scope| {
+            scope.spawn(move || extract(tx));
+            let mut consume = || -> Result<(), RunError> {
+                for (i, res) in &rx {
+                    let item = &items[i];
+                    let (ex, mentions) = match res {
+                        None => {
+                            sr.deferred += 1;
+                            continue;
+                        }
+                        Some(Err(reason)) => {
+                            failures.push((i, reason));
+                            continue;
+                        }
+                        Some(Ok(done)) => done,
+                    };
+                    let appended_to = appends.get(&i);
+                    if let Some(a) = appended_to {
+                        // Appended messages: the mailbox's other records stay as they are.
+                        let item_key = Record::key_for(&spec.name, &item.locator);
+                        let after =
+                            Container { messages: messages_in(&item_key, &ex.records, a.before), ..a.after.clone() };
+                        commit.containers.push((spec.name.clone(), item.locator.clone(), after));
+                        commit.appended_items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
+                        sr.appended += 1;
+                        // A run killed after its index commit but before the store's left these in the
+                        // index already: replaced, not doubled.
+                        for r in &ex.records {
+                            store.delete_record(&writer, &r.key);
+                        }
+                    } else {
+                        store.delete_item(&writer, &spec.name, &item.locator);
+                        touched_items.insert((spec.name.clone(), item.locator.clone()));
+                        if let Payload::File(path) = &item.payload
+                            && let Some(k) =
+                                mailbox(item, path, &Record::key_for(&spec.name, &item.locator), &ex.records)
+                        {
+                            commit.containers.push((spec.name.clone(), item.locator.clone(), k));
+                        }
+                        commit.items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
+                    }
+                    warnings.extend(ex.warnings.into_iter().map(|w| (i, w)));
+                    sr.records += ex.records.len() as u64;
+                    for (r, m) in ex.records.into_iter().zip(mentions) {
+                        add_fresh(&mut spool, r, m)?;
+                    }
                 }
-            }
-        }
+                Ok(())
+            };
+            let consumed = consume();
+            // A failed spool write stops the extraction instead of leaving it to finish.
+            stop.store(consumed.is_err(), std::sync::atomic::Ordering::Relaxed);
+            drop(rx);
+            consumed
+        })?;
+        warnings.sort_by_key(|(i, _)| *i);
+        report.errors.extend(warnings.into_iter().map(|(_, w)| w));
+        failures.sort_by_key(|(i, _)| *i);
         sr.stopped = gate.tripped().cloned();
         pb.finish_and_clear();
         for (i, reason) in failures {
