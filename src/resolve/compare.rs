@@ -126,37 +126,22 @@ fn jaro_bound(a: &str, b: &str) -> f64 {
         return 0.0;
     }
     // Normalized values are ASCII; for anything else bytes are not characters: no bound.
-    if !a.is_ascii() || !b.is_ascii() {
+    if !a.is_ascii() || !b.is_ascii() || a.len() > usize::from(u16::MAX) {
         return 1.0;
     }
-    let common = if a.len() <= 64 {
-        // Words are short: a bit per letter of `a` already matched beats clearing a table of
-        // 256 counts for every pair.
-        let mut used = 0u64;
-        let mut common = 0usize;
-        for &c in b.as_bytes() {
-            let free = a.as_bytes().iter().enumerate().find(|&(i, &x)| x == c && used & (1 << i) == 0);
-            if let Some((i, _)) = free {
-                used |= 1 << i;
-                common += 1;
-            }
+    // Both are ASCII: 128 counters, cleared in a few vector stores.
+    let mut counts = [0u16; 128];
+    for &c in a.as_bytes() {
+        counts[usize::from(c)] += 1;
+    }
+    let mut common = 0usize;
+    for &c in b.as_bytes() {
+        let n = &mut counts[usize::from(c)];
+        if *n > 0 {
+            *n -= 1;
+            common += 1;
         }
-        common
-    } else {
-        let mut counts = [0u32; 256];
-        for &c in a.as_bytes() {
-            counts[usize::from(c)] += 1;
-        }
-        let mut common = 0usize;
-        for &c in b.as_bytes() {
-            let n = &mut counts[usize::from(c)];
-            if *n > 0 {
-                *n -= 1;
-                common += 1;
-            }
-        }
-        common
-    };
+    }
     let m = common as f64;
     (m / a.len() as f64 + m / b.len() as f64 + 1.0) / 3.0
 }
