@@ -401,6 +401,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                 Vec::new()
             };
             let mut carried: HashSet<usize> = HashSet::new();
+            let containers = if moves.is_empty() { HashMap::new() } else { state.containers(&spec.name)? };
             for (old, i) in moves {
                 let item = &items[i];
                 match carry_over(&store, &state, &spec.name, &old, &item.locator) {
@@ -412,6 +413,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                         touched_items.insert((spec.name.clone(), item.locator.clone()));
                         for (r, m) in records {
                             add_fresh(&mut spool, r, m)?;
+                        }
+                        // A moved mailbox keeps what was indexed of it: a message appended to it
+                        // later is still read alone.
+                        if let Some(k) = containers.get(&old) {
+                            commit.containers.push((spec.name.clone(), item.locator.clone(), k.clone()));
                         }
                         // Handled: not a delete.
                         seen.insert(old.clone());

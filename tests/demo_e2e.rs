@@ -332,6 +332,30 @@ fn a_message_appended_to_a_mailbox_is_read_alone() {
         "keys are numbered on"
     );
 
+    // A moved mailbox is carried over, and what was indexed of it goes with it: the next
+    // message appended to it is read alone.
+    std::fs::create_dir_all(dir.join("support/archive")).unwrap();
+    std::fs::rename(&mbox, dir.join("support/archive/support.mbox")).unwrap();
+    let mbox = dir.join("support/archive/support.mbox");
+    let report: serde_json::Value = serde_json::from_str(&ok(&["index", "--json", "--config", c])).unwrap();
+    let s = support(&report);
+    assert_eq!((s["moved"].as_u64(), s["records"].as_u64()), (Some(1), Some(0)), "{s}");
+    assert_eq!(records(), before + 2);
+    let mut text = std::fs::read(&mbox).unwrap();
+    text.extend_from_slice(
+        b"From jane.smith@acme.example Wed Dec  4 10:00:00 2024\nFrom: Jane Smith <jane.smith@acme.example>\n\
+          Subject: About the wombatline plan\nMessage-ID: <wombatline@acme.example>\n\nIs the wombatline plan available?\n",
+    );
+    std::fs::write(&mbox, text).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&ok(&["index", "--json", "--config", c])).unwrap();
+    let s = support(&report);
+    assert_eq!((s["appended"].as_u64(), s["records"].as_u64()), (Some(1), Some(1)), "{s}");
+    assert_eq!(records(), before + 3);
+    assert!(
+        ok(&["search", "--json", "--config", c, "wombatline"]).contains("support:archive/support.mbox/m"),
+        "the appended message lives under the new name"
+    );
+
     // A change inside the mailbox is not an append: the whole mailbox is read again.
     let mut bytes = std::fs::read(&mbox).unwrap();
     let at = bytes.windows(13).position(|w| w == b"Disputed bill").unwrap() + 13;
@@ -341,6 +365,6 @@ fn a_message_appended_to_a_mailbox_is_read_alone() {
     let s = support(&report);
     assert_eq!(s["appended"], 0, "{s}");
     assert!(s["records"].as_u64().unwrap() > 2, "{s}");
-    assert_eq!(records(), before + 2);
+    assert_eq!(records(), before + 3);
     ok(&["check", "--config", c]);
 }
