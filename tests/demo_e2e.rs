@@ -294,8 +294,8 @@ fn a_message_appended_to_a_mailbox_is_read_alone() {
         check["records"].as_u64().unwrap()
     };
     let before = records();
-    let append = |word: &str| {
-        let mut text = std::fs::read(&mbox).unwrap();
+    let append = |mbox: &std::path::Path, word: &str| {
+        let mut text = std::fs::read(mbox).unwrap();
         text.extend_from_slice(
             format!(
                 "From jane.smith@acme.example Tue Dec  3 10:00:00 2024\nFrom: Jane Smith <jane.smith@acme.example>\n\
@@ -304,9 +304,9 @@ fn a_message_appended_to_a_mailbox_is_read_alone() {
             )
             .as_bytes(),
         );
-        std::fs::write(&mbox, text).unwrap();
+        std::fs::write(mbox, text).unwrap();
     };
-    append("platypusline");
+    append(&mbox, "platypusline");
     let report: serde_json::Value = serde_json::from_str(&ok(&["index", "--json", "--config", c])).unwrap();
     let s = support(&report);
     assert_eq!(
@@ -323,7 +323,7 @@ fn a_message_appended_to_a_mailbox_is_read_alone() {
     );
 
     // A second append numbers on.
-    append("quollline");
+    append(&mbox, "quollline");
     let report: serde_json::Value = serde_json::from_str(&ok(&["index", "--json", "--config", c])).unwrap();
     assert_eq!(support(&report)["records"], 1);
     assert_eq!(records(), before + 2);
@@ -341,12 +341,7 @@ fn a_message_appended_to_a_mailbox_is_read_alone() {
     let s = support(&report);
     assert_eq!((s["moved"].as_u64(), s["records"].as_u64()), (Some(1), Some(0)), "{s}");
     assert_eq!(records(), before + 2);
-    let mut text = std::fs::read(&mbox).unwrap();
-    text.extend_from_slice(
-        b"From jane.smith@acme.example Wed Dec  4 10:00:00 2024\nFrom: Jane Smith <jane.smith@acme.example>\n\
-          Subject: About the wombatline plan\nMessage-ID: <wombatline@acme.example>\n\nIs the wombatline plan available?\n",
-    );
-    std::fs::write(&mbox, text).unwrap();
+    append(&mbox, "wombatline");
     let report: serde_json::Value = serde_json::from_str(&ok(&["index", "--json", "--config", c])).unwrap();
     let s = support(&report);
     assert_eq!((s["appended"].as_u64(), s["records"].as_u64()), (Some(1), Some(1)), "{s}");
