@@ -392,6 +392,12 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                 });
             }
         }
+        // What is indexed of this source's mailboxes: moved ones take it along, grown ones are
+        // read from where it ends.
+        let mailboxes = match spec.kind {
+            SourceKind::Files | SourceKind::Tickets => state.containers(&spec.name)?,
+            _ => HashMap::new(),
+        };
         // Deletes only after a complete listing: an unreachable silo must not empty the index.
         if sr.complete && sr.error.is_none() {
             // Moves first: their records are carried over to the new name, not read again.
@@ -401,7 +407,6 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                 Vec::new()
             };
             let mut carried: HashSet<usize> = HashSet::new();
-            let containers = if moves.is_empty() { HashMap::new() } else { state.containers(&spec.name)? };
             for (old, i) in moves {
                 let item = &items[i];
                 match carry_over(&store, &state, &spec.name, &old, &item.locator) {
@@ -416,7 +421,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                         }
                         // A moved mailbox keeps what was indexed of it: a message appended to it
                         // later is still read alone.
-                        if let Some(k) = containers.get(&old) {
+                        if let Some(k) = mailboxes.get(&old) {
                             commit.containers.push((spec.name.clone(), item.locator.clone(), k.clone()));
                         }
                         // Handled: not a delete.
@@ -443,13 +448,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         stage(&mut report, "listing", t_list);
         let t_extract = Instant::now();
         // Mailboxes that only grew: their new messages are read, not the whole file.
-        let mailboxes = match spec.kind {
-            SourceKind::Files if !opts.full => state.containers(&spec.name)?,
-            _ => HashMap::new(),
-        };
         let appends: HashMap<usize, Append> = items
             .iter()
             .enumerate()
+            .filter(|_| !opts.full && matches!(spec.kind, SourceKind::Files))
             .filter_map(|(i, item)| {
                 let Payload::File(path) = &item.payload else { return None };
                 let old = mailboxes.get(&item.locator)?;

@@ -383,19 +383,18 @@ fn levenshtein_within(a: &[u8], b: &[u8], k: usize) -> Option<usize> {
 
 /// [`address_similarity`] for addresses too long for the stack buffers (the general way).
 fn address_similarity_long(a: &str, b: &str) -> f64 {
-    let ta: Vec<(&str, bool)> =
-        a.split(' ').filter(|t| !t.is_empty()).map(|t| (t, t.bytes().all(|c| c.is_ascii_digit()))).collect();
-    let tb: Vec<(&str, bool)> =
-        b.split(' ').filter(|t| !t.is_empty()).map(|t| (t, t.bytes().all(|c| c.is_ascii_digit()))).collect();
+    // A string has fewer tokens than bytes: buffers that long always hold them.
+    let (mut sa, mut sb) = (vec![("", false); a.len()], vec![("", false); b.len()]);
+    let (ta, tb) = (address_tokens(a, &mut sa).unwrap_or_default(), address_tokens(b, &mut sb).unwrap_or_default());
     if ta.is_empty() || tb.is_empty() {
         return 0.0;
     }
-    let tokens = tokens_share(&ta, &tb);
+    let tokens = tokens_share(ta, tb);
     if tokens >= 1.0 {
         return tokens;
     }
     let concat = |t: &[(&str, bool)]| t.iter().map(|(w, _)| *w).collect::<String>();
-    tokens.max(strsim::normalized_levenshtein(&concat(&ta), &concat(&tb)))
+    tokens.max(strsim::normalized_levenshtein(&concat(ta), &concat(tb)))
 }
 
 /// Address level: 1 same, 2 close (≥ 0.8 similar), 3 partial (≥ 0.5), 4 differ; with the
