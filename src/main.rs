@@ -753,10 +753,11 @@ fn main() -> Result<()> {
             })?;
             let secs = t.elapsed().as_secs_f64().max(1e-9);
             println!(
-                "{source}: {items} items, {:.1} MB in {secs:.2} s: {:.0} items/s, {:.1} MB/s; complete: {}, errors: {}, reconnects: {}",
+                "{source}: {items} items, {:.1} MB in {secs:.2} s: {:.0} items/s, {:.1} MB/s; peak memory {:.0} MiB; complete: {}, errors: {}, reconnects: {}",
                 bytes as f64 / 1e6,
                 items as f64 / secs,
                 bytes as f64 / 1e6 / secs,
+                dossier::bench::memory_mib().1,
                 report.complete,
                 report.errors.len(),
                 report.reconnects

@@ -129,6 +129,102 @@ fn carry_over(
     Ok(out)
 }
 
+/// What a source's listing found.
+#[derive(Default)]
+struct Listing {
+    /// The connector's report, or why the source could not be listed at all.
+    scan: Option<Result<dossier_connectors::ScanReport, String>>,
+    /// Every locator listed.
+    seen: HashSet<String>,
+    /// Items listed, and of them new, changed and unchanged ones (by version).
+    count: u64,
+    new: u64,
+    changed: u64,
+    unchanged: u64,
+}
+
+impl Listing {
+    /// A listing that broke off for `reason`.
+    fn failed(spec: &dossier_connectors::SourceSpec, reason: String) -> Listing {
+        Listing { scan: Some(Err(format!("source `{}`: listing stopped: {reason}", spec.name))), ..Default::default() }
+    }
+
+    /// Whether every item was listed, so an item not seen is gone.
+    fn complete(&self) -> bool {
+        matches!(&self.scan, Some(Ok(s)) if s.complete)
+    }
+}
+
+/// Lists a source, handing on its new and changed items (every item in a full run) while
+/// `send` returns true.
+fn list(
+    spec: &dossier_connectors::SourceSpec,
+    base: &std::path::Path,
+    known: &HashMap<String, String>,
+    full: bool,
+    send: &mut dyn FnMut(Item) -> bool,
+) -> Listing {
+    let (mut seen, mut count, mut new, mut changed, mut unchanged) = (HashSet::new(), 0, 0, 0, 0);
+    let scan = connector_for(spec, base)
+        .and_then(|mut c| {
+            if !full {
+                c.set_known(known);
+            }
+            c.scan(&mut |item| {
+                count += 1;
+                seen.insert(item.locator.clone());
+                match known.get(&item.locator) {
+                    Some(v) if *v == item.version && !full => {
+                        unchanged += 1;
+                        true
+                    }
+                    Some(_) => {
+                        changed += 1;
+                        send(item)
+                    }
+                    None => {
+                        new += 1;
+                        send(item)
+                    }
+                }
+            })
+        })
+        .map_err(|e| e.to_string());
+    Listing { scan: Some(scan), seen, count, new, changed, unchanged }
+}
+
+/// Puts a listing's counts and errors in the source's report and, when the listing is complete,
+/// deletes what it did not see: an unreachable silo must not empty the index.
+fn finish_listing(
+    sr: &mut SourceReport,
+    report: &mut RunReport,
+    spec: &dossier_connectors::SourceSpec,
+    listing: Listing,
+    known: &HashMap<String, String>,
+    mut delete: impl FnMut(&str),
+) {
+    (sr.seen, sr.new, sr.changed, sr.unchanged) = (listing.count, listing.new, listing.changed, listing.unchanged);
+    match listing.scan {
+        Some(Ok(scan)) => {
+            sr.complete = scan.complete;
+            report.errors.extend(scan.errors);
+            sr.reconnects = scan.reconnects;
+        }
+        Some(Err(e)) => {
+            tracing::warn!("{e}");
+            sr.error = Some(e.clone());
+            report.errors.push(ItemError { source: spec.name.clone(), locator: spec.location.clone(), reason: e });
+        }
+        None => {}
+    }
+    if sr.complete && sr.error.is_none() {
+        for locator in known.keys().filter(|l| !listing.seen.contains(*l)) {
+            delete(locator);
+            sr.deleted += 1;
+        }
+    }
+}
+
 /// An item's records and, index for index, each one's mentions.
 type WithMentions = (Extracted, Vec<Vec<Mention>>);
 
@@ -188,18 +284,18 @@ impl FailureGate {
     }
 }
 
-/// Extracts one item; a panic inside a parser costs this item only, and with
-/// workers so do hangs and memory blow-ups.
+/// Extracts one item (a database row's records are taken from it); a panic inside a parser
+/// costs this item only, and with workers so do hangs and memory blow-ups.
 /// With `append`, only the messages appended to a mailbox are read.
 fn extract_item(
     x: &Extractor,
-    item: &Item,
+    item: &mut Item,
     pool: Option<&Isolated>,
     append: Option<&Append>,
 ) -> Result<Extracted, String> {
     let tail = append.map(|a| (a.offset, a.after.len, a.before));
-    match (&item.payload, pool) {
-        (Payload::Records(rs), _) => Ok(Extracted { records: rs.clone(), warnings: Vec::new() }),
+    match (&mut item.payload, pool) {
+        (Payload::Records(rs), _) => Ok(Extracted { records: std::mem::take(rs), warnings: Vec::new() }),
         (Payload::File(path), Some(pool)) => {
             pool.extract(x, &item.locator, path, tail, std::time::Duration::from_secs(x.limits.timeout_secs.max(1)))
         }
@@ -352,62 +448,26 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         let ts = Instant::now();
         let mut sr = SourceReport { source: spec.name.clone(), ..Default::default() };
         let known = state.item_versions(&spec.name)?;
+        // A database's rows go to extraction while the table is read: nothing there can move, and
+        // a table of millions of rows must not wait whole in memory. A folder is listed first,
+        // because a moved file is found by comparing the whole listing with the last one.
+        let streamed = !matches!(spec.kind, SourceKind::Files | SourceKind::Tickets);
         let mut items: Vec<Item> = Vec::new();
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut listing: Option<Listing> = None;
         let t_list = Instant::now();
-        let listing = connector_for(spec, &cfg.base).and_then(|mut c| {
-            if !opts.full {
-                c.set_known(&known);
-            }
-            c.scan(&mut |item| {
-                sr.seen += 1;
-                seen.insert(item.locator.clone());
-                match known.get(&item.locator) {
-                    Some(v) if *v == item.version && !opts.full => sr.unchanged += 1,
-                    Some(_) => {
-                        sr.changed += 1;
-                        items.push(item);
-                    }
-                    None => {
-                        sr.new += 1;
-                        items.push(item);
-                    }
-                }
+        if !streamed {
+            listing = Some(list(spec, &cfg.base, &known, opts.full, &mut |item| {
+                items.push(item);
                 true
-            })
-        });
-        match listing {
-            Ok(scan) => {
-                sr.complete = scan.complete;
-                report.errors.extend(scan.errors);
-                sr.reconnects = scan.reconnects;
-            }
-            Err(e) => {
-                tracing::warn!("{e}");
-                sr.error = Some(e.to_string());
-                report.errors.push(ItemError {
-                    source: spec.name.clone(),
-                    locator: spec.location.clone(),
-                    reason: e.to_string(),
-                });
-            }
+            }));
         }
         // What is indexed of this source's mailboxes: moved ones take it along, grown ones are
         // read from where it ends.
-        let mailboxes = match spec.kind {
-            SourceKind::Files | SourceKind::Tickets => state.containers(&spec.name)?,
-            _ => HashMap::new(),
-        };
-        // Deletes only after a complete listing: an unreachable silo must not empty the index.
-        if sr.complete && sr.error.is_none() {
+        let mailboxes = if streamed { HashMap::new() } else { state.containers(&spec.name)? };
+        let mut carried: HashSet<usize> = HashSet::new();
+        if let Some(l) = listing.as_mut().filter(|l| l.complete()) {
             // Moves first: their records are carried over to the new name, not read again.
-            let moves = if matches!(spec.kind, SourceKind::Files | SourceKind::Tickets) {
-                find_moves(&known, &seen, &items)
-            } else {
-                Vec::new()
-            };
-            let mut carried: HashSet<usize> = HashSet::new();
-            for (old, i) in moves {
+            for (old, i) in find_moves(&known, &l.seen, &items) {
                 let item = &items[i];
                 match carry_over(&store, &state, &spec.name, &old, &item.locator) {
                     Ok(records) => {
@@ -425,33 +485,30 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                             commit.containers.push((spec.name.clone(), item.locator.clone(), k.clone()));
                         }
                         // Handled: not a delete.
-                        seen.insert(old.clone());
+                        l.seen.insert(old.clone());
                         carried.insert(i);
                         sr.moved += 1;
-                        sr.new -= 1;
+                        l.new -= 1;
                     }
                     // Read it again under its new name; the old one is deleted below.
                     Err(e) => tracing::debug!(source = spec.name, old, new = item.locator, "not carried over: {e}"),
                 }
             }
-            if !carried.is_empty() {
-                items = items.into_iter().enumerate().filter(|(i, _)| !carried.contains(i)).map(|(_, it)| it).collect();
-            }
-            for locator in known.keys().filter(|l| !seen.contains(*l)) {
-                store.delete_item(&writer, &spec.name, locator);
-                commit.removed_items.push((spec.name.clone(), locator.clone()));
-                touched_items.insert((spec.name.clone(), locator.clone()));
-                sr.deleted += 1;
-            }
         }
-
-        stage(&mut report, "listing", t_list);
+        if let Some(l) = listing.take() {
+            finish_listing(&mut sr, &mut report, spec, l, &known, |locator| {
+                store.delete_item(&writer, &spec.name, locator);
+                commit.removed_items.push((spec.name.clone(), locator.to_string()));
+                touched_items.insert((spec.name.clone(), locator.to_string()));
+            });
+            stage(&mut report, "listing", t_list);
+        }
         let t_extract = Instant::now();
         // Mailboxes that only grew: their new messages are read, not the whole file.
         let appends: HashMap<usize, Append> = items
             .iter()
             .enumerate()
-            .filter(|_| !opts.full && matches!(spec.kind, SourceKind::Files))
+            .filter(|(i, _)| !opts.full && matches!(spec.kind, SourceKind::Files) && !carried.contains(i))
             .filter_map(|(i, item)| {
                 let Payload::File(path) = &item.payload else { return None };
                 let old = mailboxes.get(&item.locator)?;
@@ -463,25 +520,27 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             let size = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
             Isolated::new(exe.clone(), size, spec.limits.memory_mib)
         });
-        let pb = bar(opts.progress, items.len() as u64, &spec.name);
+        let pb = bar(opts.progress, (items.len() - carried.len()) as u64, &spec.name);
         // `None`: the time budget was spent, or the failures passed the source's limits, before
         // this item; it stays as it was, to be extracted by the next run.
         let gate = FailureGate::new(&spec.limits);
         // Both cores extract while this thread spools what they found, through a bounded queue:
         // a source's memory is a few items' records, not the whole source's. Failures wait
         // until every item is done: whether the source stopped decides what they cost.
-        let mut failures: Vec<(usize, String)> = Vec::new();
+        let mut failures: Vec<(usize, Item, String)> = Vec::new();
         let mut warnings: Vec<(usize, ItemError)> = Vec::new();
         let stop = std::sync::atomic::AtomicBool::new(false);
-        let extract = |tx: std::sync::mpsc::SyncSender<(usize, Option<Result<WithMentions, String>>)>| {
-            (0..items.len()).into_par_iter().for_each_with(tx, |tx, i| {
+        type Done = (usize, Item, Option<Result<WithMentions, String>>);
+        let extract = |feed: &mut (dyn Iterator<Item = (usize, Item)> + Send),
+                       tx: std::sync::mpsc::SyncSender<Done>| {
+            feed.par_bridge().for_each_with(tx, |tx, (i, mut item)| {
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {
                     return;
                 }
                 let out = if opts.deadline.is_some_and(|d| Instant::now() >= d) || gate.tripped().is_some() {
                     None
                 } else {
-                    let r = extract_item(&x, &items[i], pool.as_ref(), appends.get(&i));
+                    let r = extract_item(&x, &mut item, pool.as_ref(), appends.get(&i));
                     gate.record(r.is_err());
                     pb.inc(1);
                     Some(r.map(|ex| {
@@ -489,24 +548,38 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                         (ex, m)
                     }))
                 };
-                if tx.send((i, out)).is_err() {
+                if tx.send((i, item, out)).is_err() {
                     stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             })
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel(EXTRACT_QUEUE);
-        std::thread::scope(|scope| {
-            scope.spawn(move || extract(tx));
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Done>(EXTRACT_QUEUE);
+        let streamed_listing = std::thread::scope(|scope| {
+            let lister = if streamed {
+                let (item_tx, item_rx) = std::sync::mpsc::sync_channel::<Item>(EXTRACT_QUEUE);
+                let (stop, pb, known, base) = (&stop, &pb, &known, &cfg.base);
+                let lister = scope.spawn(move || {
+                    list(spec, base, known, opts.full, &mut |item| {
+                        pb.inc_length(1);
+                        !stop.load(std::sync::atomic::Ordering::Relaxed) && item_tx.send(item).is_ok()
+                    })
+                });
+                scope.spawn(move || extract(&mut item_rx.into_iter().enumerate(), tx));
+                Some(lister)
+            } else {
+                let mut feed = std::mem::take(&mut items).into_iter().enumerate().filter(|(i, _)| !carried.contains(i));
+                scope.spawn(move || extract(&mut feed, tx));
+                None
+            };
             let mut consume = || -> Result<(), RunError> {
-                for (i, res) in &rx {
-                    let item = &items[i];
+                for (i, item, res) in &rx {
                     let (ex, mentions) = match res {
                         None => {
                             sr.deferred += 1;
                             continue;
                         }
                         Some(Err(reason)) => {
-                            failures.push((i, reason));
+                            failures.push((i, item, reason));
                             continue;
                         }
                         Some(Ok(done)) => done,
@@ -530,11 +603,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                         touched_items.insert((spec.name.clone(), item.locator.clone()));
                         if let Payload::File(path) = &item.payload
                             && let Some(k) =
-                                mailbox(item, path, &Record::key_for(&spec.name, &item.locator), &ex.records)
+                                mailbox(&item, path, &Record::key_for(&spec.name, &item.locator), &ex.records)
                         {
                             commit.containers.push((spec.name.clone(), item.locator.clone(), k));
                         }
-                        commit.items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
+                        commit.items.push((spec.name.clone(), item.locator, item.version));
                     }
                     warnings.extend(ex.warnings.into_iter().map(|w| (i, w)));
                     sr.records += ex.records.len() as u64;
@@ -545,18 +618,28 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                 Ok(())
             };
             let consumed = consume();
-            // A failed spool write stops the extraction instead of leaving it to finish.
+            // A failed spool write stops the extraction (and a database's listing) instead of
+            // leaving them to finish.
             stop.store(consumed.is_err(), std::sync::atomic::Ordering::Relaxed);
             drop(rx);
-            consumed
+            let listing = lister.map(|l| {
+                l.join().unwrap_or_else(|p| Listing::failed(spec, crate::extraction::panic_reason(p.as_ref())))
+            });
+            consumed.map(|()| listing)
         })?;
+        if let Some(l) = streamed_listing {
+            finish_listing(&mut sr, &mut report, spec, l, &known, |locator| {
+                store.delete_item(&writer, &spec.name, locator);
+                commit.removed_items.push((spec.name.clone(), locator.to_string()));
+                touched_items.insert((spec.name.clone(), locator.to_string()));
+            });
+        }
         warnings.sort_by_key(|(i, _)| *i);
         report.errors.extend(warnings.into_iter().map(|(_, w)| w));
-        failures.sort_by_key(|(i, _)| *i);
+        failures.sort_by_key(|(i, _, _)| *i);
         sr.stopped = gate.tripped().cloned();
         pb.finish_and_clear();
-        for (i, reason) in failures {
-            let item = &items[i];
+        for (i, item, reason) in failures {
             sr.failed += 1;
             report.errors.push(ItemError { source: spec.name.clone(), locator: item.locator.clone(), reason });
             // The source stopped: the cause is likely the source's, not the item's, so the item
@@ -568,7 +651,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             store.delete_item(&writer, &spec.name, &item.locator);
             touched_items.insert((spec.name.clone(), item.locator.clone()));
             // A failed item is remembered with its version so an unchanged bad file is not retried every run.
-            commit.items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
+            commit.items.push((spec.name.clone(), item.locator, item.version));
         }
         stage(&mut report, "extraction", t_extract);
         if let Some(why) = &sr.stopped {

@@ -210,8 +210,13 @@ fn an_unreachable_database_is_a_clear_source_error_and_the_run_goes_on() {
     assert!(out.contains("ERROR") && out.contains("chinook"), "{out}");
 }
 
-/// Reads `rows` rows of a fresh table through the connector and, after `kill_at` rows, kills the
+/// Rows of the table read while its server session is killed.
+const ROWS: usize = 200_000;
+
+/// Reads a fresh table of `ROWS` rows through the connector and, after `kill_at` rows, kills the
 /// connector's server session from outside; returns the locators handed on and the scan report.
+/// The table is one page, so the kill lands in the middle of a page's read (a kill between pages
+/// only costs the pool a fresh connection) and the read must resume after the last row handed on.
 fn read_with_a_killed_session(
     kind: &str,
     url: &str,
@@ -219,7 +224,7 @@ fn read_with_a_killed_session(
     kill_at: usize,
 ) -> (Vec<String>, dossier_connectors::ScanReport) {
     let spec: dossier_connectors::SourceSpec = toml::from_str(&format!(
-        "name = \"big\"\nkind = \"{kind}\"\nlocation = \"{url}\"\n[[tables]]\nname = \"big\"\nkey = [\"id\"]\n"
+        "name = \"big\"\nkind = \"{kind}\"\nlocation = \"{url}\"\n[[tables]]\nname = \"big\"\nkey = [\"id\"]\nbatch_rows = {ROWS}\n"
     ))
     .unwrap();
     let mut c = dossier_connectors::connector_for(&spec, Path::new(".")).unwrap();
@@ -246,7 +251,6 @@ fn assert_resumed(driver: &str, seen: &[String], report: &dossier_connectors::Sc
 
 #[test]
 fn a_read_survives_a_killed_server_session_and_resumes_without_loss_or_duplicates() {
-    const ROWS: usize = 200_000;
     const RESUME_DB: &str = "dossier_resume_test";
     let psql = |db: &str, sql: &str| {
         sh(Command::new("psql").args(["-h", "127.0.0.1", "-v", "ON_ERROR_STOP=1", "-q", "-d", db, "-c", sql]))
@@ -325,7 +329,7 @@ fn list_with_known(
     known: &std::collections::HashMap<String, String>,
 ) -> (BTreeMap<String, String>, BTreeSet<String>) {
     let spec: dossier_connectors::SourceSpec = toml::from_str(&format!(
-        "name = \"crm\"\nkind = \"{kind}\"\nlocation = \"{url}\"\n[[tables]]\nname = \"customers\"\nkey = [\"id\"]\nupdated = \"updated_at\"\n"
+        "name = \"crm\"\nkind = \"{kind}\"\nlocation = \"{url}\"\n[[tables]]\nname = \"customers\"\nkey = [\"id\"]\nupdated = \"updated_at\"\nbatch_rows = 97\n"
     ))
     .unwrap();
     let mut c = dossier_connectors::connector_for(&spec, Path::new(".")).unwrap();
@@ -348,7 +352,8 @@ fn list_with_known(
 
 /// Loads 1,000 rows, lists them, changes 3 (one with its change value moved backwards), deletes 2,
 /// adds 1, and lists again with the first listing's versions: only the 4 changed or new rows are
-/// read in full, the other 995 pass as unchanged, the deleted 2 are absent.
+/// read in full, the other 995 pass as unchanged, the deleted 2 are absent. Pages of 97 rows, so
+/// every read crosses page boundaries.
 fn check_change_column(kind: &str, url: &str, exec: &dyn Fn(&str) -> Result<(), String>) {
     exec("DROP TABLE IF EXISTS customers").unwrap();
     exec("CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(80), email VARCHAR(80), updated_at TIMESTAMP)")
@@ -515,4 +520,52 @@ fn bad_credentials_missing_tables_and_columns_and_denied_reads_are_clear_errors_
     let good = report["sources"].as_array().unwrap().iter().find(|s| s["source"] == "good").unwrap();
     assert_eq!(good["records"], 2, "the healthy source is indexed: {good}");
     eprintln!("{} broken database sources named with advice", expect.len());
+}
+
+/// Lists `table` of an SQLite file through the connector, in pages of `rows`.
+fn list_sqlite(path: &Path, table: &str, key: &str, rows: usize) -> (Vec<String>, dossier_connectors::ScanReport) {
+    let spec: dossier_connectors::SourceSpec = toml::from_str(&format!(
+        "name = \"lite\"\nkind = \"sqlite\"\nlocation = \"sqlite://{}\"\n[[tables]]\nname = \"{table}\"\nkey = {key}\nbatch_rows = {rows}\n",
+        path.display()
+    ))
+    .unwrap();
+    let mut c = dossier_connectors::connector_for(&spec, Path::new(".")).unwrap();
+    let mut seen = Vec::new();
+    let report = c
+        .scan(&mut |item| {
+            seen.push(item.locator);
+            true
+        })
+        .unwrap();
+    (seen, report)
+}
+
+#[test]
+fn a_table_is_read_in_key_pages_once_each_row_and_keyless_or_binary_keys_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("paged.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    // A two-column key with repeated first parts across page boundaries, text and numbers mixed,
+    // a quote in a key, and two rows without a key value.
+    let mut sql = String::from("CREATE TABLE lines(invoice INTEGER, line TEXT, note TEXT);");
+    for invoice in 1..=20 {
+        for line in ["a", "b'q", "c"] {
+            sql += &format!("INSERT INTO lines VALUES ({invoice}, '{}', 'n');", line.replace('\'', "''"));
+        }
+    }
+    sql += "INSERT INTO lines VALUES (NULL, 'x', 'n'); INSERT INTO lines VALUES (5, NULL, 'n');";
+    sql += "CREATE TABLE blobs(id BLOB, note TEXT); INSERT INTO blobs VALUES (x'00ff', 'a'), (x'01', 'b');";
+    conn.execute_batch(&sql).unwrap();
+    for rows in [1, 4, 7, 60, 10_000] {
+        let (seen, report) = list_sqlite(&path, "lines", r#"["invoice", "line"]"#, rows);
+        let unique: BTreeSet<&String> = seen.iter().collect();
+        assert_eq!((seen.len(), unique.len()), (60, 60), "pages of {rows}: every keyed row once");
+        assert!(seen.contains(&"lines/7,b'q".to_string()), "{seen:?}");
+        assert!(report.complete, "pages of {rows}: {:?}", report.errors);
+        assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+        assert!(report.errors[0].reason.contains("2 rows have no value in key column(s) invoice, line"));
+    }
+    let (seen, report) = list_sqlite(&path, "blobs", r#"["id"]"#, 10);
+    assert!(seen.is_empty() && !report.complete, "a binary key cannot page: {seen:?}");
+    assert!(report.errors[0].reason.contains("key column `id` is (binary, 2 bytes"), "{:?}", report.errors);
 }

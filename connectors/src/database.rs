@@ -283,220 +283,421 @@ impl Connector for DatabaseConnector {
     }
 }
 
+/// A connection pool of one of the three drivers.
+enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+    Mysql(sqlx::MySqlPool),
+}
+
+/// How one query's read ended.
+enum Read {
+    /// Read to its end: this many rows.
+    Done(usize),
+    /// The row handler wanted no more.
+    Stopped,
+    /// The connection went away; reading again may work.
+    Lost(String),
+    /// The query failed for good (bad SQL, permissions).
+    Failed(String),
+}
+
+impl Pool {
+    /// Runs `sql`, handing each row's cells to `row` until it says stop.
+    async fn read(&self, sql: &str, row: &mut dyn FnMut(Cells) -> Step) -> Read {
+        macro_rules! go {
+            ($pool:expr, $cells:expr) => {{
+                // The query text is built from the operator's own configuration, not user input.
+                let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch($pool);
+                let mut n = 0;
+                loop {
+                    match rows.try_next().await {
+                        Ok(Some(r)) => {
+                            n += 1;
+                            if let Step::Stop = row($cells(&r)) {
+                                break Read::Stopped;
+                            }
+                        }
+                        Ok(None) => break Read::Done(n),
+                        Err(e) if connection_lost(&e) => break Read::Lost(e.to_string()),
+                        Err(e) => break Read::Failed(format!("query failed: {}", sql_error(&e))),
+                    }
+                }
+            }};
+        }
+        match self {
+            Pool::Sqlite(p) => go!(p, sqlite_cells),
+            Pool::Postgres(p) => go!(p, pg_cells),
+            Pool::Mysql(p) => go!(p, mysql_cells),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+            Pool::Mysql(p) => p.close().await,
+        }
+    }
+}
+
+/// The value of column `c` in a row's cells (names compare without case, as SQL's do).
+fn cell<'a>(cells: &'a Cells, c: &str) -> Option<&'a str> {
+    cells.iter().find(|(n, _)| n.eq_ignore_ascii_case(c)).and_then(|(_, v)| v.as_deref())
+}
+
+/// A row's key values, as text that the server can compare again with the key columns.
+fn key_values(t: &TableSpec, cells: &Cells) -> Result<Vec<String>, String> {
+    t.key
+        .iter()
+        .map(|k| match cell(cells, k) {
+            None => Err(format!("table `{}`: key column `{k}` is missing or NULL", t.name)),
+            Some(v) if v.starts_with("(binary, ") || v.starts_with("(unsupported type ") => Err(format!(
+                "table `{}`: key column `{k}` is {v}, which cannot identify a row; key the table on \
+                 other columns, or give it a `query` that selects the key as text",
+                t.name
+            )),
+            Some(v) => Ok(v.to_string()),
+        })
+        .collect()
+}
+
+/// One page of a table in key order: the `select` columns of the rows after key `after`, that
+/// match `filter`. Rows without a key value cannot be paged to; they are counted apart.
+fn page_sql(
+    kind: SourceKind,
+    t: &TableSpec,
+    select: &str,
+    filter: Option<&str>,
+    after: Option<&[String]>,
+    rows: usize,
+) -> String {
+    let keys: Vec<String> = t.key.iter().map(|k| quote_ident(kind, k)).collect();
+    let mut conds: Vec<String> = keys.iter().map(|k| format!("{k} IS NOT NULL")).collect();
+    conds.extend(filter.map(str::to_string));
+    if let Some(after) = after {
+        let values: Vec<String> = after.iter().map(|v| literal(kind, v)).collect();
+        conds.push(match (keys.as_slice(), values.as_slice()) {
+            ([k], [v]) => format!("{k} > {v}"),
+            _ => format!("({}) > ({})", keys.join(", "), values.join(", ")),
+        });
+    }
+    format!(
+        "SELECT {select} FROM {} WHERE {} ORDER BY {} LIMIT {rows}",
+        quote_ident(kind, &t.name),
+        conds.join(" AND "),
+        keys.join(", ")
+    )
+}
+
 impl DatabaseConnector {
-    async fn scan_async(&self, sink: &mut dyn FnMut(Item) -> bool) -> Result<ScanReport, ConnectorError> {
-        let mut report = ScanReport { complete: true, errors: Vec::new(), reconnects: 0 };
-        let timeout = std::time::Duration::from_secs(15);
-        // Runs one query and hands each row's cells to $body (which says Step::Next or Step::Stop).
-        // A dropped connection is reconnected and the query read again; $body must skip rows it
-        // has already handled. Evaluates to Ok(true) when read to the end, Ok(false) when stopped.
-        macro_rules! for_each_row {
-            ($pool:expr, $sql:expr, $cells:expr, $table:expr, |$c:ident| $body:block) => {{
-                let mut reconnects = 0u32;
-                let mut outcome: Result<bool, String> = Ok(true);
-                'read: loop {
-                    // The query text is the operator's own configuration, not user input.
-                    let mut rows = sqlx::query(sqlx::AssertSqlSafe($sql)).fetch($pool);
-                    loop {
-                        match rows.try_next().await {
-                            Ok(Some(row)) => {
-                                let $c = $cells(&row);
-                                if let Step::Stop = $body {
-                                    outcome = Ok(false);
-                                    break 'read;
-                                }
-                            }
-                            Ok(None) => break 'read,
-                            Err(e) if connection_lost(&e) && reconnects < MAX_RECONNECTS => {
-                                reconnects += 1;
-                                report.reconnects += 1;
-                                tracing::warn!(
-                                    "{}: connection lost reading `{}` ({e}); reconnecting ({reconnects}/{MAX_RECONNECTS})",
-                                    self.name,
-                                    $table
-                                );
-                                drop(rows);
-                                tokio::time::sleep(std::time::Duration::from_millis(500 << reconnects)).await;
-                                continue 'read;
-                            }
-                            Err(e) => {
-                                outcome = Err(format!("query failed: {}", sql_error(&e)));
-                                break 'read;
-                            }
+    /// Whether to read again after the connection dropped; waits a little longer each time.
+    async fn reconnect(&self, table: &str, reconnects: &mut u32, total: &mut u32, why: &str) -> bool {
+        if *reconnects >= MAX_RECONNECTS {
+            return false;
+        }
+        *reconnects += 1;
+        *total += 1;
+        tracing::warn!(
+            "{}: connection lost reading `{table}` ({why}); reconnecting ({reconnects}/{MAX_RECONNECTS})",
+            self.name
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500 << *reconnects)).await;
+        true
+    }
+
+    /// Reads table `t` to its end, handing each row's cells to `row`: `Ok(true)` when read to the
+    /// end, `Ok(false)` when `row` stopped it. A table is read page by page in key order, so its
+    /// size never matters and a dropped connection resumes after the last row handed on; a
+    /// `query` is read in one pass, and after a drop read again, skipping the rows already handed
+    /// on. `total` counts the reconnections.
+    async fn read_table(
+        &self,
+        pool: &Pool,
+        t: &TableSpec,
+        select: &str,
+        filter: Option<&str>,
+        total: &mut u32,
+        row: &mut dyn FnMut(Cells) -> Step,
+    ) -> Result<bool, String> {
+        let mut reconnects = 0u32;
+        let lost = |e: &str| format!("connection lost {} times, last: {e}", MAX_RECONNECTS + 1);
+        if let Some(query) = &t.query {
+            let mut handed: HashSet<Vec<String>> = HashSet::new();
+            loop {
+                let mut once = |cells: Cells| match key_values(t, &cells) {
+                    Ok(key) if handed.contains(&key) => Step::Next,
+                    Ok(key) => {
+                        handed.insert(key);
+                        row(cells)
+                    }
+                    Err(_) => row(cells),
+                };
+                match pool.read(query, &mut once).await {
+                    Read::Done(_) => return Ok(true),
+                    Read::Stopped => return Ok(false),
+                    Read::Failed(e) => return Err(e),
+                    Read::Lost(e) => {
+                        if !self.reconnect(&t.name, &mut reconnects, total, &e).await {
+                            return Err(lost(&e));
                         }
                     }
                 }
-                outcome
-            }};
+            }
         }
-        macro_rules! run_tables {
-            ($pool:expr, $cells:expr) => {{
-                let pool = $pool;
-                for t in &self.tables {
-                    let all_sql =
-                        t.query.clone().unwrap_or_else(|| format!("SELECT * FROM {}", quote_ident(self.kind, &t.name)));
-                    // Rows already handed on, so a read resumed after a dropped connection sends each row once.
-                    let mut emitted: HashSet<String> = HashSet::new();
-                    let mut reported: HashSet<String> = HashSet::new();
-                    let mut failed: Option<String> = None;
-                    // With a change column and a previous run: list keys and change values only, pass on
-                    // unchanged rows as such, and read in full only the rows changed since.
-                    let mut wanted: Option<HashSet<String>> = None;
-                    let mut passes = vec![all_sql.clone()];
-                    if let (Some(upd), None) = (&t.updated, &t.query)
-                        && self.known.keys().any(|k| k.starts_with(&format!("{}/", t.name)))
-                    {
-                        let cols: Vec<String> =
-                            t.key.iter().chain(std::iter::once(upd)).map(|c| quote_ident(self.kind, c)).collect();
-                        let list_sql = format!("SELECT {} FROM {}", cols.join(", "), quote_ident(self.kind, &t.name));
-                        let mut changed: Vec<(String, Option<String>)> = Vec::new();
-                        let listed = for_each_row!(&pool, list_sql.as_str(), $cells, t.name, |cells| {
-                            let get = |c: &str| {
-                                cells.iter().find(|(n, _)| n.eq_ignore_ascii_case(c)).and_then(|(_, v)| v.clone())
-                            };
-                            let parts: Option<Vec<String>> = t.key.iter().map(|k| get(k)).collect();
-                            match parts {
-                                // A row without its key is reported by the full read.
-                                None => Step::Next,
-                                Some(parts) => {
-                                    let locator = format!("{}/{}", t.name, parts.join(","));
-                                    let version = get(upd).map(|u| format!("u:{u}"));
-                                    if version.is_some() && self.known.get(&locator) == version.as_ref() {
-                                        if emitted.insert(locator.clone()) {
-                                            let version = version.unwrap_or_default();
-                                            let item = Item {
-                                                locator,
-                                                version,
-                                                size: 0,
-                                                payload: Payload::Records(Vec::new()),
-                                            };
-                                            if sink(item) { Step::Next } else { Step::Stop }
-                                        } else {
-                                            Step::Next
-                                        }
-                                    } else {
-                                        changed.push((locator, get(upd)));
-                                        Step::Next
-                                    }
-                                }
-                            }
-                        });
-                        match listed {
-                            Ok(false) => {
-                                report.complete = false;
-                                return Ok(report);
-                            }
-                            Err(e) => failed = Some(e),
-                            Ok(true) => {
-                                passes.clear();
-                                if !changed.is_empty() {
-                                    // Changed rows have a change value at least the lowest changed one; rows whose
-                                    // value went backwards are caught by a last full pass.
-                                    if let Some(since) = lowest(changed.iter().map(|c| c.1.as_deref())) {
-                                        passes.push(format!(
-                                            "{all_sql} WHERE {} >= {}",
-                                            quote_ident(self.kind, upd),
-                                            literal(self.kind, since)
-                                        ));
-                                    }
-                                    passes.push(all_sql.clone());
-                                }
-                                wanted = Some(changed.into_iter().map(|c| c.0).collect());
-                            }
-                        }
+        let rows = t.batch_rows.max(1);
+        let mut after: Option<Vec<String>> = None;
+        loop {
+            let sql = page_sql(self.kind, t, select, filter, after.as_deref(), rows);
+            let mut bad: Option<String> = None;
+            let mut paged = |cells: Cells| match key_values(t, &cells) {
+                // A key the server does not put after the last one cannot be paged through.
+                Ok(key) if after.as_ref() == Some(&key) => {
+                    bad = Some(format!(
+                        "table `{}`: its key ({}) does not order its rows; give the table a `query` to read it in one pass",
+                        t.name,
+                        t.key.join(", ")
+                    ));
+                    Step::Stop
+                }
+                Ok(key) => {
+                    let step = row(cells);
+                    after = Some(key);
+                    step
+                }
+                Err(e) => {
+                    bad = Some(e);
+                    Step::Stop
+                }
+            };
+            let read = pool.read(&sql, &mut paged).await;
+            if let Some(e) = bad {
+                return Err(e);
+            }
+            match read {
+                Read::Done(n) if n < rows => return Ok(true),
+                Read::Done(_) => {}
+                Read::Stopped => return Ok(false),
+                Read::Failed(e) => return Err(e),
+                Read::Lost(e) => {
+                    if !self.reconnect(&t.name, &mut reconnects, total, &e).await {
+                        return Err(lost(&e));
                     }
-                    for sql in passes.iter().filter(|_| failed.is_none()) {
-                        if wanted.as_ref().is_some_and(|w| w.is_empty()) {
-                            break;
-                        }
-                        let read = for_each_row!(&pool, sql.as_str(), $cells, t.name, |cells| {
-                            match row_item(&self.name, t, cells) {
-                                Ok(item) => {
-                                    let needed = match wanted.as_mut() {
-                                        Some(w) => w.remove(&item.locator),
-                                        None => true,
-                                    };
-                                    if !needed || !emitted.insert(item.locator.clone()) {
-                                        Step::Next
-                                    } else if sink(item) {
-                                        Step::Next
-                                    } else {
-                                        Step::Stop
-                                    }
-                                }
-                                Err(reason) => {
-                                    if reported.insert(reason.clone()) {
-                                        report.errors.push(dossier_schema::ItemError {
-                                            source: self.name.clone(),
-                                            locator: t.name.clone(),
-                                            reason,
-                                        });
-                                    }
-                                    Step::Next
-                                }
-                            }
-                        });
-                        match read {
-                            Ok(true) => {}
-                            Ok(false) => {
-                                report.complete = false;
-                                return Ok(report);
-                            }
-                            Err(e) => {
-                                failed = Some(e);
-                                break;
-                            }
-                        }
-                    }
-                    if let Some(reason) = failed {
-                        // A failed table leaves the listing incomplete: no deletes for this source.
-                        report.complete = false;
-                        report.errors.push(dossier_schema::ItemError {
+                }
+            }
+        }
+    }
+
+    /// Counts the rows of `t` that have no key value, which a paged read cannot reach.
+    async fn keyless_rows(&self, pool: &Pool, t: &TableSpec) -> Result<u64, String> {
+        let cond: Vec<String> = t.key.iter().map(|k| format!("{} IS NULL", quote_ident(self.kind, k))).collect();
+        let sql = format!("SELECT COUNT(*) AS n FROM {} WHERE {}", quote_ident(self.kind, &t.name), cond.join(" OR "));
+        let mut n = 0;
+        match pool
+            .read(&sql, &mut |cells| {
+                n = cell(&cells, "n").and_then(|v| v.parse().ok()).unwrap_or(0);
+                Step::Next
+            })
+            .await
+        {
+            Read::Done(_) | Read::Stopped => Ok(n),
+            Read::Lost(e) | Read::Failed(e) => Err(e),
+        }
+    }
+
+    /// Lists one table: with a change column and a previous run, its keys and change values
+    /// first, unchanged rows passed on as such, then only the changed rows read in full;
+    /// otherwise every row in full. `Ok(false)` when the sink stopped the listing.
+    async fn scan_table(
+        &self,
+        pool: &Pool,
+        t: &TableSpec,
+        report: &mut ScanReport,
+        sink: &mut dyn FnMut(Item) -> bool,
+    ) -> Result<bool, String> {
+        // A row's failure is reported once per table and reason, not once per row.
+        let mut reported: HashSet<String> = HashSet::new();
+        let mut full_row = |cells: Cells,
+                            errors: &mut Vec<dossier_schema::ItemError>,
+                            sink: &mut dyn FnMut(Item) -> bool,
+                            wanted: Option<&mut HashSet<String>>| {
+            match row_item(&self.name, t, cells) {
+                Ok(item) => {
+                    let needed = wanted.is_none_or(|w| w.remove(&item.locator));
+                    if !needed || sink(item) { Step::Next } else { Step::Stop }
+                }
+                Err(reason) => {
+                    if reported.insert(reason.clone()) {
+                        errors.push(dossier_schema::ItemError {
                             source: self.name.clone(),
                             locator: t.name.clone(),
                             reason,
                         });
                     }
+                    Step::Next
                 }
-                pool.close().await;
-            }};
+            }
+        };
+        let listed = self.known.keys().any(|k| k.strip_prefix(t.name.as_str()).is_some_and(|r| r.starts_with('/')));
+        let (Some(upd), None, true) = (&t.updated, &t.query, listed) else {
+            if t.query.is_none() {
+                let n = self.keyless_rows(pool, t).await?;
+                if n > 0 {
+                    report.errors.push(dossier_schema::ItemError {
+                        source: self.name.clone(),
+                        locator: t.name.clone(),
+                        reason: format!(
+                            "table `{}`: {n} rows have no value in key column(s) {} and are not indexed",
+                            t.name,
+                            t.key.join(", ")
+                        ),
+                    });
+                }
+            }
+            let errors = &mut report.errors;
+            let mut all = |cells: Cells| full_row(cells, errors, sink, None);
+            return self.read_table(pool, t, "*", None, &mut report.reconnects, &mut all).await;
+        };
+        let cols: Vec<String> = t.key.iter().chain(std::iter::once(upd)).map(|c| quote_ident(self.kind, c)).collect();
+        let mut changed: Vec<(String, Option<String>)> = Vec::new();
+        let mut unchanged = |cells: Cells| {
+            let Ok(parts) = key_values(t, &cells) else { return Step::Next };
+            let locator = format!("{}/{}", t.name, parts.join(","));
+            let version = cell(&cells, upd).map(|u| format!("u:{u}"));
+            match version {
+                Some(version) if self.known.get(&locator) == Some(&version) => {
+                    let item = Item { locator, version, size: 0, payload: Payload::Records(Vec::new()) };
+                    if sink(item) { Step::Next } else { Step::Stop }
+                }
+                _ => {
+                    changed.push((locator, cell(&cells, upd).map(str::to_string)));
+                    Step::Next
+                }
+            }
+        };
+        if !self.read_table(pool, t, &cols.join(", "), None, &mut report.reconnects, &mut unchanged).await? {
+            return Ok(false);
         }
-        match self.kind {
-            SourceKind::Sqlite => {
-                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        // Changed rows have a change value at least the lowest changed one; rows whose value went
+        // backwards are caught by a last full pass.
+        let since = lowest(changed.iter().map(|c| c.1.as_deref()))
+            .map(|since| format!("{} >= {}", quote_ident(self.kind, upd), literal(self.kind, since)));
+        let mut wanted: HashSet<String> = changed.into_iter().map(|c| c.0).collect();
+        for filter in [since.as_deref(), None] {
+            if wanted.is_empty() {
+                break;
+            }
+            let errors = &mut report.errors;
+            let mut some = |cells: Cells| full_row(cells, errors, sink, Some(&mut wanted));
+            if !self.read_table(pool, t, "*", filter, &mut report.reconnects, &mut some).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn scan_async(&self, sink: &mut dyn FnMut(Item) -> bool) -> Result<ScanReport, ConnectorError> {
+        let mut report = ScanReport { complete: true, errors: Vec::new(), reconnects: 0 };
+        let timeout = std::time::Duration::from_secs(15);
+        let pool = match self.kind {
+            SourceKind::Sqlite => Pool::Sqlite(
+                sqlx::sqlite::SqlitePoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(timeout)
                     .connect(&self.url)
                     .await
-                    .map_err(|e| self.db_err(sql_error(&e)))?;
-                run_tables!(pool, sqlite_cells);
-            }
+                    .map_err(|e| self.db_err(sql_error(&e)))?,
+            ),
             SourceKind::Postgres => {
                 let opts: sqlx::postgres::PgConnectOptions = self.url.parse().map_err(|e| self.db_err(e))?;
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(timeout)
-                    .connect_with(opts.application_name("dossier"))
-                    .await
-                    .map_err(|e| self.db_err(sql_error(&e)))?;
-                run_tables!(pool, pg_cells);
+                Pool::Postgres(
+                    sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(1)
+                        .acquire_timeout(timeout)
+                        .connect_with(opts.application_name("dossier"))
+                        .await
+                        .map_err(|e| self.db_err(sql_error(&e)))?,
+                )
             }
-            SourceKind::Mysql => {
-                let pool = sqlx::mysql::MySqlPoolOptions::new()
+            SourceKind::Mysql => Pool::Mysql(
+                sqlx::mysql::MySqlPoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(timeout)
                     .connect(&self.url)
                     .await
-                    .map_err(|e| self.db_err(sql_error(&e)))?;
-                run_tables!(pool, mysql_cells);
-            }
+                    .map_err(|e| self.db_err(sql_error(&e)))?,
+            ),
             SourceKind::Files | SourceKind::Tickets => {
                 return Err(ConnectorError::Config {
                     source_name: self.name.clone(),
                     reason: "not a database source".into(),
                 });
             }
+        };
+        for t in &self.tables {
+            match self.scan_table(&pool, t, &mut report, sink).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    report.complete = false;
+                    break;
+                }
+                Err(reason) => {
+                    // A failed table leaves the listing incomplete: no deletes for this source.
+                    report.complete = false;
+                    report.errors.push(dossier_schema::ItemError {
+                        source: self.name.clone(),
+                        locator: t.name.clone(),
+                        reason,
+                    });
+                }
+            }
         }
+        pool.close().await;
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(key: &[&str]) -> TableSpec {
+        TableSpec {
+            name: "order lines".into(),
+            query: None,
+            key: key.iter().map(|k| k.to_string()).collect(),
+            updated: None,
+            date: None,
+            title: None,
+            fields: Default::default(),
+            batch_rows: 10,
+        }
+    }
+
+    #[test]
+    fn a_page_starts_after_the_last_key_in_key_order() {
+        let t = table(&["id"]);
+        assert_eq!(
+            page_sql(SourceKind::Postgres, &t, "*", None, None, 10),
+            r#"SELECT * FROM "order lines" WHERE "id" IS NOT NULL ORDER BY "id" LIMIT 10"#
+        );
+        let t = table(&["inv", "line"]);
+        let after = ["7".to_string(), "it's".to_string()];
+        assert_eq!(
+            page_sql(SourceKind::Mysql, &t, "`inv`, `line`", Some("`u` >= '5'"), Some(&after), 3),
+            "SELECT `inv`, `line` FROM `order lines` WHERE `inv` IS NOT NULL AND `line` IS NOT NULL AND `u` >= '5' \
+             AND (`inv`, `line`) > ('7', 'it''s') ORDER BY `inv`, `line` LIMIT 3"
+        );
+    }
+
+    #[test]
+    fn a_key_is_read_from_its_cells_or_named_as_unusable() {
+        let t = table(&["ID"]);
+        let cells: Cells = vec![("id".into(), Some("42".into())), ("note".into(), None)];
+        assert_eq!(key_values(&t, &cells), Ok(vec!["42".to_string()]));
+        let cells: Cells = vec![("id".into(), None)];
+        assert!(key_values(&t, &cells).is_err_and(|e| e.contains("missing or NULL")));
+        let cells: Cells = vec![("id".into(), Some("(binary, 16 bytes, not indexed)".into()))];
+        assert!(key_values(&t, &cells).is_err_and(|e| e.contains("cannot identify a row")));
     }
 }

@@ -45,6 +45,15 @@ pub struct TableSpec {
     /// source's own map.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// Rows per page when the table is read in key order (not for a `query`, read in one pass).
+    #[serde(default = "TableSpec::default_batch_rows")]
+    pub batch_rows: usize,
+}
+
+impl TableSpec {
+    fn default_batch_rows() -> usize {
+        10_000
+    }
 }
 
 /// How ticket and chat exports map to records.
