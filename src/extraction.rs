@@ -223,7 +223,7 @@ pub fn worker_main(memory_mib: u64) -> std::io::Result<()> {
         let resp = match serde_json::from_str::<Request>(&line) {
             Ok(req) => match std::panic::catch_unwind(|| match req.tail {
                 Some((offset, end, before)) => {
-                    req.extractor.extract_mbox_tail(&req.locator, &req.path, (offset, end), before)
+                    req.extractor.extract_tail(&req.locator, &req.path, (offset, end), before)
                 }
                 None => req.extractor.extract_file(&req.locator, &req.path),
             }) {

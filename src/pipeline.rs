@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
-use dossier_connectors::{Extractor, SourceKind, connector_for, extract::Extracted};
+use dossier_connectors::extract::{Extracted, Format};
+use dossier_connectors::{Extractor, SourceKind, connector_for};
 use dossier_schema::{Item, ItemError, Mention, Payload, Record};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -286,7 +287,7 @@ impl FailureGate {
 
 /// Extracts one item (a database row's records are taken from it); a panic inside a parser
 /// costs this item only, and with workers so do hangs and memory blow-ups.
-/// With `append`, only the messages appended to a mailbox are read.
+/// With `append`, only the messages or rows appended to a mailbox or CSV file are read.
 fn extract_item(
     x: &Extractor,
     item: &mut Item,
@@ -295,13 +296,13 @@ fn extract_item(
 ) -> Result<Extracted, String> {
     let tail = append.map(|a| (a.offset, a.after.len, a.before));
     match (&mut item.payload, pool) {
-        (Payload::Records(rs), _) => Ok(Extracted { records: std::mem::take(rs), warnings: Vec::new() }),
+        (Payload::Records(rs), _) => Ok(Extracted { records: std::mem::take(rs), ..Default::default() }),
         (Payload::File(path), Some(pool)) => {
             pool.extract(x, &item.locator, path, tail, std::time::Duration::from_secs(x.limits.timeout_secs.max(1)))
         }
         (Payload::File(path), None) => {
             let read = || match tail {
-                Some((offset, end, before)) => x.extract_mbox_tail(&item.locator, path, (offset, end), before),
+                Some((offset, end, before)) => x.extract_tail(&item.locator, path, (offset, end), before),
                 None => x.extract_file(&item.locator, path),
             };
             match std::panic::catch_unwind(AssertUnwindSafe(read)) {
@@ -313,89 +314,157 @@ fn extract_item(
     }
 }
 
-/// A mailbox that only grew since it was indexed: where the new messages start, how many
-/// came before them, and what will have been indexed once they are read.
+/// A mailbox or CSV file that only grew since it was indexed: where the new messages or rows
+/// start, how many came before them, and what will have been indexed once they are read.
 struct Append {
     offset: u64,
     before: usize,
     after: Container,
 }
 
+/// A file's bytes read once through BLAKE3 and, once `text` is set, checked to be UTF-8.
+struct Digest {
+    hash: blake3::Hasher,
+    /// Check the bytes from now on.
+    text: bool,
+    /// A character cut by the end of the last chunk.
+    carry: Vec<u8>,
+    /// No invalid UTF-8 seen.
+    utf8: bool,
+    /// The last byte read.
+    last: Option<u8>,
+}
+
+impl Digest {
+    fn new() -> Digest {
+        Digest { hash: blake3::Hasher::new(), text: false, carry: Vec::new(), utf8: true, last: None }
+    }
+
+    /// Reads exactly `len` more bytes of `f`; `None` when the file ends or fails first.
+    fn read(&mut self, f: &mut std::fs::File, len: u64) -> Option<()> {
+        use std::io::Read;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+            let n = f.read(&mut buf[..want]).ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.update(&buf[..n]);
+            left -= n as u64;
+        }
+        Some(())
+    }
+
+    fn update(&mut self, b: &[u8]) {
+        self.hash.update(b);
+        self.last = b.last().copied().or(self.last);
+        if self.text && self.utf8 {
+            let joined;
+            let bytes = if self.carry.is_empty() {
+                b
+            } else {
+                joined = [self.carry.as_slice(), b].concat();
+                &joined
+            };
+            match std::str::from_utf8(bytes) {
+                Ok(_) => self.carry.clear(),
+                Err(e) if e.error_len().is_none() => self.carry = bytes[e.valid_up_to()..].to_vec(),
+                Err(_) => self.utf8 = false,
+            }
+        }
+    }
+
+    /// Whether the bytes checked were whole UTF-8 text.
+    fn is_text(&self) -> bool {
+        self.utf8 && self.carry.is_empty()
+    }
+
+    fn hex(&self) -> String {
+        self.hash.finalize().to_hex().to_string()
+    }
+}
+
+/// The format of the file at `path`, from its first bytes and its name.
+fn format_of(locator: &str, f: &mut std::fs::File) -> Option<Format> {
+    use std::io::{Read, Seek};
+    let mut head = [0u8; 1024];
+    let n = f.read(&mut head).ok()?;
+    f.seek(std::io::SeekFrom::Start(0)).ok()?;
+    dossier_connectors::extract::sniff(locator, &head[..n])
+}
+
 /// Reads `path` once: whether it starts with the bytes indexed as `old` (same BLAKE3), ending a
-/// line, and goes on with a new message (`From `); then what its first `len` bytes (its size now)
-/// hold. A writer still appending leaves the rest for the next run.
-fn appended(path: &std::path::Path, old: &Container, max_bytes: u64) -> Option<Append> {
+/// line, and goes on with a new message (`From `) for a mailbox, or with whole UTF-8 lines for a
+/// CSV file; then what its first `len` bytes (its size now) hold. A mailbox's writer still
+/// appending leaves the rest for the next run; a CSV file cut mid-line is read whole.
+fn appended(locator: &str, path: &std::path::Path, old: &Container, max_bytes: u64) -> Option<Append> {
     use std::io::Read;
     let len = std::fs::metadata(path).ok()?.len();
     if len <= old.len || len > max_bytes {
         return None;
     }
     let mut f = std::fs::File::open(path).ok()?;
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let (mut left, mut last) = (old.len, b'\n');
-    while left > 0 {
-        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-        let n = f.read(&mut buf[..want]).ok()?;
-        if n == 0 {
-            return None;
+    let format = format_of(locator, &mut f)?;
+    let mut d = Digest::new();
+    d.read(&mut f, old.len)?;
+    if d.hex() != old.head || d.last != Some(b'\n') {
+        return None;
+    }
+    let mut rest = len - old.len;
+    match format {
+        Format::Mbox => {
+            let mut from = [0u8; 5];
+            f.read_exact(&mut from).ok()?;
+            if &from != b"From " {
+                return None;
+            }
+            d.update(&from);
+            rest -= from.len() as u64;
         }
-        h.update(&buf[..n]);
-        last = buf[n - 1];
-        left -= n as u64;
+        Format::Csv => d.text = true,
+        _ => return None,
     }
-    if h.finalize().to_hex().as_str() != old.head || last != b'\n' {
-        return None;
-    }
-    let mut from = [0u8; 5];
-    f.read_exact(&mut from).ok()?;
-    if &from != b"From " {
-        return None;
-    }
-    h.update(&from);
-    let rest = len - old.len - from.len() as u64;
-    if std::io::copy(&mut (&mut f).take(rest), &mut h).ok()? != rest {
+    d.read(&mut f, rest)?;
+    if format == Format::Csv && !(d.is_text() && d.last == Some(b'\n')) {
         return None;
     }
     Some(Append {
         offset: old.len,
         before: old.messages,
-        after: Container { len, head: h.finalize().to_hex().to_string(), messages: old.messages },
+        after: Container { len, head: d.hex(), messages: old.messages },
     })
 }
 
-/// What is indexed of the mailbox at `path` once `records` (its messages) are: `None` when the
-/// file is not a mailbox, cannot be read, or is no longer the `listed` bytes long (it changed
-/// while it was read: the next run reads it in full again).
-fn mailbox(item: &Item, path: &std::path::Path, item_key: &str, records: &[Record]) -> Option<Container> {
-    use std::io::Read;
+/// What is indexed of the mailbox or CSV file at `path` once `ex` (its messages or rows) is:
+/// `None` when the file is neither, cannot be read, or is no longer the `listed` bytes long (it
+/// changed while it was read: the next run reads it in full again). A CSV file is read in parts
+/// only when it is UTF-8 text in whole lines with more rows than its header is looked for in.
+fn container(item: &Item, path: &std::path::Path, item_key: &str, ex: &Extracted) -> Option<Container> {
     let listed = item.size;
-    // Only a file whose records are messages (`KEY/mN`) can be one; others are not opened again.
+    // Only a file whose records are messages (`KEY/mN`), or a CSV file's rows, can be one;
+    // others are not opened again.
     let messages = format!("{item_key}/m");
-    if !records.iter().any(|r| r.key.starts_with(&messages)) {
+    let mailbox = ex.records.iter().any(|r| r.key.starts_with(&messages));
+    let rows = ex.rows.filter(|&n| n > dossier_connectors::sheet::HEADER_ROWS);
+    if !mailbox && rows.is_none() {
         return None;
     }
     let mut f = std::fs::File::open(path).ok()?;
     if f.metadata().ok()?.len() != listed {
         return None;
     }
-    let mut head = [0u8; 1024];
-    let n = f.read(&mut head).ok()?;
-    if dossier_connectors::extract::sniff(&item.locator, &head[..n]) != Some(dossier_connectors::extract::Format::Mbox)
-    {
-        return None;
-    }
-    let mut h = blake3::Hasher::new();
-    h.update(&head[..n]);
-    let rest = listed.checked_sub(n as u64)?;
-    if std::io::copy(&mut f.take(rest), &mut h).ok()? != rest {
-        return None;
-    }
-    Some(Container {
-        len: listed,
-        head: h.finalize().to_hex().to_string(),
-        messages: messages_in(item_key, records, 0),
-    })
+    let format = format_of(&item.locator, &mut f)?;
+    let mut d = Digest::new();
+    d.text = format == Format::Csv;
+    d.read(&mut f, listed)?;
+    let parts = match (format, rows) {
+        (Format::Mbox, _) if mailbox => messages_in(item_key, &ex.records, 0),
+        (Format::Csv, Some(rows)) if d.is_text() && d.last == Some(b'\n') => rows,
+        _ => return None,
+    };
+    Some(Container { len: listed, head: d.hex(), messages: parts })
 }
 
 /// The highest message number among `records` of mailbox `item_key` (`KEY/mN…`), at least `floor`.
@@ -461,9 +530,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                 true
             }));
         }
-        // What is indexed of this source's mailboxes: moved ones take it along, grown ones are
+        // What is indexed of this source's mailboxes and CSV files: moved ones take it along, grown ones are
         // read from where it ends.
-        let mailboxes = if streamed { HashMap::new() } else { state.containers(&spec.name)? };
+        let indexed_parts = if streamed { HashMap::new() } else { state.containers(&spec.name)? };
         let mut carried: HashSet<usize> = HashSet::new();
         if let Some(l) = listing.as_mut().filter(|l| l.complete()) {
             // Moves first: their records are carried over to the new name, not read again.
@@ -481,7 +550,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                         }
                         // A moved mailbox keeps what was indexed of it: a message appended to it
                         // later is still read alone.
-                        if let Some(k) = mailboxes.get(&old) {
+                        if let Some(k) = indexed_parts.get(&old) {
                             commit.containers.push((spec.name.clone(), item.locator.clone(), k.clone()));
                         }
                         // Handled: not a delete.
@@ -504,15 +573,15 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             stage(&mut report, "listing", t_list);
         }
         let t_extract = Instant::now();
-        // Mailboxes that only grew: their new messages are read, not the whole file.
+        // Mailboxes and CSV files that only grew: their new messages or rows are read alone.
         let appends: HashMap<usize, Append> = items
             .iter()
             .enumerate()
             .filter(|(i, _)| !opts.full && matches!(spec.kind, SourceKind::Files) && !carried.contains(i))
             .filter_map(|(i, item)| {
                 let Payload::File(path) = &item.payload else { return None };
-                let old = mailboxes.get(&item.locator)?;
-                appended(path, old, spec.limits.max_file_bytes).map(|a| (i, a))
+                let old = indexed_parts.get(&item.locator)?;
+                appended(&item.locator, path, old, spec.limits.max_file_bytes).map(|a| (i, a))
             })
             .collect();
         let x = Extractor::new(spec);
@@ -588,8 +657,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                     if let Some(a) = appended_to {
                         // Appended messages: the mailbox's other records stay as they are.
                         let item_key = Record::key_for(&spec.name, &item.locator);
-                        let after =
-                            Container { messages: messages_in(&item_key, &ex.records, a.before), ..a.after.clone() };
+                        let parts = ex.rows.unwrap_or_else(|| messages_in(&item_key, &ex.records, a.before));
+                        let after = Container { messages: parts, ..a.after.clone() };
                         commit.containers.push((spec.name.clone(), item.locator.clone(), after));
                         commit.appended_items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
                         sr.appended += 1;
@@ -602,8 +671,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                         store.delete_item(&writer, &spec.name, &item.locator);
                         touched_items.insert((spec.name.clone(), item.locator.clone()));
                         if let Payload::File(path) = &item.payload
-                            && let Some(k) =
-                                mailbox(&item, path, &Record::key_for(&spec.name, &item.locator), &ex.records)
+                            && let Some(k) = container(&item, path, &Record::key_for(&spec.name, &item.locator), &ex)
                         {
                             commit.containers.push((spec.name.clone(), item.locator.clone(), k));
                         }

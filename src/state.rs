@@ -62,15 +62,15 @@ const MIGRATIONS: &[&str] = &[
         head TEXT NOT NULL, messages INTEGER NOT NULL, PRIMARY KEY(source, locator));",
 ];
 
-/// What was indexed of a mailbox: its first `len` bytes (BLAKE3 `head`), holding `messages`
-/// messages. A later version that starts with the same bytes only appended messages.
+/// What was indexed of a mailbox or CSV file: its first `len` bytes (BLAKE3 `head`), holding
+/// `messages` messages or rows. A later version that starts with the same bytes only appended some.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
     /// Bytes indexed.
     pub len: u64,
     /// BLAKE3 of those bytes, hex.
     pub head: String,
-    /// Messages in them.
+    /// Messages (of a mailbox) or rows (of a CSV file, its header included) in them.
     pub messages: usize,
 }
 

@@ -363,3 +363,62 @@ fn a_message_appended_to_a_mailbox_is_read_alone() {
     assert_eq!(records(), before + 3);
     ok(&["check", "--config", c]);
 }
+
+#[test]
+fn rows_appended_to_a_csv_file_are_read_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("co");
+    let cfg = demo(&dir, 20);
+    let c = cfg.to_str().unwrap();
+    let csv = dir.join("calls/callbacks.csv");
+    let mut text = String::from("date,agent,caller,note\n");
+    for i in 1..=30 {
+        text += &format!("2024-05-{:02},agent{},Caller {i},\"asked for a callback, ticket {i}\"\n", i % 28 + 1, i % 9);
+    }
+    std::fs::write(&csv, &text).unwrap();
+    ok(&["index", "--config", c]);
+    let calls = |report: &serde_json::Value| {
+        report["sources"].as_array().unwrap().iter().find(|s| s["source"] == "calls").unwrap().clone()
+    };
+    let records = || -> u64 {
+        let check: serde_json::Value = serde_json::from_str(&ok(&["check", "--json", "--config", c])).unwrap();
+        check["records"].as_u64().unwrap()
+    };
+    let before = records();
+    let append = |rows: &str| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&csv).unwrap();
+        std::io::Write::write_all(&mut f, rows.as_bytes()).unwrap();
+    };
+    append("2024-06-01,agent3,,\"numbatline: jane.smith@acme.example wants the fibre plan\"\n");
+    append("2024-06-02,agent4,Caller 31,\"quokkaline, a note\nover two lines\"\n");
+    let report: serde_json::Value = serde_json::from_str(&ok(&["index", "--json", "--config", c])).unwrap();
+    let s = calls(&report);
+    assert_eq!(
+        (s["changed"].as_u64(), s["appended"].as_u64(), s["records"].as_u64()),
+        (Some(1), Some(1), Some(2)),
+        "two rows read, not thirty-two: {s}"
+    );
+    assert_eq!(records(), before + 2, "two records more, none lost");
+    let hit = search(&cfg, "numbatline");
+    assert_eq!(
+        hit["dossiers"][0]["id"],
+        common::customer_of(&export(&cfg), "crm:customers/1").unwrap().as_str(),
+        "{hit}"
+    );
+    let quokka = ok(&["search", "--json", "--config", c, "quokkaline"]);
+    assert!(quokka.contains("calls:callbacks.csv!r33"), "rows are numbered on: {quokka}");
+
+    // A full read finds the same rows under the same keys: nothing doubled, nothing renamed.
+    ok(&["index", "--full", "--config", c]);
+    assert_eq!(records(), before + 2);
+    assert!(ok(&["search", "--json", "--config", c, "quokkaline"]).contains("calls:callbacks.csv!r33"));
+
+    // An edited row is not an append: the file is read again whole.
+    std::fs::write(&csv, std::fs::read_to_string(&csv).unwrap().replace("ticket 7\"", "ticket 7b\"")).unwrap();
+    append("2024-06-03,agent5,Caller 32,\"wallabyline\"\n");
+    let report: serde_json::Value = serde_json::from_str(&ok(&["index", "--json", "--config", c])).unwrap();
+    let s = calls(&report);
+    assert_eq!((s["appended"].as_u64(), s["records"].as_u64()), (Some(0), Some(33)), "{s}");
+    assert_eq!(records(), before + 3);
+    ok(&["check", "--config", c]);
+}

@@ -40,6 +40,10 @@ pub struct Extracted {
     pub records: Vec<Record>,
     /// Problems with parts of the item (an attachment that would not open, a cut text).
     pub warnings: Vec<ItemError>,
+    /// Rows of a CSV file read whole, header included: a later version that only grew is read
+    /// from there on.
+    #[serde(default)]
+    pub rows: Option<usize>,
 }
 
 /// The formats dossier recognises.
@@ -164,10 +168,10 @@ impl Extractor {
         Ok(out)
     }
 
-    /// Extracts only the messages appended to the mbox at `path` in bytes `offset..end`, numbered
-    /// on after the `before` messages that precede them (those are unchanged and already indexed).
-    /// Bytes written after `end` wait for the next run.
-    pub fn extract_mbox_tail(
+    /// Extracts only what was appended to the mbox or CSV file at `path`, in bytes `offset..end`:
+    /// messages or rows numbered on after the `before` ones that precede them (those are
+    /// unchanged and already indexed). Bytes written after `end` wait for the next run.
+    pub fn extract_tail(
         &self,
         locator: &str,
         path: &Path,
@@ -181,12 +185,24 @@ impl Extractor {
         let bytes = std::fs::read(path).map_err(|e| ExtractError::Io(e.to_string()))?;
         let range = usize::try_from(offset).ok().zip(usize::try_from(end).ok());
         let tail = range.and_then(|(o, e)| bytes.get(o..e)).ok_or_else(|| ExtractError::Invalid {
-            kind: "mbox",
-            reason: format!("the mailbox is shorter than the {end} bytes it had when the run began"),
+            kind: "file",
+            reason: format!("the file is shorter than the {end} bytes it had when the run began"),
         })?;
         let place = Place { item: locator, key: Record::key_for(&self.source, locator), parent: None, depth: 0 };
         let mut out = Extracted::default();
-        crate::mail::extract_mbox_from(self, &place, tail, before, &mut out)?;
+        match sniff(locator, &bytes) {
+            Some(Format::Mbox) => crate::mail::extract_mbox_from(self, &place, tail, before, &mut out)?,
+            Some(Format::Csv) if self.tickets.is_none() => {
+                let head = bytes.get(..usize::try_from(offset).unwrap_or(usize::MAX)).unwrap_or(&bytes);
+                crate::sheet::extract_csv_tail(self, &place, locator, head, tail, before, &mut out)?
+            }
+            _ => {
+                return Err(ExtractError::Invalid {
+                    kind: "file",
+                    reason: "only a mailbox or a CSV file can be read from where it was last read".into(),
+                });
+            }
+        }
         Ok(out)
     }
 
@@ -290,14 +306,90 @@ mod tests {
         std::fs::write(&path, &all).unwrap();
         let x = Extractor::new(&crate::SourceSpec::files("mail", "."));
         let (offset, end) = (first.len() as u64, all.len() as u64);
-        let out = x.extract_mbox_tail("box.mbox", &path, (offset, end), 2).unwrap();
+        let out = x.extract_tail("box.mbox", &path, (offset, end), 2).unwrap();
         let keys: Vec<&str> = out.records.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys, ["mail:box.mbox/m3"]);
         assert!(out.records[0].text.contains("body 3"));
         // Bytes written after the run began wait for the next one; a shrunk file is an error.
         std::fs::write(&path, all.clone() + &msg(4)).unwrap();
-        assert_eq!(x.extract_mbox_tail("box.mbox", &path, (offset, end), 2).unwrap().records.len(), 1);
+        assert_eq!(x.extract_tail("box.mbox", &path, (offset, end), 2).unwrap().records.len(), 1);
         std::fs::write(&path, &first).unwrap();
-        assert!(x.extract_mbox_tail("box.mbox", &path, (offset, end), 2).is_err());
+        assert!(x.extract_tail("box.mbox", &path, (offset, end), 2).is_err());
+    }
+
+    #[test]
+    fn the_rows_appended_to_a_csv_file_read_alone_are_the_rows_a_whole_read_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calls.csv");
+        let mut first = String::from("\u{feff}date;agent;caller;note\n");
+        for i in 1..=30 {
+            first += &format!("2024-03-{:02};agent{i};Caller {i};\"note {i}, call back\"\n", i % 28 + 1);
+        }
+        // Appended: a quoted field across lines, a blank line, non-ASCII text.
+        let all = first.clone() + "2024-04-01;agent9;Zoë Ng;\"line one\nline two\"\n\n2024-04-02;agent1;Bo;short\n";
+        std::fs::write(&path, &all).unwrap();
+        let x = Extractor::new(&crate::SourceSpec::files("calls", "."));
+        let whole = x.extract_file("calls.csv", &path).unwrap();
+        assert_eq!(whole.rows, Some(33), "a header, 30 rows, 2 appended; the blank line is no row");
+        let (offset, end) = (first.len() as u64, all.len() as u64);
+        let tail = x.extract_tail("calls.csv", &path, (offset, end), 31).unwrap();
+        assert_eq!(tail.rows, Some(33));
+        let keys: Vec<&str> = tail.records.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["calls:calls.csv!r32", "calls:calls.csv!r33"]);
+        for r in &tail.records {
+            let same = whole.records.iter().find(|w| w.key == r.key).unwrap();
+            assert_eq!((&r.text, &r.fields, &r.title, r.date), (&same.text, &same.fields, &same.title, same.date));
+        }
+        assert_eq!(tail.records[0].fields.get("caller").map(String::as_str), Some("Zoë Ng"));
+        // More rows than the limit: an error, not a silent cut that would shift the numbering.
+        let mut spec = crate::SourceSpec::files("calls", ".");
+        spec.limits.max_records = 31;
+        assert!(Extractor::new(&spec).extract_tail("calls.csv", &path, (offset, end), 31).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Rows appended to any CSV file of more than 20 rows, read alone, are the records a whole
+        /// read finds for them: same keys, texts, fields, titles and dates.
+        #[test]
+        fn a_csv_tail_reads_as_the_whole_file_does(
+            rows in proptest::collection::vec(
+                proptest::collection::vec("[a-zA-Z0-9 ,;\"\n\u{e9}\u{20ac}-]{0,10}", 1..5), 22..40),
+            extra in 0usize..16,
+        ) {
+            let split = (21 + extra).min(rows.len() - 1);
+            let write = |rows: &[Vec<String>]| {
+                let mut w = csv::WriterBuilder::new().flexible(true).from_writer(Vec::new());
+                for r in rows {
+                    w.write_record(r).unwrap();
+                }
+                w.into_inner().unwrap()
+            };
+            let first = write(&rows[..split]);
+            let all = write(&rows);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t.csv");
+            std::fs::write(&path, &all).unwrap();
+            let x = Extractor::new(&crate::SourceSpec::files("s", "."));
+            let whole = x.extract_file("t.csv", &path).unwrap();
+            let before = x.extract_file("t.csv", &{
+                let p = dir.path().join("first.csv");
+                std::fs::write(&p, &first).unwrap();
+                p
+            }).unwrap().rows.unwrap();
+            let tail = x.extract_tail("t.csv", &path, (first.len() as u64, all.len() as u64), before).unwrap();
+            proptest::prop_assert_eq!(tail.rows, whole.rows);
+            let found = |out: &Extracted, key: &str| out.records.iter().find(|r| r.key == key).map(|r| {
+                (r.text.clone(), r.fields.clone(), r.title.clone(), r.date)
+            });
+            let tail_keys: Vec<&String> = tail.records.iter().map(|r| &r.key).collect();
+            let wanted: Vec<&String> = whole.records.iter().map(|r| &r.key)
+                .filter(|k| k.rsplit("!r").next().and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n > before))
+                .collect();
+            proptest::prop_assert_eq!(&tail_keys, &wanted);
+            for k in tail_keys {
+                proptest::prop_assert_eq!(found(&tail, k), found(&whole, k));
+            }
+        }
     }
 }

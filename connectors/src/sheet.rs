@@ -161,11 +161,14 @@ fn fill_merges(g: &mut Grid, merges: &[calamine::Dimensions]) {
     }
 }
 
+/// Rows the header is looked for in: the header of a CSV file that only grew stays the same.
+pub const HEADER_ROWS: usize = 20;
+
 /// Picks the header row: the first of the top rows with at least two cells that
-/// are all text (not numbers, not dates) and at least half as wide as the sheet.
+/// are all text (not numbers, not dates) and at least half as wide as the widest top row.
 fn header_row(g: &Grid) -> Option<u32> {
-    let width = g.rows.values().map(BTreeMap::len).max().unwrap_or(0);
-    for (&r, cells) in g.rows.iter().take(20) {
+    let width = g.rows.values().take(HEADER_ROWS).map(BTreeMap::len).max().unwrap_or(0);
+    for (&r, cells) in g.rows.iter().take(HEADER_ROWS) {
         let texty = cells.iter().all(|(&c, v)| {
             !g.dates.contains_key(&(r, c)) && v.parse::<f64>().is_err() && v.chars().any(char::is_alphabetic)
         });
@@ -204,8 +207,22 @@ fn rows_to_records(
     // sheet's width is one cell, not a row of identical headers.
     let header = header_row(&g);
     fill_merges(&mut g, merges);
-    let g = &g;
     let names = header.and_then(|h| g.rows.get(&h)).map(header_names).unwrap_or_default();
+    grid_records(x, place, title, key_part, &g, header, &names, out);
+}
+
+/// Builds one record per row of `g` after the `header` row, its cells named by `names`.
+#[allow(clippy::too_many_arguments)]
+fn grid_records(
+    x: &Extractor,
+    place: &Place,
+    title: &str,
+    key_part: &str,
+    g: &Grid,
+    header: Option<u32>,
+    names: &BTreeMap<u32, String>,
+    out: &mut Extracted,
+) {
     for (&r, cells) in &g.rows {
         if Some(r) <= header && header.is_some() {
             continue;
@@ -288,6 +305,47 @@ fn sniff_delimiter(text: &str, name: &str) -> u8 {
     best.0
 }
 
+/// Reads the rows of CSV `text` into `g`, numbered from `first`, at most `limit` of them;
+/// returns how many rows there were, or `None` when there were more than `limit`.
+fn csv_rows(
+    x: &Extractor,
+    place: &Place,
+    text: &str,
+    delim: u8,
+    (first, limit): (usize, usize),
+    g: &mut Grid,
+    out: &mut Extracted,
+) -> Result<Option<usize>, ExtractError> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(delim)
+        .has_headers(false)
+        .flexible(true)
+        // `a, b, c` (Febrl's style) means `a`, `b`, `c`.
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut rows = 0;
+    for (i, row) in rdr.records().enumerate() {
+        if i >= limit {
+            return Ok(None);
+        }
+        rows = i + 1;
+        let row = match row {
+            Ok(r) => r,
+            Err(e) => {
+                x.warn(out, place, format!("line {}: {e}", first + i + 1));
+                continue;
+            }
+        };
+        for (c, v) in row.iter().enumerate() {
+            g.put((first + i) as u32, c as u32, &Data::String(v.to_string()));
+        }
+        if g.cells() > x.limits.max_cells {
+            return Err(ExtractError::TooLarge(format!("more than {} cells", x.limits.max_cells)));
+        }
+    }
+    Ok(Some(rows))
+}
+
 /// Extracts a CSV or TSV file: the first row names the fields when it looks like a header.
 pub fn extract_csv(
     x: &Extractor,
@@ -298,34 +356,47 @@ pub fn extract_csv(
 ) -> Result<(), ExtractError> {
     let text = crate::text::decode(bytes);
     let delim = sniff_delimiter(&text, name);
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(delim)
-        .has_headers(false)
-        .flexible(true)
-        // `a, b, c` (Febrl's style) means `a`, `b`, `c`.
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
     let mut g = Grid::default();
-    for (i, row) in rdr.records().enumerate() {
-        let row = match row {
-            Ok(r) => r,
-            Err(e) => {
-                x.warn(out, place, format!("line {}: {e}", i + 1));
-                continue;
-            }
-        };
-        if i > x.limits.max_records {
-            break;
-        }
-        for (c, v) in row.iter().enumerate() {
-            g.put(i as u32, c as u32, &Data::String(v.to_string()));
-        }
-        if g.cells() > x.limits.max_cells {
-            return Err(ExtractError::TooLarge(format!("more than {} cells", x.limits.max_cells)));
-        }
+    // Rows past the limit are left out; the file is then read whole again when it changes.
+    let rows = csv_rows(x, place, &text, delim, (0, x.limits.max_records.saturating_add(1)), &mut g, out)?;
+    if place.depth == 0 {
+        out.rows = rows;
     }
     let file_name = name.rsplit('/').next().unwrap_or(name);
     rows_to_records(x, place, file_name, "", g, &[], out);
+    Ok(())
+}
+
+/// Extracts the rows appended to a CSV file, `tail`, numbered on after its `before` rows, which
+/// start with `head`. The header and delimiter come from the file's first rows, as a whole read
+/// would find them; a file that was read in parts had more than [`HEADER_ROWS`] rows, so rows
+/// appended to it cannot change them.
+pub fn extract_csv_tail(
+    x: &Extractor,
+    place: &Place,
+    name: &str,
+    head: &[u8],
+    tail: &[u8],
+    before: usize,
+    out: &mut Extracted,
+) -> Result<(), ExtractError> {
+    // The top rows, whole lines of the first MiB: enough for any header a person would write.
+    let sample = &head[..head.len().min(1 << 20)];
+    let sample = &sample[..sample.iter().rposition(|&b| b == b'\n').map_or(sample.len(), |p| p + 1)];
+    let head_text = crate::text::decode(sample);
+    let delim = sniff_delimiter(&head_text, name);
+    let mut top = Grid::default();
+    let mut quiet = Extracted::default();
+    csv_rows(x, place, &head_text, delim, (0, HEADER_ROWS), &mut top, &mut quiet)?;
+    let header = header_row(&top);
+    let names = header.and_then(|h| top.rows.get(&h)).map(header_names).unwrap_or_default();
+    let limit = x.limits.max_records.saturating_add(1).saturating_sub(before);
+    let mut g = Grid::default();
+    let rows = csv_rows(x, place, &crate::text::decode(tail), delim, (before, limit), &mut g, out)?
+        .ok_or_else(|| ExtractError::TooLarge(format!("more than {} rows", x.limits.max_records)))?;
+    out.rows = Some(before + rows);
+    let file_name = name.rsplit('/').next().unwrap_or(name);
+    grid_records(x, place, file_name, "", &g, header, &names, out);
     Ok(())
 }
 
