@@ -46,6 +46,32 @@ pub struct IndexStore {
     pub fields: IndexSchema,
     /// A reader, reloaded manually after each commit so results are visible at once.
     pub reader: IndexReader,
+    /// Records and items to delete, sent to the writer as one query per batch: tantivy keeps
+    /// every delete until the commit, and a delete by term holds a scorer's 1 KiB cache.
+    pending: std::sync::Mutex<Pending>,
+}
+
+/// Deletes waiting to be sent to the writer, and the first that could not be.
+#[derive(Default)]
+struct Pending {
+    terms: Vec<Term>,
+    failed: Option<tantivy::TantivyError>,
+}
+
+/// Deletes sent to the writer together.
+const DELETE_BATCH: usize = 50_000;
+
+impl Pending {
+    fn send(&mut self, w: &IndexWriter<TantivyDocument>) {
+        if self.terms.is_empty() {
+            return;
+        }
+        let query = tantivy::query::TermSetQuery::new(std::mem::take(&mut self.terms));
+        // Fails only for a field that is not indexed; the run must not commit without it.
+        if let Err(e) = w.delete_query(Box::new(query)) {
+            self.failed.get_or_insert(e);
+        }
+    }
 }
 
 /// Status words found in fields such as `status` or `invoice_status`.
@@ -90,7 +116,7 @@ impl IndexStore {
         fields.check(&index.schema())?;
         IndexSchema::register_tokenizers(&index);
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(IndexStore { index, fields, reader })
+        Ok(IndexStore { index, fields, reader, pending: Default::default() })
     }
 
     /// Opens the index for an index run. With `rebuild`, an index written by another version of
@@ -124,12 +150,32 @@ impl IndexStore {
 
     /// Deletes every record of one item.
     pub fn delete_item(&self, w: &IndexWriter<TantivyDocument>, source: &str, item: &str) {
-        w.delete_term(Term::from_field_text(self.fields.item, &Record::key_for(source, item)));
+        self.delete(w, Term::from_field_text(self.fields.item, &Record::key_for(source, item)));
     }
 
     /// Deletes one record by key.
     pub fn delete_record(&self, w: &IndexWriter<TantivyDocument>, key: &str) {
-        w.delete_term(Term::from_field_text(self.fields.key, key));
+        self.delete(w, Term::from_field_text(self.fields.key, key));
+    }
+
+    /// Queues the delete of the documents holding `term`; it takes effect before any document
+    /// added after it.
+    fn delete(&self, w: &IndexWriter<TantivyDocument>, term: Term) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.terms.push(term);
+        if pending.terms.len() >= DELETE_BATCH {
+            pending.send(w);
+        }
+    }
+
+    /// Sends the queued deletes to the writer: before a document is added, and before a commit.
+    fn flush_deletes(&self, w: &IndexWriter<TantivyDocument>) -> Result<(), IndexError> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.send(w);
+        match pending.failed.take() {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// Adds a record document linked to `customers`.
@@ -139,6 +185,7 @@ impl IndexStore {
         r: &Record,
         customers: &[String],
     ) -> Result<(), IndexError> {
+        self.flush_deletes(w)?;
         let f = &self.fields;
         let mut d = TantivyDocument::default();
         d.add_text(f.doctype, DOC_RECORD);
@@ -194,13 +241,10 @@ impl IndexStore {
     ) -> Result<(), IndexError> {
         match only {
             // Customer ids never contain `:`, so they are no record's key.
-            Some(ids) => ids.iter().for_each(|id| {
-                w.delete_term(Term::from_field_text(self.fields.key, id));
-            }),
-            None => {
-                w.delete_term(Term::from_field_text(self.fields.doctype, DOC_CUSTOMER));
-            }
+            Some(ids) => ids.iter().for_each(|id| self.delete(w, Term::from_field_text(self.fields.key, id))),
+            None => self.delete(w, Term::from_field_text(self.fields.doctype, DOC_CUSTOMER)),
         }
+        self.flush_deletes(w)?;
         let none = BTreeMap::new();
         for c in customers.iter().filter(|c| only.is_none_or(|ids| ids.contains(&c.id))) {
             let parts = sources.get(&c.id).unwrap_or(&none);
@@ -276,6 +320,7 @@ impl IndexStore {
 
     /// Commits with the run id as payload and makes the result visible.
     pub fn commit(&self, w: &mut IndexWriter<TantivyDocument>, run: i64) -> Result<(), IndexError> {
+        self.flush_deletes(w)?;
         let mut prepared = w.prepare_commit()?;
         prepared.set_payload(&format!("run={run}"));
         prepared.commit()?;
@@ -357,5 +402,33 @@ mod tests {
         assert!(IndexStore::open_for_run(&path, false).is_err());
         let store = IndexStore::open_for_run(&path, true).unwrap();
         assert!(store.index.schema().get_field("view").is_ok());
+    }
+
+    #[test]
+    fn queued_deletes_apply_before_the_documents_added_after_them_and_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IndexStore::open(dir.path()).unwrap();
+        let mut w = store.writer(dir.path()).unwrap();
+        let rec = |item: &str, n: usize, text: &str| {
+            let mut r = Record::new("s", item, format!("s:{item}#{n}"), dossier_schema::RecordKind::Page);
+            r.text = text.into();
+            r
+        };
+        let items: Vec<String> = (0..DELETE_BATCH + 10).map(|i| format!("f{i}")).collect();
+        for item in items.iter().take(200) {
+            store.add_record(&w, &rec(item, 1, "old"), &[]).unwrap();
+            store.add_record(&w, &rec(item, 2, "old"), &[]).unwrap();
+        }
+        store.commit(&mut w, 1).unwrap();
+        // More deletes than one batch, some of items never indexed; then one item comes back.
+        for item in &items {
+            store.delete_item(&w, "s", item);
+        }
+        store.add_record(&w, &rec("f1", 1, "new"), &[]).unwrap();
+        store.commit(&mut w, 2).unwrap();
+        let searcher = store.reader.searcher();
+        assert_eq!(searcher.num_docs(), 1, "every old record is gone, the re-added one is there");
+        assert_eq!(store.record("s:f1#1").unwrap().map(|r| r.text).as_deref(), Some("new"));
+        assert!(store.record("s:f0#2").unwrap().is_none());
     }
 }
