@@ -569,3 +569,171 @@ fn a_table_is_read_in_key_pages_once_each_row_and_keyless_or_binary_keys_are_nam
     assert!(seen.is_empty() && !report.complete, "a binary key cannot page: {seen:?}");
     assert!(report.errors[0].reason.contains("key column `id` is (binary, 2 bytes"), "{:?}", report.errors);
 }
+
+/// Lists every row of table `types` through the connector: each row's fields by key value.
+fn fields_of(kind: &str, url: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let spec: dossier_connectors::SourceSpec = toml::from_str(&format!(
+        "name = \"t\"\nkind = \"{kind}\"\nlocation = \"{url}\"\n[[tables]]\nname = \"types\"\nkey = [\"id\"]\n"
+    ))
+    .unwrap();
+    let mut c = dossier_connectors::connector_for(&spec, Path::new(".")).unwrap();
+    let mut rows = BTreeMap::new();
+    let report = c
+        .scan(&mut |item| {
+            if let dossier_schema::Payload::Records(r) = item.payload {
+                rows.insert(item.locator, r[0].fields.clone().into_iter().collect());
+            }
+            true
+        })
+        .unwrap();
+    assert!(report.complete && report.errors.is_empty(), "{kind}: {:?}", report.errors);
+    rows
+}
+
+/// Checks that row `types/1` reads as `want` (column → text), and that row `types/2`, NULL but
+/// for its key, has no other fields.
+fn assert_types(kind: &str, rows: &BTreeMap<String, BTreeMap<String, String>>, want: &[(&str, &str)]) {
+    let one = &rows["types/1"];
+    for (col, text) in want {
+        assert_eq!(one.get(*col).map(String::as_str), Some(*text), "{kind}: column {col} in {one:?}");
+    }
+    let two: Vec<&String> = rows["types/2"].keys().filter(|k| !["id", "table"].contains(&k.as_str())).collect();
+    assert!(two.is_empty(), "{kind}: NULLs are no fields: {two:?}");
+}
+
+#[test]
+fn every_column_type_reads_as_text_and_binary_is_named_not_indexed() {
+    const TYPES_DB: &str = "dossier_types_test";
+    let mut servers = 0;
+    let psql = |db: &str, sql: &str| {
+        sh(Command::new("psql").args(["-h", "127.0.0.1", "-v", "ON_ERROR_STOP=1", "-q", "-d", db, "-c", sql]))
+    };
+    match psql("test", "SELECT 1").map(|_| {
+        psql("test", &format!("DROP DATABASE IF EXISTS {TYPES_DB}"))
+            .and_then(|_| psql("test", &format!("CREATE DATABASE {TYPES_DB} ENCODING 'UTF8' TEMPLATE template0")))
+            .and_then(|_| {
+                psql(
+                    TYPES_DB,
+                    "CREATE TABLE types (id int PRIMARY KEY, big bigint, small smallint, amount numeric(12,4), \
+                     ratio real, score double precision, whole double precision, flag boolean, name text, \
+                     code varchar(10), born date, opens time, seen timestamp, paid timestamptz, doc json, \
+                     docb jsonb, photo bytea, ref uuid); \
+                     INSERT INTO types VALUES (1, 9007199254740993, -7, 1234.5000, 1.5, 2.25, 3, true, 'Zoë 😀', \
+                     'AB-01', '2024-02-29', '13:45:00', '2024-02-29 13:45:00', '2024-02-29 13:45:00+02', \
+                     '{\"a\": 1}', '{\"b\": [1, 2]}', '\\x00ff', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'); \
+                     INSERT INTO types (id) VALUES (2);",
+                )
+            })
+            .expect("setting up the PostgreSQL table")
+    }) {
+        Err(e) => skip(&format!("PostgreSQL is not available at 127.0.0.1:5432 ({e})")),
+        Ok(()) => {
+            servers += 1;
+            let rows = fields_of("postgres", &format!("postgres://root@127.0.0.1:5432/{TYPES_DB}"));
+            assert_types(
+                "postgres",
+                &rows,
+                &[
+                    ("big", "9007199254740993"),
+                    ("small", "-7"),
+                    ("amount", "1234.5"),
+                    ("ratio", "1.5"),
+                    ("score", "2.25"),
+                    ("whole", "3"),
+                    ("flag", "true"),
+                    ("name", "Zoë 😀"),
+                    ("code", "AB-01"),
+                    ("born", "2024-02-29"),
+                    ("opens", "13:45:00"),
+                    ("seen", "2024-02-29 13:45:00"),
+                    ("paid", "2024-02-29T11:45:00+00:00"),
+                    ("doc", "{\"a\":1}"),
+                    ("docb", "{\"b\":[1,2]}"),
+                    ("photo", "(binary, 2 bytes, not indexed)"),
+                    ("ref", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+                ],
+            );
+        }
+    }
+    let mysql = |sql: &str| {
+        sh(Command::new("mysql").args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            "3306",
+            "-uroot",
+            "--default-character-set=utf8mb4",
+            "-e",
+            sql,
+        ]))
+    };
+    match mysql("SELECT 1").map(|_| {
+        mysql(&format!(
+            "DROP DATABASE IF EXISTS {TYPES_DB}; CREATE DATABASE {TYPES_DB} CHARACTER SET utf8mb4; \
+             CREATE TABLE {TYPES_DB}.types (id INT PRIMARY KEY, big BIGINT UNSIGNED, small TINYINT, \
+             amount DECIMAL(12,4), ratio FLOAT, score DOUBLE, whole DOUBLE, flag BOOLEAN, \
+             name VARCHAR(40) CHARACTER SET utf8mb4, old VARCHAR(40) CHARACTER SET latin1, born DATE, \
+             opens TIME, seen DATETIME, paid TIMESTAMP NULL, yr YEAR, doc JSON, photo BLOB); \
+             SET time_zone = '+00:00'; \
+             INSERT INTO {TYPES_DB}.types VALUES (1, 18446744073709551615, -7, 1234.5000, 1.5, 2.25, 3, TRUE, \
+             'Zoë 😀', 'café', '2024-02-29', '13:45:00', '2024-02-29 13:45:00', '2024-02-29 11:45:00', 2024, \
+             '{{\"a\": 1}}', x'00ff'); \
+             INSERT INTO {TYPES_DB}.types (id) VALUES (2);"
+        ))
+        .expect("setting up the MariaDB table")
+    }) {
+        Err(e) => skip(&format!("MariaDB/MySQL is not available at 127.0.0.1:3306 ({e})")),
+        Ok(()) => {
+            servers += 1;
+            let rows = fields_of("mysql", &format!("mysql://root@127.0.0.1:3306/{TYPES_DB}"));
+            assert_types(
+                "mysql",
+                &rows,
+                &[
+                    ("big", "18446744073709551615"),
+                    ("small", "-7"),
+                    ("amount", "1234.5"),
+                    ("ratio", "1.5"),
+                    ("score", "2.25"),
+                    ("whole", "3"),
+                    ("flag", "1"),
+                    ("name", "Zoë 😀"),
+                    ("old", "café"),
+                    ("born", "2024-02-29"),
+                    ("opens", "13:45:00"),
+                    ("seen", "2024-02-29 13:45:00"),
+                    ("paid", "2024-02-29T11:45:00+00:00"),
+                    ("yr", "2024"),
+                    ("doc", "{\"a\": 1}"),
+                    ("photo", "(binary, 2 bytes, not indexed)"),
+                ],
+            );
+        }
+    }
+    // SQLite, embedded: its storage classes, and a column of dates kept as text.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("types.sqlite");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE types (id INTEGER PRIMARY KEY, big INTEGER, score REAL, whole REAL, name TEXT, \
+             seen DATETIME, photo BLOB); \
+             INSERT INTO types VALUES (1, 9007199254740993, 2.25, 3.0, 'Zoë 😀', '2024-02-29 13:45:00', x'00ff'); \
+             INSERT INTO types (id) VALUES (2);",
+        )
+        .unwrap();
+    let rows = fields_of("sqlite", &format!("sqlite://{}", path.display()));
+    assert_types(
+        "sqlite",
+        &rows,
+        &[
+            ("big", "9007199254740993"),
+            ("score", "2.25"),
+            ("whole", "3"),
+            ("name", "Zoë 😀"),
+            ("seen", "2024-02-29 13:45:00"),
+            ("photo", "(binary, 2 bytes, not indexed)"),
+        ],
+    );
+    eprintln!("{servers} database servers and SQLite tested");
+}

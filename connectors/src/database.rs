@@ -77,6 +77,7 @@ fn pg_cells(row: &sqlx::postgres::PgRow) -> Cells {
         chrono::NaiveDate => |v| v.to_string(),
         chrono::NaiveTime => |v| v.to_string(),
         serde_json::Value => |v| v.to_string(),
+        sqlx::types::Uuid => |v| v.to_string(),
     )
 }
 
@@ -92,9 +93,12 @@ fn mysql_cells(row: &sqlx::mysql::MySqlRow) -> Cells {
         f64 => fmt_f64,
         f32 => |v| fmt_f64(v as f64),
         rust_decimal::Decimal => |v| v.normalize().to_string(),
-        chrono::DateTime<chrono::Utc> => |v| v.to_rfc3339(),
+        // DATETIME has no zone: as written; TIMESTAMP comes in the session's, which sqlx sets to UTC.
         chrono::NaiveDateTime => |v| v.to_string(),
+        chrono::DateTime<chrono::Utc> => |v| v.to_rfc3339(),
         chrono::NaiveDate => |v| v.to_string(),
+        chrono::NaiveTime => |v| v.to_string(),
+        u16 => |v| v.to_string(),
         serde_json::Value => |v| v.to_string(),
     )
 }
