@@ -18,6 +18,7 @@ pub mod index;
 pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
+pub mod plot;
 pub mod query;
 pub mod resolve;
 pub mod schedule;

@@ -229,6 +229,16 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Draw how index runs grow with the company's size: an SVG of run times, peak memory and
+    /// index size against customers (both axes logarithmic), from `bench index --json` results.
+    Plot {
+        /// Results of `dossier bench index --json`, one per size (two sizes or more).
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// The SVG to write.
+        #[arg(long, default_value = "growth.svg")]
+        out: PathBuf,
+    },
     /// Resolve a synthetic population of people written several times each, Febrl-style
     /// (typos, missing values, swapped and replaced names), in this process: time, candidate
     /// pairs, peak memory and pairwise quality against the known truth. One size per run.
@@ -788,6 +798,28 @@ fn main() -> Result<()> {
         }
         Command::Bench { command: BenchCommand::Index { dir, customers, json } } => {
             bench_index(&dir, customers, json)?;
+        }
+        Command::Bench { command: BenchCommand::Plot { results, out } } => {
+            let mut points = Vec::new();
+            for path in &results {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                let json: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+                    format!("{} is not JSON; write it with `dossier bench index --json`", path.display())
+                })?;
+                points.push(
+                    dossier::plot::GrowthPoint::from_json(&json)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                );
+            }
+            std::fs::write(&out, dossier::plot::growth_svg(&points)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            for p in &points {
+                println!(
+                    "{:>9.0} customers: full {:.1} s, 1% changed {:.1} s, nothing changed {:.1} s, peak {:.0} MiB, index {:.0} MiB",
+                    p.customers, p.full_secs, p.changed_secs, p.unchanged_secs, p.peak_mib, p.index_mib
+                );
+            }
+            println!("wrote {}", out.display());
         }
         Command::Bench { command: BenchCommand::Extract { dir, recall, json } } => {
             bench_extract(&dir, recall, json)?;
