@@ -135,7 +135,7 @@ fn carry_over(
 struct Listing {
     /// The connector's report, or why the source could not be listed at all.
     scan: Option<Result<dossier_connectors::ScanReport, String>>,
-    /// Every locator listed.
+    /// The locators listed that an earlier run knew: what is known and not here is gone.
     seen: HashSet<String>,
     /// Items listed, and of them new, changed and unchanged ones (by version).
     count: u64,
@@ -173,7 +173,9 @@ fn list(
             }
             c.scan(&mut |item| {
                 count += 1;
-                seen.insert(item.locator.clone());
+                if known.contains_key(&item.locator) {
+                    seen.insert(item.locator.clone());
+                }
                 match known.get(&item.locator) {
                     Some(v) if *v == item.version && !full => {
                         unchanged += 1;
@@ -511,6 +513,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         fresh.push((r.source, r.item, e));
         Ok::<(), RunError>(())
     };
+    // Items of earlier runs whose stored records this run replaces or removes. An item no run
+    // stored has no records to replace, so a first run of a large source keeps none here.
     let mut touched_items: HashSet<(String, String)> = HashSet::new();
 
     for spec in cfg.sources.iter().filter(|s| opts.sources.is_empty() || opts.sources.contains(&s.name)) {
@@ -544,7 +548,6 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                         commit.removed_items.push((spec.name.clone(), old.clone()));
                         commit.items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
                         touched_items.insert((spec.name.clone(), old.clone()));
-                        touched_items.insert((spec.name.clone(), item.locator.clone()));
                         for (r, m) in records {
                             add_fresh(&mut spool, r, m)?;
                         }
@@ -669,7 +672,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                         }
                     } else {
                         store.delete_item(&writer, &spec.name, &item.locator);
-                        touched_items.insert((spec.name.clone(), item.locator.clone()));
+                        if known.contains_key(&item.locator) {
+                            touched_items.insert((spec.name.clone(), item.locator.clone()));
+                        }
                         if let Payload::File(path) = &item.payload
                             && let Some(k) = container(&item, path, &Record::key_for(&spec.name, &item.locator), &ex)
                         {
@@ -717,7 +722,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                 continue;
             }
             store.delete_item(&writer, &spec.name, &item.locator);
-            touched_items.insert((spec.name.clone(), item.locator.clone()));
+            if known.contains_key(&item.locator) {
+                touched_items.insert((spec.name.clone(), item.locator.clone()));
+            }
             // A failed item is remembered with its version so an unchanged bad file is not retried every run.
             commit.items.push((spec.name.clone(), item.locator, item.version));
         }
