@@ -593,6 +593,13 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             Isolated::new(exe.clone(), size, spec.limits.memory_mib)
         });
         let pb = bar(opts.progress, (items.len() - carried.len()) as u64, &spec.name);
+        if streamed {
+            // The table's size is not known ahead: rows so far and their rate, no bar or ETA.
+            pb.set_style(
+                ProgressStyle::with_template("{msg:>12} {spinner} {human_pos} rows in {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+        }
         // `None`: the time budget was spent, or the failures passed the source's limits, before
         // this item; it stays as it was, to be extracted by the next run.
         let gate = FailureGate::new(&spec.limits);
