@@ -158,30 +158,27 @@ fn panel(svg: &mut String, (left, top, w, h): (f64, f64, f64, f64), title: &str,
         for (&x, &y) in xs.iter().zip(&s.values) {
             let _ = writeln!(svg, r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"/>"##, px(x), py(y), s.color);
         }
-        let ly = top + 16.0 + 16.0 * i as f64;
-        let _ = writeln!(
+        legend(
             svg,
-            r##"<line x1="{:.0}" y1="{:.0}" x2="{:.0}" y2="{:.0}" stroke="{}" stroke-width="2"/><text x="{:.0}" y="{:.0}">{}</text>"##,
-            left + 10.0,
-            ly - 4.0,
-            left + 28.0,
-            ly - 4.0,
-            s.color,
-            left + 34.0,
-            ly,
-            s.label
+            (left, top + 16.0 + 16.0 * i as f64),
+            &format!(r##"stroke="{}" stroke-width="2""##, s.color),
+            s.label,
         );
     }
     let ly = top + 16.0 + 16.0 * series.len() as f64;
+    legend(svg, (left, ly), r##"stroke="#888" stroke-dasharray="5 4""##, "in proportion to size");
+}
+
+/// One legend line at the panel's `left` and baseline `y`: a stroke drawn with `style`, then `text`.
+fn legend(svg: &mut String, (left, y): (f64, f64), style: &str, text: &str) {
     let _ = writeln!(
         svg,
-        r##"<line x1="{:.0}" y1="{:.0}" x2="{:.0}" y2="{:.0}" stroke="#888" stroke-dasharray="5 4"/><text x="{:.0}" y="{:.0}">in proportion to size</text>"##,
+        r##"<line x1="{:.0}" y1="{:.0}" x2="{:.0}" y2="{:.0}" {style}/><text x="{:.0}" y="{y:.0}">{text}</text>"##,
         left + 10.0,
-        ly - 4.0,
+        y - 4.0,
         left + 28.0,
-        ly - 4.0,
+        y - 4.0,
         left + 34.0,
-        ly
     );
 }
 
