@@ -131,10 +131,9 @@ fn carry_over(
 }
 
 /// What a source's listing found.
-#[derive(Default)]
 struct Listing {
     /// The connector's report, or why the source could not be listed at all.
-    scan: Option<Result<dossier_connectors::ScanReport, String>>,
+    scan: Result<dossier_connectors::ScanReport, String>,
     /// The locators listed that an earlier run knew: what is known and not here is gone.
     seen: HashSet<String>,
     /// Items listed, and of them new, changed and unchanged ones (by version).
@@ -147,12 +146,13 @@ struct Listing {
 impl Listing {
     /// A listing that broke off for `reason`.
     fn failed(spec: &dossier_connectors::SourceSpec, reason: String) -> Listing {
-        Listing { scan: Some(Err(format!("source `{}`: listing stopped: {reason}", spec.name))), ..Default::default() }
+        let scan = Err(format!("source `{}`: listing stopped: {reason}", spec.name));
+        Listing { scan, seen: HashSet::new(), count: 0, new: 0, changed: 0, unchanged: 0 }
     }
 
     /// Whether every item was listed, so an item not seen is gone.
     fn complete(&self) -> bool {
-        matches!(&self.scan, Some(Ok(s)) if s.complete)
+        matches!(&self.scan, Ok(s) if s.complete)
     }
 }
 
@@ -173,10 +173,11 @@ fn list(
             }
             c.scan(&mut |item| {
                 count += 1;
-                if known.contains_key(&item.locator) {
+                let version = known.get(&item.locator);
+                if version.is_some() {
                     seen.insert(item.locator.clone());
                 }
-                match known.get(&item.locator) {
+                match version {
                     Some(v) if *v == item.version && !full => {
                         unchanged += 1;
                         true
@@ -193,7 +194,7 @@ fn list(
             })
         })
         .map_err(|e| e.to_string());
-    Listing { scan: Some(scan), seen, count, new, changed, unchanged }
+    Listing { scan, seen, count, new, changed, unchanged }
 }
 
 /// Puts a listing's counts and errors in the source's report and, when the listing is complete,
@@ -208,17 +209,16 @@ fn finish_listing(
 ) {
     (sr.seen, sr.new, sr.changed, sr.unchanged) = (listing.count, listing.new, listing.changed, listing.unchanged);
     match listing.scan {
-        Some(Ok(scan)) => {
+        Ok(scan) => {
             sr.complete = scan.complete;
             report.errors.extend(scan.errors);
             sr.reconnects = scan.reconnects;
         }
-        Some(Err(e)) => {
+        Err(e) => {
             tracing::warn!("{e}");
             sr.error = Some(e.clone());
             report.errors.push(ItemError { source: spec.name.clone(), locator: spec.location.clone(), reason: e });
         }
-        None => {}
     }
     if sr.complete && sr.error.is_none() {
         for locator in known.keys().filter(|l| !listing.seen.contains(*l)) {
