@@ -614,13 +614,15 @@ fn every_column_type_reads_as_text_and_binary_is_named_not_indexed() {
             .and_then(|_| {
                 psql(
                     TYPES_DB,
-                    "CREATE TABLE types (id int PRIMARY KEY, big bigint, small smallint, amount numeric(12,4), \
+                    "CREATE TYPE mood AS ENUM ('calm', 'disputed'); \
+                     CREATE TABLE types (id int PRIMARY KEY, big bigint, small smallint, amount numeric(12,4), \
                      ratio real, score double precision, whole double precision, flag boolean, name text, \
                      code varchar(10), born date, opens time, seen timestamp, paid timestamptz, doc json, \
-                     docb jsonb, photo bytea, ref uuid); \
+                     docb jsonb, photo bytea, ref uuid, mood mood, tags text[], scores int[], prices numeric[]); \
                      INSERT INTO types VALUES (1, 9007199254740993, -7, 1234.5000, 1.5, 2.25, 3, true, 'Zoë 😀', \
                      'AB-01', '2024-02-29', '13:45:00', '2024-02-29 13:45:00', '2024-02-29 13:45:00+02', \
-                     '{\"a\": 1}', '{\"b\": [1, 2]}', '\\x00ff', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'); \
+                     '{\"a\": 1}', '{\"b\": [1, 2]}', '\\x00ff', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'disputed', \
+                     ARRAY['vip', 'late payer'], ARRAY[3, 5], ARRAY[1.50, 2.25]); \
                      INSERT INTO types (id) VALUES (2);",
                 )
             })
@@ -651,6 +653,10 @@ fn every_column_type_reads_as_text_and_binary_is_named_not_indexed() {
                     ("docb", "{\"b\":[1,2]}"),
                     ("photo", "(binary, 2 bytes, not indexed)"),
                     ("ref", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+                    ("mood", "disputed"),
+                    ("tags", "vip, late payer"),
+                    ("scores", "3, 5"),
+                    ("prices", "1.5, 2.25"),
                 ],
             );
         }

@@ -62,8 +62,13 @@ fn sqlite_cells(row: &sqlx::sqlite::SqliteRow) -> Cells {
     )
 }
 
+/// The elements of an array, as one comma-separated text.
+fn list<T: ToString>(v: Vec<T>) -> String {
+    v.iter().map(T::to_string).collect::<Vec<_>>().join(", ")
+}
+
 fn pg_cells(row: &sqlx::postgres::PgRow) -> Cells {
-    decode_row!(row,
+    let mut cells = decode_row!(row,
         String => |v| v,
         i64 => |v| v.to_string(),
         i32 => |v| v.to_string(),
@@ -78,7 +83,22 @@ fn pg_cells(row: &sqlx::postgres::PgRow) -> Cells {
         chrono::NaiveTime => |v| v.to_string(),
         serde_json::Value => |v| v.to_string(),
         sqlx::types::Uuid => |v| v.to_string(),
-    )
+        Vec<String> => list,
+        Vec<i64> => list,
+        Vec<i32> => list,
+        Vec<f64> => |v: Vec<f64>| v.into_iter().map(fmt_f64).collect::<Vec<_>>().join(", "),
+        Vec<rust_decimal::Decimal> => |v: Vec<rust_decimal::Decimal>| list(v.into_iter().map(|d| d.normalize()).collect()),
+        Vec<bool> => list,
+    );
+    // An enum's value travels as its label's text, which String's type check does not know.
+    for (i, col) in row.columns().iter().enumerate() {
+        if matches!(col.type_info().kind(), sqlx::postgres::PgTypeKind::Enum(_))
+            && let Ok(v) = row.try_get_unchecked::<Option<String>, _>(i)
+        {
+            cells[i].1 = v;
+        }
+    }
+    cells
 }
 
 fn mysql_cells(row: &sqlx::mysql::MySqlRow) -> Cells {
