@@ -249,10 +249,10 @@ fn quote_ident(kind: SourceKind, name: &str) -> String {
 
 /// Builds the record and item of one row.
 fn row_item(source: &str, t: &TableSpec, cells: Cells) -> Result<Item, String> {
-    let get = |c: &str| cells.iter().find(|(n, _)| n.eq_ignore_ascii_case(c)).and_then(|(_, v)| v.clone());
     let mut key_parts = Vec::with_capacity(t.key.len());
     for k in &t.key {
-        key_parts.push(get(k).ok_or_else(|| format!("table `{}`: key column `{k}` is missing or NULL", t.name))?);
+        key_parts
+            .push(cell(&cells, k).ok_or_else(|| format!("table `{}`: key column `{k}` is missing or NULL", t.name))?);
     }
     let locator = format!("{}/{}", t.name, key_parts.join(","));
     let mut r = Record::new(source, &locator, Record::key_for(source, &locator), RecordKind::Row);
@@ -283,8 +283,8 @@ fn row_item(source: &str, t: &TableSpec, cells: Cells) -> Result<Item, String> {
     };
     let date_col =
         t.date.clone().or_else(|| cells.iter().map(|(n, _)| n).find(|n| crate::text::is_date_field(n)).cloned());
-    r.date = date_col.and_then(|c| get(&c)).and_then(|v| crate::text::parse_date(&v));
-    let version = match t.updated.as_deref().and_then(get) {
+    r.date = date_col.and_then(|c| cell(&cells, &c)).and_then(crate::text::parse_date);
+    let version = match t.updated.as_deref().and_then(|u| cell(&cells, u)) {
         Some(v) => format!("u:{v}"),
         None => format!("h:{}", &hasher.finalize().to_hex()[..16]),
     };
