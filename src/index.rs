@@ -14,7 +14,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 use crate::access::View;
 use crate::entities::names;
 use crate::entities::normalize;
-use crate::resolve::{SourceProfile, merged_profile};
+use crate::resolve::{Sources, merged_profile};
 
 /// Errors of the index.
 #[derive(Debug, thiserror::Error)]
@@ -235,7 +235,7 @@ impl IndexStore {
         &self,
         w: &IndexWriter<TantivyDocument>,
         customers: &[Customer],
-        sources: &HashMap<String, BTreeMap<String, SourceProfile>>,
+        sources: &HashMap<String, Sources>,
         views: &[View],
         only: Option<&HashSet<String>>,
     ) -> Result<(), IndexError> {
@@ -245,27 +245,24 @@ impl IndexStore {
             None => self.delete(w, Term::from_field_text(self.fields.doctype, DOC_CUSTOMER)),
         }
         self.flush_deletes(w)?;
-        let none = BTreeMap::new();
+        let none = Sources::default();
         for c in customers.iter().filter(|c| only.is_none_or(|ids| ids.contains(&c.id))) {
             let parts = sources.get(&c.id).unwrap_or(&none);
             // Views that see the same sources of this customer share one document.
             let mut docs: BTreeMap<Vec<&str>, Vec<&str>> = BTreeMap::new();
             for (tag, allowed) in views {
-                let visible: Vec<&str> = parts
-                    .keys()
-                    .map(String::as_str)
-                    .filter(|s| allowed.as_ref().is_none_or(|a| a.contains(*s)))
-                    .collect();
+                let visible: Vec<&str> =
+                    parts.names().filter(|s| allowed.as_ref().is_none_or(|a| a.contains(*s))).collect();
                 if allowed.is_none() || !visible.is_empty() {
                     docs.entry(visible).or_default().push(tag);
                 }
             }
-            let all: Vec<&str> = parts.keys().map(String::as_str).collect();
+            let all: Vec<&str> = parts.names().collect();
             for (visible, tags) in docs {
                 let profile = if visible == all {
                     c.profile.clone()
                 } else {
-                    merged_profile(&c.id, visible.iter().filter_map(|s| parts.get(*s)))
+                    merged_profile(&c.id, visible.iter().filter_map(|s| parts.get(s)))
                 };
                 w.add_document(self.customer_doc(&c.id, profile, &tags)?)?;
             }

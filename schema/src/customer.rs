@@ -1,9 +1,9 @@
 //! Resolved customers, the evidence behind each link, and the dossiers a query returns.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::ValueSet;
 
 /// One piece of evidence for a link: which value matched, from where, with what weight.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -36,21 +36,40 @@ pub struct Profile {
     /// The most frequent full name, for display.
     pub display_name: String,
     /// Every name as written.
-    pub names: BTreeSet<String>,
+    pub names: ValueSet,
     /// Emails, normalized.
-    pub emails: BTreeSet<String>,
+    pub emails: ValueSet,
     /// Phones in E.164.
-    pub phones: BTreeSet<String>,
+    pub phones: ValueSet,
     /// Companies as written.
-    pub companies: BTreeSet<String>,
+    pub companies: ValueSet,
     /// Addresses as written.
-    pub addresses: BTreeSet<String>,
+    pub addresses: ValueSet,
     /// Cities as written.
-    pub cities: BTreeSet<String>,
+    pub cities: ValueSet,
     /// Identifiers as `kind:value`.
-    pub ids: BTreeSet<String>,
+    pub ids: ValueSet,
     /// Dates of birth.
-    pub dobs: BTreeSet<String>,
+    pub dobs: ValueSet,
+}
+
+impl Profile {
+    /// Gives back the spare capacity of every set: a finished profile is read, not grown.
+    pub fn shrink_to_fit(&mut self) {
+        self.display_name.shrink_to_fit();
+        for set in [
+            &mut self.names,
+            &mut self.emails,
+            &mut self.phones,
+            &mut self.companies,
+            &mut self.addresses,
+            &mut self.cities,
+            &mut self.ids,
+            &mut self.dobs,
+        ] {
+            set.shrink_to_fit();
+        }
+    }
 }
 
 /// A resolved customer: a stable id, a profile and its linked records.

@@ -6,6 +6,7 @@ pub mod customer;
 pub mod index;
 pub mod mention;
 pub mod record;
+pub mod set;
 
 pub use api::{ApiErrorBody, Health, Provenance, SubjectExport, Suggestions};
 pub use customer::{
@@ -15,3 +16,4 @@ pub use customer::{
 pub use index::{IndexSchema, SchemaError};
 pub use mention::{Mention, MentionKind};
 pub use record::{Item, ItemError, Payload, Record, RecordKind};
+pub use set::ValueSet;

@@ -31,7 +31,7 @@ pub mod values;
 
 use values::Values;
 
-use compare::{FEATURES, Feature, Gamma};
+use compare::{FEATURES, Feature, Gamma, Packed};
 pub use estimate::Weights;
 
 /// What resolution needs of a record.
@@ -175,7 +175,7 @@ pub struct Resolution {
     /// Values found generic and ignored, with how many people shared each.
     pub generic: Vec<(String, usize)>,
     /// Customer id → what each source's member records say, for per-role profiles.
-    pub sources: HashMap<String, BTreeMap<String, SourceProfile>>,
+    pub sources: HashMap<String, Sources>,
     /// The weights used (estimated from this run's candidate pairs, or the priors).
     pub weights: Weights,
     /// The model this run learnt (`Plan::Estimate` only), for later runs to reuse.
@@ -194,8 +194,8 @@ pub struct Resolution {
 pub struct SourceProfile {
     /// The values.
     pub profile: Profile,
-    /// How often each name is written, to choose the display name.
-    pub name_counts: BTreeMap<String, usize>,
+    /// How often each name is written, to choose the display name (a few names: a list).
+    pub name_counts: Vec<(String, u32)>,
 }
 
 impl SourceProfile {
@@ -204,7 +204,10 @@ impl SourceProfile {
         let p = &mut self.profile;
         match m.kind {
             MentionKind::Person => {
-                *self.name_counts.entry(m.raw.clone()).or_default() += 1;
+                match self.name_counts.iter_mut().find(|(n, _)| *n == m.raw) {
+                    Some((_, c)) => *c += 1,
+                    None => self.name_counts.push((m.raw.clone(), 1)),
+                }
                 p.names.insert(m.raw.clone());
             }
             MentionKind::Email => {
@@ -232,11 +235,54 @@ impl SourceProfile {
     }
 }
 
+/// Each source's profile of one customer, by source name (a customer is in a few sources: a
+/// sorted list, not a map, which would allocate a node of eleven profiles).
+#[derive(Debug, Clone, Default)]
+pub struct Sources(Vec<(String, SourceProfile)>);
+
+impl Sources {
+    /// The profile `source` gives, if the customer has records there.
+    pub fn get(&self, source: &str) -> Option<&SourceProfile> {
+        self.0.binary_search_by(|(s, _)| s.as_str().cmp(source)).ok().map(|i| &self.0[i].1)
+    }
+
+    /// The profile of `source`, added empty if it is new.
+    fn entry(&mut self, source: &str) -> &mut SourceProfile {
+        let i = match self.0.binary_search_by(|(s, _)| s.as_str().cmp(source)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (source.to_string(), SourceProfile::default()));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    /// The sources' names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(s, _)| s.as_str())
+    }
+
+    /// The profiles, in source order.
+    pub fn profiles(&self) -> impl Iterator<Item = &SourceProfile> {
+        self.0.iter().map(|(_, p)| p)
+    }
+
+    /// Gives back the spare capacity of every list: the profiles are kept until the index is written.
+    fn shrink(&mut self) {
+        self.0.shrink_to_fit();
+        for (_, sp) in &mut self.0 {
+            sp.name_counts.shrink_to_fit();
+            sp.profile.shrink_to_fit();
+        }
+    }
+}
+
 /// The profile of customer `id` from some of its sources: every value, and the most written
 /// name for display (else an email, else the id).
 pub fn merged_profile<'a>(id: &str, parts: impl IntoIterator<Item = &'a SourceProfile>) -> Profile {
     let mut profile = Profile::default();
-    let mut name_counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut name_counts: BTreeMap<&str, u32> = BTreeMap::new();
     for part in parts {
         let (p, q) = (&mut profile, &part.profile);
         p.names.extend(q.names.iter().cloned());
@@ -256,12 +302,15 @@ pub fn merged_profile<'a>(id: &str, parts: impl IntoIterator<Item = &'a SourcePr
         .max_by(|a, b| a.1.cmp(b.1).then(b.0.len().cmp(&a.0.len()).reverse()))
         .map(|(n, _)| n.to_string())
         .unwrap_or_else(|| profile.emails.iter().next().cloned().unwrap_or_else(|| id.to_string()));
+    profile.shrink_to_fit();
     profile
 }
 
 /// Most observations compared within one soft blocking key; larger blocks are
 /// too unspecific to be evidence and would make the run quadratic.
 const MAX_BLOCK: usize = 400;
+/// How many neighbours in name order a member of a large name block is compared with.
+const WINDOW: usize = 20;
 /// A strong value shared by more distinct surnames than this is generic.
 const GENERIC_PEOPLE: usize = 3;
 
@@ -389,30 +438,93 @@ fn block_keys(o: &Obs, generic: &dyn Fn(&str) -> bool) -> Vec<BlockKey> {
         keys.extend(address_blocks(a));
     }
     for (n, sound) in o.names.iter().zip(&o.sounds) {
-        let (lc, fc) = (&sound.last.0, &sound.first.0);
-        if !lc.is_empty() {
-            let mut buf = [0; 4];
-            let initial = n.first.chars().next().map_or("", |c| c.encode_utf8(&mut buf));
-            keys.push(block_key(b'n', &[lc, initial]));
-        }
-        // Both sounds, in either order: given name and surname swapped still meet.
-        if !fc.is_empty() && !lc.is_empty() {
-            let (x, y) = if fc <= lc { (fc, lc) } else { (lc, fc) };
-            keys.push(block_key(b'b', &[x, y]));
-        }
-        for c in &o.cities {
-            if !lc.is_empty() {
-                keys.push(block_key(b'c', &[lc, c]));
-            }
-            if !fc.is_empty() {
-                keys.push(block_key(b'f', &[fc, c]));
-            }
-        }
-        for c in &o.companies {
-            keys.push(block_key(b'o', &[lc, c]));
-        }
+        name_keys(o, n, sound, &mut keys);
     }
     keys
+}
+
+/// The blocking keys of one of `o`'s names: surname sound + initial, both sounds, a sound with
+/// a city, the surname's sound with a company.
+fn name_keys(o: &Obs, n: &PersonName, sound: &compare::Sounds, keys: &mut Vec<BlockKey>) {
+    let (lc, fc) = (&sound.last.0, &sound.first.0);
+    keys.extend(name_block(n, sound));
+    // Both sounds, in either order: given name and surname swapped still meet.
+    if !fc.is_empty() && !lc.is_empty() {
+        let (x, y) = if fc <= lc { (fc, lc) } else { (lc, fc) };
+        keys.push(block_key(b'b', &[x, y]));
+    }
+    for c in &o.cities {
+        if !lc.is_empty() {
+            keys.push(block_key(b'c', &[lc, c]));
+        }
+        if !fc.is_empty() {
+            keys.push(block_key(b'f', &[fc, c]));
+        }
+    }
+    for c in &o.companies {
+        keys.push(block_key(b'o', &[lc, c]));
+    }
+}
+
+/// The name block of a name: its surname's sound with its given name's initial.
+fn name_block(n: &PersonName, sound: &compare::Sounds) -> Option<BlockKey> {
+    let lc = &sound.last.0;
+    if lc.is_empty() {
+        return None;
+    }
+    let mut buf = [0; 4];
+    let initial = n.first.chars().next().map_or("", |c| c.encode_utf8(&mut buf));
+    Some(block_key(b'n', &[lc, initial]))
+}
+
+/// Whether a block compares each member with its `WINDOW` next in name order only (a sorted
+/// neighbourhood), not with every member: a large name block (a common name's sounds, alone or
+/// with a city or company) holds many different people, and its twins sort next to each other.
+fn windowed(key: BlockKey, len: usize) -> bool {
+    name_kind(key) && len > 2 * WINDOW
+}
+
+/// Whether a key is one of a name's ([`name_keys`]), which are windowed when large.
+fn name_kind(key: BlockKey) -> bool {
+    matches!(key_kind(key), b'n' | b'b' | b'c' | b'f' | b'o')
+}
+
+/// Where an observation sorts in a windowed block: by the name that put it there (given name,
+/// surname; in a both-sounds block the two in alphabetical order, so a swapped name sorts with
+/// its twin), then its first street, so that namesakes at one address sort together, then
+/// record key and party, so that its place depends on no run's numbering and an incremental
+/// run can tell where a removed one sat.
+type Order<'a> = (&'a str, &'a str, &'a str, &'a str, u16);
+
+/// The [`Order`] of observation `o` of record `record` in windowed block `key`.
+fn name_order<'a>(o: &'a Obs, record: &'a str, key: BlockKey) -> Order<'a> {
+    let mut keys = Vec::new();
+    let (first, last) = o
+        .names
+        .iter()
+        .zip(&o.sounds)
+        .find(|(n, sound)| {
+            keys.clear();
+            name_keys(o, n, sound, &mut keys);
+            keys.contains(&key)
+        })
+        .map_or(("", ""), |(n, _)| (n.first.as_str(), n.last.as_str()));
+    let (first, last) = if key_kind(key) == b'b' && last < first { (last, first) } else { (first, last) };
+    (first, last, o.streets.iter().next().map_or("", String::as_str), record, o.party)
+}
+
+/// Calls `f` with each candidate pair of a block's members (see [`windowed`]).
+fn block_pairs(key: BlockKey, members: &[u32], mut f: impl FnMut(u32, u32)) {
+    if !block_used(key, members.len()) {
+        return;
+    }
+    let ms = paired(members);
+    let reach = if windowed(key, ms.len()) { WINDOW } else { ms.len() };
+    for (x, &a) in ms.iter().enumerate() {
+        for &b in &ms[x + 1..ms.len().min(x + 1 + reach)] {
+            f(a, b);
+        }
+    }
 }
 
 /// Whether a block of `len` observations under `key` makes candidate pairs: a soft key shared
@@ -488,6 +600,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             );
         }
     };
+    lap("start");
     // 1. Observations: the non-loose mentions of each record, by party.
     let mut obs = observations(records);
 
@@ -578,13 +691,21 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             members[b as usize].push(i as u32);
         }
     }
-    let mut per_kind: BTreeMap<char, usize> = BTreeMap::new();
-    for (k, ms) in block_keys_list.iter().zip(&members) {
-        if block_used(*k, ms.len()) {
-            *per_kind.entry(char::from(key_kind(*k))).or_default() += paired(ms).len().pow(2) / 2;
+    // A windowed block's members in name order.
+    let order = |i: u32, k: BlockKey| {
+        let o = &obs[i as usize];
+        name_order(o, &records[o.record].key, k)
+    };
+    members.par_iter_mut().zip(&block_keys_list).filter(|(ms, k)| windowed(**k, ms.len())).for_each(|(ms, k)| {
+        ms.sort_by_cached_key(|&i| order(i, *k));
+    });
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let mut per_kind: BTreeMap<char, usize> = BTreeMap::new();
+        for (k, ms) in block_keys_list.iter().zip(&members) {
+            block_pairs(*k, ms, |_, _| *per_kind.entry(char::from(key_kind(*k))).or_default() += 1);
         }
+        tracing::debug!("candidate pairs by block kind (before removing repeats): {per_kind:?}");
     }
-    tracing::debug!("candidate pairs by block kind: {per_kind:?}");
     lap("block keys");
 
     // Term-frequency adjustment of a pair's same names: a common name is weaker evidence.
@@ -618,40 +739,35 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     // 6. Candidate pairs (u32 halves the largest allocation of the stage), compared.
     let mut pairs: Vec<(u32, u32)> = Vec::new();
     for (k, ms) in block_keys_list.iter().zip(&members) {
-        if !block_used(*k, ms.len()) {
-            continue;
-        }
-        let ms = paired(ms);
-        for (x, &a) in ms.iter().enumerate() {
-            for &b in &ms[x + 1..] {
-                let same_region = region.as_ref().is_none_or(|r| r[a as usize] == r[b as usize]);
-                if same_region && obs[a as usize].record != obs[b as usize].record {
-                    pairs.push((a.min(b), a.max(b)));
-                }
+        block_pairs(*k, ms, |a, b| {
+            let same_region = region.as_ref().is_none_or(|r| r[a as usize] == r[b as usize]);
+            if same_region && obs[a as usize].record != obs[b as usize].record {
+                pairs.push((a.min(b), a.max(b)));
             }
-        }
+        });
     }
     drop(block_of);
     drop(members);
     drop(per_obs);
     pairs.par_sort_unstable();
     pairs.dedup();
-    // Levels and name adjustment only (16 bytes a pair): the values behind them are found again
+    // Levels and name adjustment only (8 bytes a pair): the values behind them are found again
     // for the few pairs that merge.
-    let compared: Vec<(Gamma, f32)> = pairs
+    let compared: Vec<(Packed, f32)> = pairs
         .par_iter()
         .map(|&(a, b)| {
             let c = compare_obs(&obs[a as usize], &obs[b as usize], false);
-            (c.gamma, tf_of(&c.gamma, c.names) as f32)
+            (Packed::of(&c.gamma), tf_of(&c.gamma, c.names) as f32)
         })
         .collect();
     lap("comparisons");
     let mut weights = model.weights.clone();
     if let Plan::Estimate(prior) = plan {
-        let mut patterns: HashMap<Gamma, usize> = HashMap::new();
+        let mut packed: FxHashMap<Packed, usize> = FxHashMap::default();
         for (g, _) in &compared {
-            *patterns.entry(*g).or_default() += 1;
+            *packed.entry(*g).or_default() += 1;
         }
+        let patterns: HashMap<Gamma, usize> = packed.into_iter().map(|(g, n)| (g.gamma(), n)).collect();
         let mut random = estimate::LevelCounts { population: obs.len(), ..Default::default() };
         let sample: Vec<Gamma> = estimate::random_pairs(obs.len())
             .into_par_iter()
@@ -669,14 +785,17 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     let name_weight = |g: &Gamma, tf: f64| {
         w.of(Feature::First, g[Feature::First.index()]) + w.of(Feature::Last, g[Feature::Last.index()]) + tf
     };
-    let passing: Vec<(usize, f64)> =
-        compared.par_iter().enumerate().filter_map(|(i, (g, tf))| Some((i, passes(g, f64::from(*tf), w)?))).collect();
+    let passing: Vec<(usize, f64)> = compared
+        .par_iter()
+        .enumerate()
+        .filter_map(|(i, (g, tf))| Some((i, passes(&g.gamma(), f64::from(*tf), w)?)))
+        .collect();
     // Only weights learnt from the data know what a differing given name costs here (a
     // typo-ridden silo, or a household sharing a phone); the priors keep the hard guard.
     let mut scored: Vec<(f64, u32, u32, Priced)> = passing
         .into_iter()
         .map(|(i, total)| {
-            let g = &compared[i].0;
+            let g = compared[i].0.gamma();
             let priced = Priced {
                 first: w.estimated && g[Feature::First.index()] == 4,
                 dob: w.estimated && g[Feature::Dob.index()] == 3,
@@ -754,7 +873,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     }
     let groups: Vec<&Vec<usize>> = members.values().collect();
     // Each customer's profile from its members, in parallel.
-    let built: Vec<(Customer, BTreeMap<String, SourceProfile>, usize)> = groups
+    let built: Vec<(Customer, Sources, usize)> = groups
         .par_iter()
         .map(|ms| {
             let founder = ms
@@ -765,16 +884,17 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
                 .copied()
                 .unwrap_or(ms[0]);
             let id = customer_id(&records[obs[founder].record].key, obs[founder].party);
-            let mut parts: BTreeMap<String, SourceProfile> = BTreeMap::new();
+            let mut parts = Sources::default();
             for &i in ms.iter() {
                 let r = &records[obs[i].record];
                 let source = r.key.split_once(':').map_or(r.key.as_str(), |(s, _)| s);
-                let part = parts.entry(source.to_string()).or_default();
+                let part = parts.entry(source);
                 for m in r.mentions.iter().filter(|m| m.party == obs[i].party) {
                     part.add(m);
                 }
             }
-            let profile = merged_profile(&id, parts.values());
+            parts.shrink();
+            let profile = merged_profile(&id, parts.profiles());
             (Customer { id, profile, links: Vec::new() }, parts, founder)
         })
         .collect();
@@ -783,7 +903,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     let mut customers: Vec<Customer> = Vec::with_capacity(built.len());
     let mut links: HashMap<String, Vec<String>> = HashMap::new();
     let mut link_role: FxHashMap<(String, String), (String, Vec<Evidence>)> = FxHashMap::default();
-    let mut sources: HashMap<String, BTreeMap<String, SourceProfile>> = HashMap::new();
+    let mut sources: HashMap<String, Sources> = HashMap::new();
     let mut resolved_customers = region.as_ref().map(|_| std::collections::HashSet::new());
     for (ci, ((customer, parts, founder), ms)) in built.into_iter().zip(&groups).enumerate() {
         let id = &customer.id;
@@ -959,21 +1079,32 @@ fn regions(
         }
     }
     let was_generic = |v: &str| prev.generic.contains(v);
-    for o in observations(&prev.replaced) {
-        for k in block_keys(&o, &was_generic) {
+    // Where removed observations sorted in name blocks.
+    let removed_obs = observations(&prev.replaced);
+    let mut removed_at: FxHashMap<BlockKey, Vec<Order>> = FxHashMap::default();
+    for o in &removed_obs {
+        for k in block_keys(o, &was_generic) {
             delta.entry(k).or_default().1 += 1;
+            if name_kind(k) {
+                removed_at.entry(k).or_default().push(name_order(o, &prev.replaced[o.record].key, k));
+            }
         }
     }
+    let is_fresh = |i: usize| prev.fresh.contains(&records[obs[i].record].key);
     for (k, (added, removed)) in &delta {
         let Some(&b) = block_of.get(k) else { continue };
-        let now = members[b as usize].len();
-        let before = (now + removed).saturating_sub(*added);
+        let ms = &members[b as usize];
+        let (now, before) = (ms.len(), (ms.len() + removed).saturating_sub(*added));
         let cut = key_kind(*k) == b's' && now.max(before) > MAX_BLOCK * 4;
-        if cut || block_used(*k, now) != block_used(*k, before) {
-            seeds.extend(members[b as usize].iter().map(|&i| i as usize));
+        if cut || block_used(*k, now) != block_used(*k, before) || windowed(*k, now) != windowed(*k, before) {
+            seeds.extend(ms.iter().map(|&i| i as usize));
+        } else if windowed(*k, now) {
+            let removed = removed_at.get(k).map_or(&[][..], Vec::as_slice);
+            seeds.extend(window_shifts(records, obs, *k, ms, removed, &is_fresh, merges));
         }
     }
 
+    drop(removed_at);
     // The closure: whole customers, whole records, and whatever merges with them.
     let mut in_s = vec![false; obs.len()];
     let mut cust_done = vec![false; cust_obs.len()];
@@ -1014,9 +1145,16 @@ fn regions(
                         continue;
                     }
                     let ms = paired(ms);
-                    if ms.binary_search(&(a as u32)).is_err() {
+                    let ms = if windowed(*k, ms.len()) {
+                        // Its members in name order: `a` meets its window only.
+                        let Some(x) = ms.iter().position(|&m| m as usize == a) else { continue };
+                        &ms[x.saturating_sub(WINDOW)..ms.len().min(x + WINDOW + 1)]
+                    } else if ms.len() < members[b as usize].len() && ms.binary_search(&(a as u32)).is_err() {
+                        // A cut block pairs its first members only.
                         continue;
-                    }
+                    } else {
+                        ms
+                    };
                     near.extend(ms.iter().map(|&m| m as usize).filter(|&m| !in_s[m] && obs[m].record != obs[a].record));
                 }
                 near.sort_unstable();
@@ -1048,6 +1186,67 @@ fn regions(
             _ => 0,
         })
         .collect()
+}
+
+/// The untouched members of windowed block `key` (members `ms`, in name order) that an
+/// incremental run must resolve again because a change moved their windows: a pair of two
+/// untouched members enters or leaves the window when a member added (fresh) or removed
+/// (`removed`, where it sorted) lies between them, and such a pair matters only if it merges.
+fn window_shifts(
+    records: &[&RecordEntities],
+    obs: &[Obs],
+    key: BlockKey,
+    ms: &[u32],
+    removed: &[Order],
+    is_fresh: &dyn Fn(usize) -> bool,
+    merges: &(dyn Fn(usize, usize) -> bool + Sync),
+) -> Vec<usize> {
+    let now = ms.len();
+    let fresh: Vec<bool> = ms.iter().map(|&m| is_fresh(m as usize)).collect();
+    let mut removed: Vec<Order> = removed.to_vec();
+    removed.sort_unstable();
+    // Each untouched member's place in the previous run's order: its place now, less the
+    // fresh members before it, plus the removed ones that sorted before it.
+    let order = |x: usize| {
+        let o = &obs[ms[x] as usize];
+        name_order(o, &records[o.record].key, key)
+    };
+    let mut before = vec![usize::MAX; now];
+    let (mut r, mut added) = (0, 0);
+    let mut changes: Vec<usize> = Vec::new();
+    for x in 0..now {
+        let here = order(x);
+        while r < removed.len() && removed[r] < here {
+            r += 1;
+            changes.push(x);
+        }
+        if fresh[x] {
+            added += 1;
+            changes.push(x);
+        } else {
+            before[x] = x - added + r;
+        }
+    }
+    changes.extend(std::iter::repeat_n(now, removed.len() - r));
+    changes.dedup();
+    // A pair that straddles a change and whose distance crosses the window, either way.
+    let reach = WINDOW + changes.len() + 1;
+    let mut out = Vec::new();
+    for &x in &changes {
+        for p in x.saturating_sub(reach)..x {
+            for q in x..now.min(x + reach + 1) {
+                if fresh[p] || fresh[q] {
+                    continue;
+                }
+                let inside_now = q - p <= WINDOW;
+                let inside_before = before[q].saturating_sub(before[p]) <= WINDOW;
+                if inside_now != inside_before && merges(ms[p] as usize, ms[q] as usize) {
+                    out.extend([ms[p] as usize, ms[q] as usize]);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Blocking keys of a normalized address, so that a record whose name was mistyped or
@@ -1287,6 +1486,103 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_change_in_a_windowed_block_seeds_exactly_the_pairs_it_moves_across_the_window() {
+        // 45 namesakes in one name block, in record-key order; every pair would merge.
+        let person = |key: &str| rec(key, RecordKind::Row, vec![m(Person, "jab smith", 0)]);
+        let records: Vec<RecordEntities> = (0..45).map(|i| person(&format!("k:{i:02}"))).collect();
+        let refs: Vec<&RecordEntities> = records.iter().collect();
+        let obs = observations(&refs);
+        let key = name_block(&obs[0].names[0], &obs[0].sounds[0]).unwrap();
+        assert!(windowed(key, obs.len()));
+        let ms: Vec<u32> = (0..obs.len() as u32).collect();
+        let seeded = |removed: &[Order], fresh: &dyn Fn(usize) -> bool, merges: bool| {
+            let mut out = window_shifts(&refs, &obs, key, &ms, removed, fresh, &|_, _| merges);
+            out.sort_unstable();
+            out.dedup();
+            out
+        };
+        // A removed record that sorted between k:10 and k:11: k:p and k:p+20 are now within the
+        // window and were one place too far apart before, for p up to 10.
+        let gone = [person("k:10a")];
+        let gone_obs = observations(&gone);
+        let removed = [name_order(&gone_obs[0], "k:10a", key)];
+        let expected: Vec<usize> = (0..=10).chain(20..=30).collect();
+        assert_eq!(seeded(&removed, &|_| false, true), expected);
+        assert!(seeded(&removed, &|_| false, false).is_empty(), "pairs that would not merge change nothing");
+        // A new record k:22: k:p and k:p+21 across it were within the window before.
+        let expected: Vec<usize> = (2..=21).chain(23..=42).collect();
+        assert_eq!(seeded(&[], &|i| i == 22, true), expected);
+        assert!(seeded(&[], &|_| false, true).is_empty(), "no change, nothing seeded");
+    }
+
+    #[test]
+    fn a_large_name_block_is_windowed_and_an_incremental_run_still_gives_the_full_result() {
+        // 150 people named J… Smith: one name block of 300 observations, each person written
+        // twice (a CRM row with a phone, a mail signature without).
+        let firsts: Vec<String> = "aeiou"
+            .chars()
+            .flat_map(|a| "bdklmnrst".chars().flat_map(move |b| "aeiou".chars().map(move |c| format!("j{a}{b}{c}"))))
+            .collect();
+        let person = |key: &str, i: usize, first: &str, phone: bool| {
+            let mut ms = vec![m(Person, &format!("{first} smith"), 0), m(Address, &format!("{} main st", 100 + i), 0)];
+            if phone {
+                ms.push(m(Phone, &format!("+1555{i:07}"), 0));
+            }
+            rec(key, RecordKind::Row, ms)
+        };
+        let mut old: Vec<RecordEntities> = Vec::new();
+        for (i, first) in firsts.iter().enumerate().take(150) {
+            old.push(person(&format!("crm:{i:03}"), i, first, true));
+            old.push(person(&format!("mail:{i:03}"), i, first, false));
+        }
+        old.sort_by(|a, b| a.key.cmp(&b.key));
+        let first = resolve(&old, Plan::Estimate(&Weights::default()));
+        // Two of each name's keys are windowed here (surname sound + initial, and both sounds),
+        // each pairing a member with at most WINDOW others; the whole block would give 44,850.
+        assert!(
+            first.weights.pairs <= 2 * 300 * WINDOW,
+            "{} candidate pairs: the blocks are windowed",
+            first.weights.pairs
+        );
+        assert_eq!(first.customers.len(), 150, "twins sort next to each other");
+        let model = first.learnt.clone().expect("a model is learnt");
+        let full_before = resolve(&old, Plan::Fixed(&model));
+
+        // Remove a row, rename one (it moves in the block's order), add a person in the middle.
+        let mut new: Vec<RecordEntities> = Vec::new();
+        let (mut replaced, mut fresh) = (Vec::new(), std::collections::HashSet::new());
+        for r in &old {
+            match r.key.as_str() {
+                "mail:040" => replaced.push(r.clone()),
+                "crm:090" => {
+                    replaced.push(r.clone());
+                    let c = person("crm:090", 90, &firsts[12], true);
+                    fresh.insert(c.key.clone());
+                    new.push(c);
+                }
+                _ => new.push(r.clone()),
+            }
+        }
+        for key in ["new:1", "new:2"] {
+            let e = person(key, 200, &firsts[70], key == "new:1");
+            fresh.insert(e.key.clone());
+            new.push(e);
+        }
+        new.sort_by(|a, b| a.key.cmp(&b.key));
+        let previous = Previous {
+            members: members_of(&full_before),
+            fresh,
+            replaced,
+            generic: full_before.generic.iter().map(|(v, _)| v.clone()).collect(),
+        };
+        let incremental = resolve(&new, Plan::Incremental(&model, &previous));
+        let full = resolve(&new, Plan::Fixed(&model));
+        assert!(incremental.resolved < incremental.observations, "{} resolved again", incremental.resolved);
+        assert_eq!(incremental.customers, full.customers);
+        assert_eq!(incremental.links, full.links);
     }
 
     #[test]

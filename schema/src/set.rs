@@ -1,0 +1,146 @@
+//! A small sorted set of strings for a customer's values.
+//!
+//! A customer's profile holds a few values per kind (two names, one email, a handful of order
+//! numbers), and there is one profile per customer and per source. A `BTreeSet<String>`
+//! allocates a node of eleven slots (about 280 bytes) for even one value; a sorted vector
+//! holds what it holds. It reads and writes as a JSON array, as the set did.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Sorted, distinct strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ValueSet(Vec<String>);
+
+impl ValueSet {
+    /// An empty set.
+    pub fn new() -> ValueSet {
+        ValueSet(Vec::new())
+    }
+
+    /// Adds `v`; returns whether it was not there yet.
+    pub fn insert(&mut self, v: String) -> bool {
+        match self.0.binary_search(&v) {
+            Ok(_) => false,
+            Err(i) => {
+                self.0.insert(i, v);
+                true
+            }
+        }
+    }
+
+    /// Whether `v` is in the set.
+    pub fn contains(&self, v: &str) -> bool {
+        self.0.binary_search_by(|x| x.as_str().cmp(v)).is_ok()
+    }
+
+    /// How many values it holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The values, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, String> {
+        self.0.iter()
+    }
+
+    /// The smallest value.
+    pub fn first(&self) -> Option<&String> {
+        self.0.first()
+    }
+
+    /// Keeps the values `keep` accepts.
+    pub fn retain(&mut self, keep: impl FnMut(&String) -> bool) {
+        self.0.retain(keep)
+    }
+
+    /// Gives back spare capacity: a finished profile is read, not grown.
+    pub fn shrink_to_fit(&mut self) {
+        self.0.shrink_to_fit()
+    }
+}
+
+impl Extend<String> for ValueSet {
+    fn extend<I: IntoIterator<Item = String>>(&mut self, iter: I) {
+        let before = self.0.len();
+        self.0.extend(iter);
+        if self.0.len() > before {
+            self.0.sort_unstable();
+            self.0.dedup();
+        }
+    }
+}
+
+impl FromIterator<String> for ValueSet {
+    fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> ValueSet {
+        let mut s = ValueSet::new();
+        s.extend(iter);
+        s
+    }
+}
+
+impl<'a> IntoIterator for &'a ValueSet {
+    type Item = &'a String;
+    type IntoIter = std::slice::Iter<'a, String>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl IntoIterator for ValueSet {
+    type Item = String;
+    type IntoIter = std::vec::IntoIter<String>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'de> Deserialize<'de> for ValueSet {
+    /// Any array of strings: sorted and deduplicated on the way in, so a hand-edited or older
+    /// document still makes a valid set.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ValueSet, D::Error> {
+        Ok(Vec::<String>::deserialize(d)?.into_iter().collect())
+    }
+}
+
+impl schemars::JsonSchema for ValueSet {
+    fn schema_name() -> Cow<'static, str> {
+        "ValueSet".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <std::collections::BTreeSet<String>>::json_schema(generator)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn it_is_a_sorted_set_and_reads_and_writes_as_an_array() {
+        let mut s: ValueSet = ["b", "a", "b"].into_iter().map(String::from).collect();
+        assert!(s.insert("c".into()));
+        assert!(!s.insert("a".into()));
+        s.extend(["0".to_string(), "c".to_string()]);
+        assert_eq!(s.iter().map(String::as_str).collect::<Vec<_>>(), ["0", "a", "b", "c"]);
+        assert!(s.contains("b") && !s.contains("d"));
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, r#"["0","a","b","c"]"#);
+        let back: ValueSet = serde_json::from_str(r#"["c","0","a","b","a"]"#).unwrap();
+        assert_eq!(back, s);
+        let set: std::collections::BTreeSet<String> = serde_json::from_str(&json).unwrap();
+        assert_eq!(set.len(), 4, "the JSON is the one a BTreeSet writes");
+    }
+}
