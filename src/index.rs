@@ -14,7 +14,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 use crate::access::View;
 use crate::entities::names;
 use crate::entities::normalize;
-use crate::resolve::{Sources, merged_profile};
+use crate::resolve::Sources;
 
 /// Errors of the index.
 #[derive(Debug, thiserror::Error)]
@@ -262,7 +262,7 @@ impl IndexStore {
                 let profile = if visible == all {
                     c.profile.clone()
                 } else {
-                    merged_profile(&c.id, visible.iter().filter_map(|s| parts.get(s)))
+                    parts.profile(&c.id, &c.profile, |s| visible.contains(&s))
                 };
                 w.add_document(self.customer_doc(&c.id, profile, &tags)?)?;
             }

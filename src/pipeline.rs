@@ -783,7 +783,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let old_links = state.all_links()?;
     let mut stored: Vec<RecordEntities> = Vec::new();
     let mut replaced: Vec<RecordEntities> = Vec::new();
-    for (source, item, e) in state.all_entities()? {
+    // The old versions of re-read items matter only to an incremental resolution (the memo).
+    let wanted =
+        |source: &str, item: &str| memo.is_some() || !touched_items.contains(&(source.to_string(), item.to_string()));
+    for (source, item, e) in state.all_entities(wanted)? {
         if touched_items.contains(&(source, item)) { replaced.push(e) } else { stored.push(e) }
     }
     let mut all: Vec<&RecordEntities> = stored.iter().chain(fresh.iter().map(|(_, _, e)| e)).collect();

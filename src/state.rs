@@ -272,14 +272,22 @@ impl State {
     }
 
     /// Every record's entities with its source and item, for resolution.
-    pub fn all_entities(&self) -> Result<Vec<(String, String, RecordEntities)>, StateError> {
+    ///
+    /// Only the records of the items `wanted` accepts (source, item) are read and parsed: a
+    /// run that re-read every item needs none of their old versions.
+    pub fn all_entities(
+        &self,
+        mut wanted: impl FnMut(&str, &str) -> bool,
+    ) -> Result<Vec<(String, String, RecordEntities)>, StateError> {
         let mut st = self.conn.prepare("SELECT source, item, entities FROM records ORDER BY key")?;
-        let rows =
-            st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+        let mut rows = st.query([])?;
         let mut out = Vec::new();
-        for row in rows {
-            let (source, item, e) = row?;
-            out.push((source, item, serde_json::from_str(&e)?));
+        while let Some(row) = rows.next()? {
+            let (source, item) = (row.get::<_, String>(0)?, row.get::<_, String>(1)?);
+            if wanted(&source, &item) {
+                let e = serde_json::from_str(row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?)?;
+                out.push((source, item, e));
+            }
         }
         Ok(out)
     }

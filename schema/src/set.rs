@@ -33,7 +33,17 @@ impl ValueSet {
 
     /// Whether `v` is in the set.
     pub fn contains(&self, v: &str) -> bool {
-        self.0.binary_search_by(|x| x.as_str().cmp(v)).is_ok()
+        self.position(v).is_some()
+    }
+
+    /// Where `v` sorts in the set, if it is there.
+    pub fn position(&self, v: &str) -> Option<usize> {
+        self.0.binary_search_by(|x| x.as_str().cmp(v)).ok()
+    }
+
+    /// The value at `i`, in order.
+    pub fn get(&self, i: usize) -> Option<&String> {
+        self.0.get(i)
     }
 
     /// How many values it holds.

@@ -15,6 +15,7 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
@@ -55,12 +56,13 @@ struct Obs {
     names: Vec<PersonName>,
     /// The names' sound codes, index for index.
     sounds: Vec<compare::Sounds>,
-    /// Strong values that are not generic, by kind (filled once generic values are known).
+    /// Strong values that are not generic, by kind (filled from `strong` by [`split_strong`]).
     emails: Values,
     phones: Values,
     ids: Values,
     /// The kinds of `ids` (`order`, `account`).
     id_kinds: Values,
+    /// Strong values as found, until generic values are known.
     strong: Vec<(MentionKind, String)>,
     companies: Values,
     /// The addresses without the observation's own city words, so that address and city are
@@ -189,121 +191,155 @@ pub struct Resolution {
     pub resolved_customers: Option<std::collections::HashSet<String>>,
 }
 
-/// What one source's records say about a customer.
-#[derive(Debug, Clone, Default)]
-pub struct SourceProfile {
-    /// The values.
-    pub profile: Profile,
-    /// How often each name is written, to choose the display name (a few names: a list).
-    pub name_counts: Vec<(String, u32)>,
-}
-
-impl SourceProfile {
-    /// Adds one mention's value.
-    fn add(&mut self, m: &dossier_schema::Mention) {
-        let p = &mut self.profile;
-        match m.kind {
-            MentionKind::Person => {
-                match self.name_counts.iter_mut().find(|(n, _)| *n == m.raw) {
-                    Some((_, c)) => *c += 1,
-                    None => self.name_counts.push((m.raw.clone(), 1)),
-                }
-                p.names.insert(m.raw.clone());
-            }
-            MentionKind::Email => {
-                p.emails.insert(m.norm.clone());
-            }
-            MentionKind::Phone => {
-                p.phones.insert(m.norm.clone());
-            }
-            MentionKind::Company => {
-                p.companies.insert(m.raw.clone());
-            }
-            MentionKind::Address => {
-                p.addresses.insert(m.raw.clone());
-            }
-            MentionKind::City => {
-                p.cities.insert(m.raw.clone());
-            }
-            MentionKind::Identifier => {
-                p.ids.insert(m.norm.clone());
-            }
-            MentionKind::Dob => {
-                p.dobs.insert(m.norm.clone());
-            }
-        }
+/// A profile's value sets, numbered for [`Sources`]: names, emails, phones, companies,
+/// addresses, cities, identifiers, birth dates.
+fn profile_set(p: &Profile, field: u8) -> &dossier_schema::ValueSet {
+    match field {
+        0 => &p.names,
+        1 => &p.emails,
+        2 => &p.phones,
+        3 => &p.companies,
+        4 => &p.addresses,
+        5 => &p.cities,
+        6 => &p.ids,
+        _ => &p.dobs,
     }
 }
 
-/// Each source's profile of one customer, by source name (a customer is in a few sources: a
-/// sorted list, not a map, which would allocate a node of eleven profiles).
+/// [`profile_set`], to add to.
+fn profile_set_mut(p: &mut Profile, field: u8) -> &mut dossier_schema::ValueSet {
+    match field {
+        0 => &mut p.names,
+        1 => &mut p.emails,
+        2 => &mut p.phones,
+        3 => &mut p.companies,
+        4 => &mut p.addresses,
+        5 => &mut p.cities,
+        6 => &mut p.ids,
+        _ => &mut p.dobs,
+    }
+}
+
+/// The [`profile_set`] a mention's value goes to, and that value: names, companies and places
+/// as written, the rest normalized.
+fn profile_value(m: &dossier_schema::Mention) -> (u8, &str) {
+    match m.kind {
+        MentionKind::Person => (0, &m.raw),
+        MentionKind::Email => (1, &m.norm),
+        MentionKind::Phone => (2, &m.norm),
+        MentionKind::Company => (3, &m.raw),
+        MentionKind::Address => (4, &m.raw),
+        MentionKind::City => (5, &m.raw),
+        MentionKind::Identifier => (6, &m.norm),
+        MentionKind::Dob => (7, &m.norm),
+    }
+}
+
+/// Which of a customer's values each of its sources gives, so that a role seeing only some
+/// sources gets a profile of what those say. Places in the customer's profile, not copies of
+/// the values: a copy of the profile per source was a third of a large run's memory.
 #[derive(Debug, Clone, Default)]
-pub struct Sources(Vec<(String, SourceProfile)>);
+pub struct Sources {
+    /// The sources' names, in order (shared by every customer of a run).
+    names: Vec<Arc<str>>,
+    /// (profile set, value's place in it, source's place in `names`), sorted.
+    given: Box<[(u8, u32, u16)]>,
+    /// (name's place in the profile's names, source, how often that source writes it), sorted.
+    name_counts: Box<[(u32, u16, u32)]>,
+}
 
 impl Sources {
-    /// The profile `source` gives, if the customer has records there.
-    pub fn get(&self, source: &str) -> Option<&SourceProfile> {
-        self.0.binary_search_by(|(s, _)| s.as_str().cmp(source)).ok().map(|i| &self.0[i].1)
-    }
-
-    /// The profile of `source`, added empty if it is new.
-    fn entry(&mut self, source: &str) -> &mut SourceProfile {
-        let i = match self.0.binary_search_by(|(s, _)| s.as_str().cmp(source)) {
-            Ok(i) => i,
-            Err(i) => {
-                self.0.insert(i, (source.to_string(), SourceProfile::default()));
-                i
+    /// Customer `id`'s profile, and what each source gives of it, from its members' mentions
+    /// with their sources.
+    pub fn build(id: &str, mentions: &[(&Arc<str>, &dossier_schema::Mention)]) -> (Profile, Sources) {
+        let mut profile = Profile::default();
+        let mut names: Vec<Arc<str>> = Vec::new();
+        for (source, m) in mentions {
+            let (field, value) = profile_value(m);
+            let set = profile_set_mut(&mut profile, field);
+            if !set.contains(value) {
+                set.insert(value.to_string());
             }
-        };
-        &mut self.0[i].1
+            if let Err(i) = names.binary_search(source) {
+                names.insert(i, Arc::clone(source));
+            }
+        }
+        let mut given = Vec::with_capacity(mentions.len());
+        let mut written = Vec::new();
+        for (source, m) in mentions {
+            let (field, value) = profile_value(m);
+            let (Some(at), Ok(s)) = (profile_set(&profile, field).position(value), names.binary_search(source)) else {
+                continue;
+            };
+            given.push((field, at as u32, s as u16));
+            if field == 0 {
+                written.push((at as u32, s as u16));
+            }
+        }
+        given.sort_unstable();
+        given.dedup();
+        written.sort_unstable();
+        let mut name_counts: Vec<(u32, u16, u32)> = Vec::new();
+        for (n, s) in written {
+            match name_counts.last_mut() {
+                Some(last) if (last.0, last.1) == (n, s) => last.2 += 1,
+                _ => name_counts.push((n, s, 1)),
+            }
+        }
+        profile.shrink_to_fit();
+        let sources = Sources { names, given: given.into_boxed_slice(), name_counts: name_counts.into_boxed_slice() };
+        profile.display_name = sources.display_name(id, &profile, |_| true);
+        (profile, sources)
     }
 
     /// The sources' names, in order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(s, _)| s.as_str())
+        self.names.iter().map(|s| &**s)
     }
 
-    /// The profiles, in source order.
-    pub fn profiles(&self) -> impl Iterator<Item = &SourceProfile> {
-        self.0.iter().map(|(_, p)| p)
-    }
-
-    /// Gives back the spare capacity of every list: the profiles are kept until the index is written.
-    fn shrink(&mut self) {
-        self.0.shrink_to_fit();
-        for (_, sp) in &mut self.0 {
-            sp.name_counts.shrink_to_fit();
-            sp.profile.shrink_to_fit();
+    /// The profile of customer `id` (whose whole profile is `whole`) that the sources `visible`
+    /// accepts give: their values, and the name they write most for display.
+    pub fn profile(&self, id: &str, whole: &Profile, visible: impl Fn(&str) -> bool) -> Profile {
+        let seen: Vec<bool> = self.names.iter().map(|s| visible(s)).collect();
+        let mut p = Profile::default();
+        for &(field, at, _) in self.given.iter().filter(|g| seen[usize::from(g.2)]) {
+            let Some(value) = profile_set(whole, field).get(at as usize) else { continue };
+            // `given` is sorted: the values come in order, one given by two sources twice in a row.
+            let set = profile_set_mut(&mut p, field);
+            if set.iter().next_back() != Some(value) {
+                set.insert(value.clone());
+            }
         }
+        p.shrink_to_fit();
+        p.display_name = self.display_name(id, whole, |s| seen[usize::from(s)]);
+        p
     }
-}
 
-/// The profile of customer `id` from some of its sources: every value, and the most written
-/// name for display (else an email, else the id).
-pub fn merged_profile<'a>(id: &str, parts: impl IntoIterator<Item = &'a SourceProfile>) -> Profile {
-    let mut profile = Profile::default();
-    let mut name_counts: BTreeMap<&str, u32> = BTreeMap::new();
-    for part in parts {
-        let (p, q) = (&mut profile, &part.profile);
-        p.names.extend(q.names.iter().cloned());
-        p.emails.extend(q.emails.iter().cloned());
-        p.phones.extend(q.phones.iter().cloned());
-        p.companies.extend(q.companies.iter().cloned());
-        p.addresses.extend(q.addresses.iter().cloned());
-        p.cities.extend(q.cities.iter().cloned());
-        p.ids.extend(q.ids.iter().cloned());
-        p.dobs.extend(q.dobs.iter().cloned());
-        for (n, c) in &part.name_counts {
-            *name_counts.entry(n).or_default() += c;
+    /// The name the sources `seen` write most (at a tie, the longer, then the later in order);
+    /// else the profile's first email; else the id.
+    fn display_name(&self, id: &str, whole: &Profile, seen: impl Fn(u16) -> bool) -> String {
+        let mut best: Option<(u32, u32)> = None;
+        let mut at = 0;
+        while at < self.name_counts.len() {
+            let n = self.name_counts[at].0;
+            let mut count = 0;
+            while at < self.name_counts.len() && self.name_counts[at].0 == n {
+                if seen(self.name_counts[at].1) {
+                    count += self.name_counts[at].2;
+                }
+                at += 1;
+            }
+            let len = |i: u32| whole.names.get(i as usize).map_or(0, String::len);
+            if count > 0 && best.is_none_or(|(b, c)| (count, len(n)) >= (c, len(b))) {
+                best = Some((n, count));
+            }
         }
+        let email = || {
+            let first = self.given.iter().find(|g| g.0 == 1 && seen(g.2))?;
+            whole.emails.get(first.1 as usize).cloned()
+        };
+        best.and_then(|(n, _)| whole.names.get(n as usize).cloned()).or_else(email).unwrap_or_else(|| id.to_string())
     }
-    profile.display_name = name_counts
-        .iter()
-        .max_by(|a, b| a.1.cmp(b.1).then(b.0.len().cmp(&a.0.len()).reverse()))
-        .map(|(n, _)| n.to_string())
-        .unwrap_or_else(|| profile.emails.iter().next().cloned().unwrap_or_else(|| id.to_string()));
-    profile.shrink_to_fit();
-    profile
 }
 
 /// Most observations compared within one soft blocking key; larger blocks are
@@ -322,9 +358,33 @@ fn customer_id(key: &str, party: u16) -> String {
 /// Observations of records: their non-loose mentions, by party. An observation with no name
 /// and no strong value identifies no one and is left out.
 fn observations<R: Borrow<RecordEntities> + Sync>(records: &[R]) -> Vec<Obs> {
-    let per_record: Vec<Vec<Obs>> =
-        records.par_iter().enumerate().map(|(ri, r)| record_observations(ri, r.borrow())).collect();
-    per_record.into_iter().flatten().collect()
+    records.par_iter().enumerate().flat_map_iter(|(ri, r)| record_observations(ri, r.borrow())).collect()
+}
+
+/// Moves an observation's strong values into its emails, phones and identifiers, leaving out
+/// the `generic` ones.
+fn split_strong(o: &mut Obs, generic: impl Fn(&str) -> bool) {
+    let (mut emails, mut phones, mut ids, mut id_kinds) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (k, v) in std::mem::take(&mut o.strong) {
+        if generic(&v) {
+            continue;
+        }
+        match k {
+            MentionKind::Email => emails.push(v),
+            MentionKind::Phone => phones.push(v),
+            _ => {
+                id_kinds.push(v.split_once(':').map(|(k, _)| k.to_string()).unwrap_or_default());
+                ids.push(v)
+            }
+        };
+    }
+    (o.emails, o.phones, o.ids, o.id_kinds) =
+        (Values::new(emails), Values::new(phones), Values::new(ids), Values::new(id_kinds));
+}
+
+/// An observation's strong values that are not generic (after [`split_strong`]).
+fn strong_values(o: &Obs) -> impl Iterator<Item = &String> {
+    o.emails.iter().chain(o.phones.iter()).chain(o.ids.iter())
 }
 
 /// The observations of record `ri`, one per party, in the order the parties are first mentioned.
@@ -415,14 +475,9 @@ fn key_kind(k: BlockKey) -> u8 {
     (k >> 56) as u8
 }
 
-/// The blocking keys of one observation; `generic` strong values make none.
-fn block_keys(o: &Obs, generic: &dyn Fn(&str) -> bool) -> Vec<BlockKey> {
-    let mut keys = Vec::new();
-    for (_, v) in &o.strong {
-        if !generic(v) {
-            keys.push(block_key(b's', &[v]));
-        }
-    }
+/// The blocking keys of one observation (after [`split_strong`]).
+fn block_keys(o: &Obs) -> Vec<BlockKey> {
+    let mut keys: Vec<BlockKey> = strong_values(o).map(|v| block_key(b's', &[v])).collect();
     // A birth date with either initial: a date alone is shared by too many strangers, and
     // a record whose given name or surname was replaced still keeps the other.
     for d in &o.dobs {
@@ -634,24 +689,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     }
     drop(holders);
 
-    obs.par_iter_mut().for_each(|o| {
-        let (mut emails, mut phones, mut ids, mut id_kinds) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (k, v) in &o.strong {
-            if generic.contains_key(v) {
-                continue;
-            }
-            match k {
-                MentionKind::Email => emails.push(v.clone()),
-                MentionKind::Phone => phones.push(v.clone()),
-                _ => {
-                    id_kinds.push(v.split_once(':').map(|(k, _)| k.to_string()).unwrap_or_default());
-                    ids.push(v.clone())
-                }
-            };
-        }
-        (o.emails, o.phones, o.ids, o.id_kinds) =
-            (Values::new(emails), Values::new(phones), Values::new(ids), Values::new(id_kinds));
-    });
+    obs.par_iter_mut().for_each(|o| split_strong(o, |v| generic.contains_key(v)));
 
     // 3. The model: learnt from these records, or kept from earlier runs.
     let mut learnt: Option<Model> = None;
@@ -676,8 +714,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
 
     lap("generic values");
     // 4. Blocking: every key's observations, in observation order.
-    let generic_fn = |v: &str| generic.contains_key(v);
-    let per_obs: Vec<Vec<BlockKey>> = obs.par_iter().map(|o| block_keys(o, &generic_fn)).collect();
+    let per_obs: Vec<Vec<BlockKey>> = obs.par_iter().map(block_keys).collect();
     let mut block_of: FxHashMap<BlockKey, u32> = FxHashMap::default();
     let mut block_keys_list: Vec<BlockKey> = Vec::new();
     let mut members: Vec<Vec<u32>> = Vec::new();
@@ -871,7 +908,21 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         let r = cl.find(i);
         members.entry(r).or_default().push(i);
     }
+    drop(cl);
     let groups: Vec<&Vec<usize>> = members.values().collect();
+    // Each record's source (its key's prefix), named once for every customer's profile.
+    let mut source_names: Vec<Arc<str>> = Vec::new();
+    let mut source_at: FxHashMap<&str, u32> = FxHashMap::default();
+    let source_of: Vec<u32> = records
+        .iter()
+        .map(|r| {
+            let s = r.key.split_once(':').map_or(r.key.as_str(), |(s, _)| s);
+            *source_at.entry(s).or_insert_with(|| {
+                source_names.push(Arc::from(s));
+                (source_names.len() - 1) as u32
+            })
+        })
+        .collect();
     // Each customer's profile from its members, in parallel.
     let built: Vec<(Customer, Sources, usize)> = groups
         .par_iter()
@@ -884,17 +935,15 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
                 .copied()
                 .unwrap_or(ms[0]);
             let id = customer_id(&records[obs[founder].record].key, obs[founder].party);
-            let mut parts = Sources::default();
-            for &i in ms.iter() {
-                let r = &records[obs[i].record];
-                let source = r.key.split_once(':').map_or(r.key.as_str(), |(s, _)| s);
-                let part = parts.entry(source);
-                for m in r.mentions.iter().filter(|m| m.party == obs[i].party) {
-                    part.add(m);
-                }
-            }
-            parts.shrink();
-            let profile = merged_profile(&id, parts.profiles());
+            let mentions: Vec<(&Arc<str>, &dossier_schema::Mention)> = ms
+                .iter()
+                .flat_map(|&i| {
+                    let (r, party) = (obs[i].record, obs[i].party);
+                    let source = &source_names[source_of[r] as usize];
+                    records[r].mentions.iter().filter(move |m| m.party == party).map(move |m| (source, m))
+                })
+                .collect();
+            let (profile, parts) = Sources::build(&id, &mentions);
             (Customer { id, profile, links: Vec::new() }, parts, founder)
         })
         .collect();
@@ -913,10 +962,8 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             set.insert(id.clone());
         }
         for &i in ms.iter() {
-            for (_, v) in &obs[i].strong {
-                if !generic.contains_key(v) {
-                    value_owner.entry(v.as_str()).and_modify(|o| *o = o.filter(|&x| x == ci)).or_insert(Some(ci));
-                }
+            for v in strong_values(&obs[i]) {
+                value_owner.entry(v.as_str()).and_modify(|o| *o = o.filter(|&x| x == ci)).or_insert(Some(ci));
             }
             let ev = if i == founder { Vec::new() } else { evidence_of.remove(&i).unwrap_or_default() };
             link_role.entry((records[obs[i].record].key.clone(), id.clone())).or_insert(("member".into(), ev));
@@ -924,6 +971,9 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         sources.insert(id.clone(), parts);
         customers.push(customer);
     }
+    // What the clustering held is spent; the links below are the last large build of the stage.
+    drop((evidence_of, groups, source_of, source_at));
+    drop(members);
 
     lap("customers");
     // 8. Loose strong values link documents to the one customer holding them.
@@ -946,6 +996,9 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             });
         }
     }
+    drop(value_owner);
+    let observations = obs.len();
+    drop(obs);
     for (key, id) in link_role.keys() {
         links.entry(key.clone()).or_default().push(id.clone());
     }
@@ -1001,17 +1054,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     let mut generic: Vec<(String, usize)> = generic.into_iter().collect();
     generic.sort();
     let learnt = learnt.map(|m| Model { weights: weights.clone(), ..m });
-    Resolution {
-        customers,
-        links,
-        generic,
-        sources,
-        weights,
-        learnt,
-        resolved,
-        observations: obs.len(),
-        resolved_customers,
-    }
+    Resolution { customers, links, generic, sources, weights, learnt, resolved, observations, resolved_customers }
 }
 
 /// The region of each observation in an incremental run: 0 for those resolved again, else a
@@ -1078,12 +1121,14 @@ fn regions(
             }
         }
     }
-    let was_generic = |v: &str| prev.generic.contains(v);
     // Where removed observations sorted in name blocks.
-    let removed_obs = observations(&prev.replaced);
+    let mut removed_obs = observations(&prev.replaced);
     let mut removed_at: FxHashMap<BlockKey, Vec<Order>> = FxHashMap::default();
+    for o in &mut removed_obs {
+        split_strong(o, |v| prev.generic.contains(v));
+    }
     for o in &removed_obs {
-        for k in block_keys(o, &was_generic) {
+        for k in block_keys(o) {
             delta.entry(k).or_default().1 += 1;
             if name_kind(k) {
                 removed_at.entry(k).or_default().push(name_order(o, &prev.replaced[o.record].key, k));
@@ -1372,6 +1417,39 @@ mod tests {
     }
 
     use MentionKind::*;
+
+    #[test]
+    fn a_view_of_some_sources_shows_their_values_and_the_name_they_write_most() {
+        let (crm, mail, billing): (Arc<str>, Arc<str>, Arc<str>) = ("crm".into(), "mail".into(), "billing".into());
+        let written = [
+            (&crm, m(Person, "Jane Smith", 0)),
+            (&crm, m(Email, "jane@acme.example", 0)),
+            (&mail, m(Person, "Jayne Smyth", 0)),
+            (&mail, m(Person, "Jayne Smyth", 0)),
+            (&mail, m(Person, "Jane Smith", 0)),
+            (&mail, m(Phone, "+15552017788", 0)),
+            (&billing, m(Email, "jane@acme.example", 0)),
+            (&billing, m(Identifier, "invoice:7", 0)),
+        ];
+        let mentions: Vec<(&Arc<str>, &Mention)> = written.iter().map(|(s, m)| (*s, m)).collect();
+        let (whole, sources) = Sources::build("c1", &mentions);
+        assert_eq!(sources.names().collect::<Vec<_>>(), ["billing", "crm", "mail"]);
+        assert_eq!(whole.display_name, "Jayne Smyth", "written most: twice by mail");
+        assert_eq!(whole.names.iter().collect::<Vec<_>>(), ["Jane Smith", "Jayne Smyth"]);
+        assert_eq!(sources.profile("c1", &whole, |_| true), whole, "every source is the whole profile");
+
+        let crm_only = sources.profile("c1", &whole, |s| s == "crm");
+        assert_eq!(crm_only.display_name, "Jane Smith");
+        assert_eq!(crm_only.names.iter().collect::<Vec<_>>(), ["Jane Smith"]);
+        assert_eq!(crm_only.emails.iter().collect::<Vec<_>>(), ["jane@acme.example"]);
+        assert!(crm_only.phones.is_empty() && crm_only.ids.is_empty(), "{crm_only:?}");
+
+        let billing_only = sources.profile("c1", &whole, |s| s == "billing");
+        assert_eq!(billing_only.display_name, "jane@acme.example", "no name: the email");
+        assert!(billing_only.names.is_empty());
+        assert_eq!(billing_only.ids.iter().collect::<Vec<_>>(), ["invoice:7"]);
+        assert_eq!(sources.profile("c1", &whole, |_| false).display_name, "c1", "nothing seen: the id");
+    }
 
     #[test]
     fn jayne_smyth_is_jane_smith_and_the_boston_john_is_not_the_austin_one() {
