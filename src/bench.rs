@@ -645,7 +645,11 @@ fn incremental_bench(
 ) -> (f64, usize) {
     use crate::resolve::{Plan, Previous, RecordEntities};
     let Some(model) = &res.learnt else { return (0.0, 0) };
-    let mut previous = Previous { generic: res.generic.iter().map(|(v, _)| v.clone()).collect(), ..Default::default() };
+    let mut previous = Previous {
+        generic: res.generic.iter().map(|(v, _)| v.clone()).collect(),
+        links: res.links.clone(),
+        ..Default::default()
+    };
     for c in &res.customers {
         for l in c.links.iter().filter(|l| l.role == "member") {
             previous.members.entry(l.key.clone()).or_default().push(c.id.clone());

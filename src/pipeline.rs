@@ -780,7 +780,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
 
     // Resolution over every record: the stored ones not replaced this run, plus the fresh ones.
     let t = Instant::now();
-    let old_links = state.all_links()?;
+    let mut old_links = state.all_links()?;
     let mut stored: Vec<RecordEntities> = Vec::new();
     let mut replaced: Vec<RecordEntities> = Vec::new();
     // The old versions of re-read items matter only to an incremental resolution (the memo).
@@ -813,7 +813,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         let drift = m.drift.saturating_add(changed);
         (drift <= model.records as u64 / 10).then_some((model, drift, m))
     });
-    let previous;
+    let mut previous = resolve::Previous::default();
     let plan = match &kept {
         Some((model, _, memo)) => {
             previous = resolve::Previous {
@@ -821,6 +821,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                 fresh: changed_keys,
                 replaced,
                 generic: memo.generic.iter().cloned().collect(),
+                // Lent for the run, given back below.
+                links: std::mem::take(&mut old_links),
+                // New views: every customer's documents are written again.
+                every_customer: !views_current,
             };
             resolve::Plan::Incremental(model, &previous)
         }
@@ -832,6 +836,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     stage(&mut report, "load_stored", t);
     let t = Instant::now();
     let resolution = resolve::resolve(&all, plan);
+    if kept.is_some() {
+        old_links = std::mem::take(&mut previous.links);
+    }
+    drop(previous);
     tracing::debug!(
         estimated = resolution.weights.estimated,
         pairs = resolution.weights.pairs,
@@ -904,7 +912,12 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     commit.views = Some(fingerprint);
 
     // Redirects: an old id whose records now live under another id points there.
-    let new_ids: HashSet<&str> = resolution.customers.iter().map(|c| c.id.as_str()).collect();
+    let new_ids: HashSet<&str> = resolution
+        .customers
+        .iter()
+        .map(|c| c.id.as_str())
+        .chain(resolution.unchanged.iter().map(String::as_str))
+        .collect();
     let mut old_members: HashMap<&str, Vec<&str>> = HashMap::new();
     for (k, ids) in &old_links {
         for id in ids {
@@ -931,7 +944,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     store.commit(&mut writer, run_id)?;
     stage(&mut report, "commit", t);
     let t = Instant::now();
-    report.customers = resolution.customers.len() as u64;
+    report.customers = (resolution.customers.len() + resolution.unchanged.len()) as u64;
     report.millis = t0.elapsed().as_millis() as u64;
     commit.customers = Some(match &changed {
         Some(ids) => resolution.customers.into_iter().filter(|c| ids.contains(&c.id)).collect(),

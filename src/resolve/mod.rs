@@ -170,8 +170,12 @@ struct Priced {
 /// The outcome of a resolution run.
 #[derive(Debug, Default)]
 pub struct Resolution {
-    /// The customers, ordered by id.
+    /// The customers, ordered by id: every one after a full resolution; after an incremental
+    /// one, those resolved again and those whose links changed.
     pub customers: Vec<Customer>,
+    /// After an incremental resolution, the ids of the other customers, as the run before left
+    /// them (same members, profile and links), in order.
+    pub unchanged: Vec<String>,
     /// Record key → customer ids.
     pub links: HashMap<String, Vec<String>>,
     /// Values found generic and ignored, with how many people shared each.
@@ -626,6 +630,12 @@ pub struct Previous {
     pub replaced: Vec<RecordEntities>,
     /// The strong values found generic by the previous run.
     pub generic: std::collections::HashSet<String>,
+    /// Record key → the customers it was linked to (every role), to tell which customers'
+    /// links change.
+    pub links: HashMap<String, Vec<String>>,
+    /// Whether every customer is wanted in the result with its profile and links, not only the
+    /// changed ones (the caller writes every customer again).
+    pub every_customer: bool,
 }
 
 /// Where a resolution run's model comes from, and what it re-resolves.
@@ -885,19 +895,19 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
 
     lap("scoring");
     // 6. Cluster, best pairs first, with guards. A member's evidence is the first merge that
-    //    took it in, and names the record on the other side of that pair.
+    //    took it in, and names the record on the other side of that pair; the pair is noted
+    //    here and explained later, for the customers whose links are written.
     let mut cl =
         Clusters { parent: (0..obs.len()).collect(), guards: (0..obs.len()).map(|_| None).collect(), obs: &obs };
-    let mut evidence_of: FxHashMap<usize, Vec<Evidence>> = FxHashMap::default();
+    const NO_PAIR: (u32, u32) = (u32::MAX, u32::MAX);
+    let mut first_pair: Vec<(u32, u32)> = vec![NO_PAIR; obs.len()];
     for (_, a, b, priced) in scored {
-        let (a, b) = (a as usize, b as usize);
-        if cl.union(a, b, priced) && !(evidence_of.contains_key(&a) && evidence_of.contains_key(&b)) {
-            let ev = explain(a, b);
-            evidence_of.entry(b).or_insert_with(|| {
-                let other = &records[obs[a].record].key;
-                ev.iter().map(|e| Evidence { other: other.clone(), ..e.clone() }).collect()
-            });
-            evidence_of.entry(a).or_insert(ev);
+        if cl.union(a as usize, b as usize, priced) {
+            for z in [a as usize, b as usize] {
+                if first_pair[z] == NO_PAIR {
+                    first_pair[z] = (a, b);
+                }
+            }
         }
     }
 
@@ -910,6 +920,19 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     }
     drop(cl);
     let groups: Vec<&Vec<usize>> = members.values().collect();
+    let heads: Vec<(String, usize)> = groups
+        .par_iter()
+        .map(|ms| {
+            let founder = ms
+                .iter()
+                .min_by(|&&x, &&y| {
+                    records[obs[x].record].key.cmp(&records[obs[y].record].key).then(obs[x].party.cmp(&obs[y].party))
+                })
+                .copied()
+                .unwrap_or(ms[0]);
+            (customer_id(&records[obs[founder].record].key, obs[founder].party), founder)
+        })
+        .collect();
     // Each record's source (its key's prefix), named once for every customer's profile.
     let mut source_names: Vec<Arc<str>> = Vec::new();
     let mut source_at: FxHashMap<&str, u32> = FxHashMap::default();
@@ -923,39 +946,56 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             })
         })
         .collect();
-    // Each customer's profile from its members, in parallel.
-    let built: Vec<(Customer, Sources, usize)> = groups
-        .par_iter()
-        .map(|ms| {
-            let founder = ms
-                .iter()
-                .min_by(|&&x, &&y| {
-                    records[obs[x].record].key.cmp(&records[obs[y].record].key).then(obs[x].party.cmp(&obs[y].party))
-                })
-                .copied()
-                .unwrap_or(ms[0]);
-            let id = customer_id(&records[obs[founder].record].key, obs[founder].party);
-            let mentions: Vec<(&Arc<str>, &dossier_schema::Mention)> = ms
-                .iter()
-                .flat_map(|&i| {
-                    let (r, party) = (obs[i].record, obs[i].party);
-                    let source = &source_names[source_of[r] as usize];
-                    records[r].mentions.iter().filter(move |m| m.party == party).map(move |m| (source, m))
-                })
-                .collect();
-            let (profile, parts) = Sources::build(&id, &mentions);
-            (Customer { id, profile, links: Vec::new() }, parts, founder)
-        })
-        .collect();
+    drop(source_at);
+    // The evidence of member `i`: its first merge's, naming the record on the other side.
+    let evidence_of = |i: usize| -> Vec<Evidence> {
+        let (a, b) = first_pair[i];
+        if (a, b) == NO_PAIR {
+            return Vec::new();
+        }
+        let (a, b) = (a as usize, b as usize);
+        let mut ev = explain(a, b);
+        if i == b {
+            let other = &records[obs[a].record].key;
+            ev.iter_mut().for_each(|e| e.other.clone_from(other));
+        }
+        ev
+    };
+    type Detail = (Profile, Sources, Vec<(usize, Vec<Evidence>)>);
+    // A customer's profile, its sources, and the evidence of each member record (by its first
+    // observation in the customer, as the member links keep it).
+    let detail = |ci: usize| -> Detail {
+        let (ms, (id, founder)) = (groups[ci], &heads[ci]);
+        let mentions: Vec<(&Arc<str>, &dossier_schema::Mention)> = ms
+            .iter()
+            .flat_map(|&i| {
+                let (r, party) = (obs[i].record, obs[i].party);
+                let source = &source_names[source_of[r] as usize];
+                records[r].mentions.iter().filter(move |m| m.party == party).map(move |m| (source, m))
+            })
+            .collect();
+        let (profile, sources) = Sources::build(id, &mentions);
+        let mut seen: Vec<usize> = Vec::new();
+        let mut evidence = Vec::new();
+        for &i in ms.iter() {
+            if !seen.contains(&obs[i].record) {
+                seen.push(obs[i].record);
+                evidence.push((obs[i].record, if i == *founder { Vec::new() } else { evidence_of(i) }));
+            }
+        }
+        (profile, sources, evidence)
+    };
+    // A full resolution writes every customer; an incremental one only those it resolved again
+    // or whose records changed, known once the links are (below).
+    let incremental = region.is_some();
+    let mut details: Vec<Option<Detail>> =
+        if incremental { Vec::new() } else { (0..groups.len()).into_par_iter().map(|ci| Some(detail(ci))).collect() };
     // A strong value's owning customer (by index); `None` when several hold it.
     let mut value_owner: FxHashMap<&str, Option<usize>> = FxHashMap::default();
-    let mut customers: Vec<Customer> = Vec::with_capacity(built.len());
     let mut links: HashMap<String, Vec<String>> = HashMap::new();
     let mut link_role: FxHashMap<(String, String), (String, Vec<Evidence>)> = FxHashMap::default();
-    let mut sources: HashMap<String, Sources> = HashMap::new();
     let mut resolved_customers = region.as_ref().map(|_| std::collections::HashSet::new());
-    for (ci, ((customer, parts, founder), ms)) in built.into_iter().zip(&groups).enumerate() {
-        let id = &customer.id;
+    for (ci, ((id, _), ms)) in heads.iter().zip(&groups).enumerate() {
         if let (Some(set), Some(r)) = (resolved_customers.as_mut(), region.as_ref())
             && ms.iter().any(|&i| r[i] == 0)
         {
@@ -965,15 +1005,9 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             for v in strong_values(&obs[i]) {
                 value_owner.entry(v.as_str()).and_modify(|o| *o = o.filter(|&x| x == ci)).or_insert(Some(ci));
             }
-            let ev = if i == founder { Vec::new() } else { evidence_of.remove(&i).unwrap_or_default() };
-            link_role.entry((records[obs[i].record].key.clone(), id.clone())).or_insert(("member".into(), ev));
+            link_role.entry((records[obs[i].record].key.clone(), id.clone())).or_insert(("member".into(), Vec::new()));
         }
-        sources.insert(id.clone(), parts);
-        customers.push(customer);
     }
-    // What the clustering held is spent; the links below are the last large build of the stage.
-    drop((evidence_of, groups, source_of, source_at));
-    drop(members);
 
     lap("customers");
     // 8. Loose strong values link documents to the one customer holding them.
@@ -983,7 +1017,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             let Some(Some(owner)) = value_owner.get(m.norm.as_str()) else {
                 continue;
             };
-            link_role.entry((r.key.clone(), customers[*owner].id.clone())).or_insert_with(|| {
+            link_role.entry((r.key.clone(), heads[*owner].0.clone())).or_insert_with(|| {
                 (
                     "mentions".into(),
                     vec![Evidence {
@@ -997,8 +1031,6 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         }
     }
     drop(value_owner);
-    let observations = obs.len();
-    drop(obs);
     for (key, id) in link_role.keys() {
         links.entry(key.clone()).or_default().push(id.clone());
     }
@@ -1037,24 +1069,78 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         }
     }
 
-    let mut by_customer: FxHashMap<String, Vec<Link>> = FxHashMap::default();
-    for ((key, id), (role, evidence)) in link_role {
-        by_customer.entry(id).or_default().push(Link { key, role, evidence });
-    }
-    for c in &mut customers {
-        let mut ls = by_customer.remove(&c.id).unwrap_or_default();
-        ls.sort_by(|a, b| a.key.cmp(&b.key));
-        c.links = ls;
-    }
-    customers.sort_by(|a, b| a.id.cmp(&b.id));
     for ids in links.values_mut() {
         ids.sort();
         ids.dedup();
     }
+
+    // 10. The customers written: after an incremental resolution, those resolved again and
+    //     those a record now or no longer links to; the others stand as the run before left them.
+    if let Plan::Incremental(_, prev) = plan {
+        let mut wanted: std::collections::HashSet<&str> =
+            resolved_customers.iter().flatten().map(String::as_str).collect();
+        let none = Vec::new();
+        for k in prev.links.keys().chain(links.keys()) {
+            let (old, new) = (prev.links.get(k).unwrap_or(&none), links.get(k).unwrap_or(&none));
+            if old != new {
+                wanted.extend(old.iter().chain(new).map(String::as_str));
+            }
+        }
+        details = heads
+            .par_iter()
+            .enumerate()
+            .map(|(ci, (id, _))| (prev.every_customer || wanted.contains(id.as_str())).then(|| detail(ci)))
+            .collect();
+    }
+    let observations = obs.len();
+    let mut customers: Vec<Customer> = Vec::new();
+    let mut sources: HashMap<String, Sources> = HashMap::new();
+    let mut unchanged: Vec<String> = Vec::new();
+    for ((id, _), d) in heads.into_iter().zip(details) {
+        let Some((profile, parts, evidence)) = d else {
+            unchanged.push(id);
+            continue;
+        };
+        for (r, ev) in evidence {
+            if let Some(l) = link_role.get_mut(&(records[r].key.clone(), id.clone())) {
+                l.1 = ev;
+            }
+        }
+        sources.insert(id.clone(), parts);
+        customers.push(Customer { id, profile, links: Vec::new() });
+    }
+    drop((groups, first_pair, source_of, source_names));
+    drop(members);
+    drop(obs);
+    let at: FxHashMap<&str, usize> = customers.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
+    let mut by_customer: Vec<Vec<Link>> = vec![Vec::new(); customers.len()];
+    for ((key, id), (role, evidence)) in link_role {
+        if let Some(&i) = at.get(id.as_str()) {
+            by_customer[i].push(Link { key, role, evidence });
+        }
+    }
+    drop(at);
+    for (c, mut ls) in customers.iter_mut().zip(by_customer) {
+        ls.sort_by(|a, b| a.key.cmp(&b.key));
+        c.links = ls;
+    }
+    customers.sort_by(|a, b| a.id.cmp(&b.id));
+    unchanged.sort();
     let mut generic: Vec<(String, usize)> = generic.into_iter().collect();
     generic.sort();
     let learnt = learnt.map(|m| Model { weights: weights.clone(), ..m });
-    Resolution { customers, links, generic, sources, weights, learnt, resolved, observations, resolved_customers }
+    Resolution {
+        customers,
+        unchanged,
+        links,
+        generic,
+        sources,
+        weights,
+        learnt,
+        resolved,
+        observations,
+        resolved_customers,
+    }
 }
 
 /// The region of each observation in an incremental run: 0 for those resolved again, else a
@@ -1655,11 +1741,34 @@ mod tests {
             fresh,
             replaced,
             generic: full_before.generic.iter().map(|(v, _)| v.clone()).collect(),
+            links: full_before.links.clone(),
+            every_customer: false,
         };
         let incremental = resolve(&new, Plan::Incremental(&model, &previous));
         let full = resolve(&new, Plan::Fixed(&model));
         assert!(incremental.resolved < incremental.observations, "{} resolved again", incremental.resolved);
-        assert_eq!(incremental.customers, full.customers);
+        assert_incremental_is_full(&incremental, &full, &full_before);
+    }
+
+    /// Checks an incremental result against a full resolution of the same records with the same
+    /// model: the customers it gives are the full run's, the others (`unchanged`) stand as the
+    /// run `before` left them and as the full run finds them, and records link where the full
+    /// run's do.
+    fn assert_incremental_is_full(incremental: &Resolution, full: &Resolution, before: &Resolution) {
+        let by_id = |r: &Resolution| -> HashMap<String, Customer> {
+            r.customers.iter().map(|c| (c.id.clone(), c.clone())).collect()
+        };
+        let (now, then) = (by_id(full), by_id(before));
+        for c in &incremental.customers {
+            assert_eq!(Some(c), now.get(&c.id), "{} as the full run gives it", c.id);
+        }
+        for id in &incremental.unchanged {
+            assert!(now.contains_key(id), "{id} is a customer of the full run");
+            assert_eq!(then.get(id), now.get(id), "{id} stands as the run before left it");
+        }
+        let mut ids: Vec<&String> = incremental.customers.iter().map(|c| &c.id).chain(&incremental.unchanged).collect();
+        ids.sort();
+        assert_eq!(ids, full.customers.iter().map(|c| &c.id).collect::<Vec<_>>());
         assert_eq!(incremental.links, full.links);
     }
 
@@ -1718,12 +1827,19 @@ mod tests {
             fresh.insert(e.key.clone());
             new.push(e);
         }
+        // A note that only mentions a known customer's email: that customer gains a link
+        // without being resolved again.
+        let email = old[500].mentions.iter().find(|m| m.kind == Email && m.party == 0).expect("an email").norm.clone();
+        new.push(rec("note:loose", RecordKind::Row, vec![m(Email, &email, LOOSE)]));
+        fresh.insert("note:loose".into());
         new.sort_by(|a, b| a.key.cmp(&b.key));
         let previous = Previous {
             members: members_of(&first),
             fresh,
             replaced,
             generic: first.generic.iter().map(|(v, _)| v.clone()).collect(),
+            links: first.links.clone(),
+            every_customer: false,
         };
         let incremental = resolve(&new, Plan::Incremental(&model, &previous));
         let full = resolve(&new, Plan::Fixed(&model));
@@ -1734,20 +1850,25 @@ mod tests {
             incremental.resolved,
             incremental.observations
         );
-        assert_eq!(incremental.customers.len(), full.customers.len());
-        for (a, b) in incremental.customers.iter().zip(&full.customers) {
-            assert_eq!(a, b);
-        }
-        assert_eq!(incremental.links, full.links);
+        assert_incremental_is_full(&incremental, &full, &first);
+        assert!(incremental.unchanged.len() > incremental.customers.len(), "most customers stand as they were");
+        let noted = &full.links["note:loose"];
+        assert_eq!(noted.len(), 1, "the note links to the email's customer");
+        assert!(!incremental.resolved_customers.as_ref().is_some_and(|r| r.contains(&noted[0])), "not resolved again");
+        assert!(incremental.customers.iter().any(|c| c.id == noted[0]), "but given again: its links changed");
 
         // Nothing changed: nothing is resolved again, and the result stands.
         let still = Previous {
             members: members_of(&full),
             generic: full.generic.iter().map(|(v, _)| v.clone()).collect(),
+            links: full.links.clone(),
             ..Default::default()
         };
         let again = resolve(&new, Plan::Incremental(&model, &still));
         assert_eq!(again.resolved, 0);
-        assert_eq!(again.customers, full.customers);
+        assert!(again.customers.is_empty(), "nothing changed, no customer is given again");
+        assert_incremental_is_full(&again, &full, &full);
+        let every = Previous { every_customer: true, ..still };
+        assert_eq!(resolve(&new, Plan::Incremental(&model, &every)).customers, full.customers);
     }
 }
