@@ -72,6 +72,21 @@ struct Obs {
     dobs: Values,
 }
 
+impl Obs {
+    /// Drops all but the strong values.
+    fn keep_strong_values(&mut self) {
+        let o = std::mem::take(self);
+        *self = Obs {
+            record: o.record,
+            party: o.party,
+            emails: o.emails,
+            phones: o.phones,
+            ids: o.ids,
+            ..Default::default()
+        };
+    }
+}
+
 /// What a cluster's guards look at: its members' given names, surnames and birth dates.
 #[derive(Default)]
 struct Guard {
@@ -855,7 +870,9 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     scored.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
     // The evidence of a pair: which values agreed or differed, with their weights, each naming
     // `b`'s record. Built only for the pairs that give a member its evidence.
-    let explain = |a: usize, b: usize| -> Vec<Evidence> {
+    // (The observations are a parameter, not captured, so that a full run can thin them out
+    // once every customer's evidence is built.)
+    let explain = |obs: &[Obs], a: usize, b: usize| -> Vec<Evidence> {
         let c = compare_obs(&obs[a], &obs[b], true);
         let g = c.gamma;
         let other = &records[obs[b].record].key;
@@ -948,13 +965,13 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         .collect();
     drop(source_at);
     // The evidence of member `i`: its first merge's, naming the record on the other side.
-    let evidence_of = |i: usize| -> Vec<Evidence> {
+    let evidence_of = |obs: &[Obs], i: usize| -> Vec<Evidence> {
         let (a, b) = first_pair[i];
         if (a, b) == NO_PAIR {
             return Vec::new();
         }
         let (a, b) = (a as usize, b as usize);
-        let mut ev = explain(a, b);
+        let mut ev = explain(obs, a, b);
         if i == b {
             let other = &records[obs[a].record].key;
             ev.iter_mut().for_each(|e| e.other.clone_from(other));
@@ -964,7 +981,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     type Detail = (Profile, Sources, Vec<(usize, Vec<Evidence>)>);
     // A customer's profile, its sources, and the evidence of each member record (by its first
     // observation in the customer, as the member links keep it).
-    let detail = |ci: usize| -> Detail {
+    let detail = |obs: &[Obs], ci: usize| -> Detail {
         let (ms, (id, founder)) = (groups[ci], &heads[ci]);
         let mentions: Vec<(&Arc<str>, &dossier_schema::Mention)> = ms
             .iter()
@@ -980,7 +997,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         for &i in ms.iter() {
             if !seen.contains(&obs[i].record) {
                 seen.push(obs[i].record);
-                evidence.push((obs[i].record, if i == *founder { Vec::new() } else { evidence_of(i) }));
+                evidence.push((obs[i].record, if i == *founder { Vec::new() } else { evidence_of(obs, i) }));
             }
         }
         (profile, sources, evidence)
@@ -988,8 +1005,12 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     // A full resolution writes every customer; an incremental one only those it resolved again
     // or whose records changed, known once the links are (below).
     let incremental = region.is_some();
-    let mut details: Vec<Option<Detail>> =
-        if incremental { Vec::new() } else { (0..groups.len()).into_par_iter().map(|ci| Some(detail(ci))).collect() };
+    let mut details: Vec<Option<Detail>> = Vec::new();
+    if !incremental {
+        details = (0..groups.len()).into_par_iter().map(|ci| Some(detail(&obs, ci))).collect();
+        // Only the strong values are read from here on (which customer holds each).
+        obs.par_iter_mut().for_each(Obs::keep_strong_values);
+    }
     // A strong value's owning customer (by index); `None` when several hold it.
     let mut value_owner: FxHashMap<&str, Option<usize>> = FxHashMap::default();
     let mut links: HashMap<String, Vec<String>> = HashMap::new();
@@ -1089,7 +1110,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         details = heads
             .par_iter()
             .enumerate()
-            .map(|(ci, (id, _))| (prev.every_customer || wanted.contains(id.as_str())).then(|| detail(ci)))
+            .map(|(ci, (id, _))| (prev.every_customer || wanted.contains(id.as_str())).then(|| detail(&obs, ci)))
             .collect();
     }
     let observations = obs.len();
