@@ -775,7 +775,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         state.commit_run(&commit)?;
         stage(&mut report, "state_commit", t);
         let t = Instant::now();
-        store.finish(writer)?;
+        merge(&store, writer);
         stage(&mut report, "merging", t);
         report.millis = t0.elapsed().as_millis() as u64;
         return Ok(report);
@@ -960,10 +960,18 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     // The stored report was written above; the caller's copy also times that write and the merges.
     stage(&mut report, "state_commit", t);
     let t = Instant::now();
-    store.finish(writer)?;
+    merge(&store, writer);
     stage(&mut report, "merging", t);
     report.millis = t0.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// Merges the index's segments after a run has committed; a failure there loses nothing (the
+/// run is committed, the next run merges), so it is logged, not returned.
+fn merge(store: &IndexStore, writer: tantivy::IndexWriter<tantivy::TantivyDocument>) {
+    if let Err(e) = store.finish(writer) {
+        tracing::warn!("merging the index's segments failed: {e}; the next run merges them");
+    }
 }
 
 /// Adds the time since `since` to a stage of the run's report.
