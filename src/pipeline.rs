@@ -838,7 +838,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     };
     stage(&mut report, "load_stored", t);
     let t = Instant::now();
-    let resolution = resolve::resolve(&all, plan);
+    let mut resolution = resolve::resolve(&all, plan);
     if kept.is_some() {
         old_links = std::mem::take(&mut previous.links);
     }
@@ -897,20 +897,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     // The customers whose documents and stored rows change: after an incremental resolution,
     // those resolved again, those a record now or no longer links to, and those gone; every
     // one after a full resolution, or when the roles' views changed.
-    let changed: Option<HashSet<String>> = match (&resolution.resolved_customers, views_current) {
-        (Some(resolved), true) => {
-            let mut c = resolved.clone();
-            for k in old_links.keys().chain(resolution.links.keys()) {
-                let (old, new) = (old_links.get(k).unwrap_or(&empty), resolution.links.get(k).unwrap_or(&empty));
-                if old != new {
-                    c.extend(old.iter().cloned());
-                    c.extend(new.iter().cloned());
-                }
-            }
-            Some(c)
-        }
-        _ => None,
-    };
+    let changed: Option<HashSet<String>> = resolution.changed.take();
     store.replace_customers(&writer, &resolution.customers, &resolution.sources, &views, changed.as_ref())?;
     commit.views = Some(fingerprint);
 

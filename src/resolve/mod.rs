@@ -191,6 +191,10 @@ pub struct Resolution {
     /// After an incremental resolution, the ids of the other customers, as the run before left
     /// them (same members, profile and links), in order.
     pub unchanged: Vec<String>,
+    /// After an incremental resolution that did not want every customer, the ids whose stored
+    /// customer changes: those in `customers`, and ids gone since (a record no longer links to
+    /// them); `None` when every customer is written.
+    pub changed: Option<std::collections::HashSet<String>>,
     /// Record key → customer ids.
     pub links: HashMap<String, Vec<String>>,
     /// Values found generic and ignored, with how many people shared each.
@@ -1097,6 +1101,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
 
     // 10. The customers written: after an incremental resolution, those resolved again and
     //     those a record now or no longer links to; the others stand as the run before left them.
+    let mut changed = None;
     if let Plan::Incremental(_, prev) = plan {
         let mut wanted: std::collections::HashSet<&str> =
             resolved_customers.iter().flatten().map(String::as_str).collect();
@@ -1112,6 +1117,9 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             .enumerate()
             .map(|(ci, (id, _))| (prev.every_customer || wanted.contains(id.as_str())).then(|| detail(&obs, ci)))
             .collect();
+        if !prev.every_customer {
+            changed = Some(wanted.into_iter().map(str::to_string).collect());
+        }
     }
     let observations = obs.len();
     let mut customers: Vec<Customer> = Vec::new();
@@ -1153,6 +1161,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     Resolution {
         customers,
         unchanged,
+        changed,
         links,
         generic,
         sources,
