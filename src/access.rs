@@ -188,7 +188,7 @@ impl Masker {
             .iter()
             .filter(|(k, v)| self.is_masked_field(k) && !v.trim().is_empty())
             .map(|(_, v)| v.trim().to_string())
-            .chain(r.mentions.iter().filter(|m| m.kind == MentionKind::Dob).map(|m| m.raw.clone()))
+            .chain(r.mentions.iter().filter(|m| m.kind == MentionKind::Dob).map(|m| m.raw.to_string()))
             .filter(|v| v.len() >= 4)
             .collect();
         v.sort_by_key(|x| std::cmp::Reverse(x.len()));
@@ -234,11 +234,11 @@ impl Masker {
 
 fn mask_mention(m: &Masker, x: &mut Mention, values: &[String]) {
     if x.kind == MentionKind::Dob {
-        x.raw = mask_all(&x.raw);
-        x.norm = mask_all(&x.norm);
+        x.raw = mask_all(&x.raw).into();
+        x.norm = mask_all(&x.norm).into();
     } else {
-        x.raw = m.text_and_values(&x.raw, values);
-        x.norm = m.text_and_values(&x.norm, values);
+        x.raw = m.text_and_values(&x.raw, values).into();
+        x.norm = m.text_and_values(&x.norm, values).into();
     }
 }
 

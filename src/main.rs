@@ -16,6 +16,9 @@ use dossier::state::{AuditEntry, AuditFilter, RunReport};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` of mimalloc.h (libmimalloc-sys names no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 /// dossier: one search box over every customer silo.
 ///
 /// Crawls databases, PDFs, spreadsheets, mailboxes and ticket exports, works out
@@ -659,6 +662,11 @@ fn bench_search(dir: &std::path::Path, clients: usize, seconds: u64, role: Optio
 }
 
 fn main() -> Result<()> {
+    // mimalloc 3 keeps freed pages a second (whole arenas ten) before giving them back, so a
+    // run that frees one stage's working set and builds the next held both: 100 ms returns
+    // them between stages at no measured cost in time (BENCHMARKS.md, resolution at 1M records).
+    // SAFETY: sets a plain option before any thread starts; mimalloc reads it on each purge.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 100) };
     let cli = Cli::parse();
     init_logging(cli.log_json, cli.verbose);
     match cli.command {
@@ -725,7 +733,7 @@ fn main() -> Result<()> {
                         .chain(&p.phones)
                         .chain(&p.companies)
                         .chain(&p.cities)
-                        .map(String::as_str)
+                        .map(|s| s.as_str())
                         .collect();
                     println!("   {}", facts.join(" · "));
                     for f in &d.flags {

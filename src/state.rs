@@ -448,7 +448,7 @@ impl State {
                 for cu in customers {
                     put_c.execute(params![cu.id, serde_json::to_string(cu)?])?;
                     for l in &cu.links {
-                        put_l.execute(params![l.key, cu.id, l.role])?;
+                        put_l.execute(params![l.key, cu.id, l.role.as_str()])?;
                     }
                 }
                 let now = chrono::Utc::now().to_rfc3339();

@@ -1,19 +1,24 @@
 //! Resolved customers, the evidence behind each link, and the dossiers a query returns.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::ValueSet;
 
 /// One piece of evidence for a link: which value matched, from where, with what weight.
+/// Every link but a founder's has several, so they are compact: short texts inline, and the
+/// other record's key shared by the pieces of one comparison.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Evidence {
     /// The mention kind that matched (`email`, `phone`, `person`, …).
-    pub kind: String,
+    pub kind: CompactString,
     /// The normalized value that matched.
-    pub value: String,
+    pub value: CompactString,
     /// The record the other side of the comparison came from.
-    pub other: String,
+    pub other: Arc<str>,
     /// Log-likelihood weight (bits) this comparison contributed.
     pub weight: f64,
 }
@@ -24,7 +29,7 @@ pub struct Link {
     /// The record key.
     pub key: String,
     /// `member`: the record describes this customer; `mentions`: a document that names it.
-    pub role: String,
+    pub role: CompactString,
     /// The comparisons that put it there (empty for the cluster's founding record).
     #[serde(default)]
     pub evidence: Vec<Evidence>,

@@ -9,6 +9,8 @@ pub mod record;
 pub mod set;
 
 pub use api::{ApiErrorBody, Health, Provenance, SubjectExport, Suggestions};
+/// The compact string of [`Mention`] texts, for the stages that build mentions.
+pub use compact_str::CompactString;
 pub use customer::{
     Customer, Dossier, Evidence, Flag, Link, MatchReason, Profile, RecordGroup, RecordHit, SearchResponse, Suggestion,
     TimelineEntry,

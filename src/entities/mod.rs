@@ -8,7 +8,7 @@ pub mod normalize;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
 
-use dossier_schema::{Mention, MentionKind, Record, RecordKind};
+use dossier_schema::{CompactString, Mention, MentionKind, Record, RecordKind};
 use regex::Regex;
 
 use crate::config::Config;
@@ -160,8 +160,8 @@ impl Collector {
             self.out.push(Mention {
                 kind,
                 raw: raw.trim().chars().take(200).collect(),
-                norm,
-                field: field.map(str::to_string),
+                norm: norm.into(),
+                field: field.map(CompactString::from),
                 offset: offset.and_then(|o| u32::try_from(o).ok()),
                 party,
             });
@@ -454,7 +454,7 @@ fn single_party_owns_loose(ms: &mut Vec<Mention>) {
     if parties.len() != 1 || !parties.contains(&0) {
         return;
     }
-    let owned: HashSet<(MentionKind, String)> =
+    let owned: HashSet<(MentionKind, CompactString)> =
         ms.iter().filter(|m| m.party == 0).map(|m| (m.kind, m.norm.clone())).collect();
     ms.retain(|m| m.party != LOOSE || !owned.contains(&(m.kind, m.norm.clone())));
     for m in ms.iter_mut().filter(|m| m.party == LOOSE && m.kind.is_strong()) {

@@ -4,17 +4,19 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use dossier_schema::CompactString;
 use rphonetic::DoubleMetaphone;
 
-/// A parsed person name, folded to ASCII lowercase.
+/// A parsed person name, folded to ASCII lowercase (parts inline up to 24 bytes: resolution
+/// holds one per record).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PersonName {
     /// Given name, canonical (`bob` → `robert`); may be a single initial.
-    pub first: String,
+    pub first: CompactString,
     /// Family name.
-    pub last: String,
+    pub last: CompactString,
     /// Every other part (middle names, initials).
-    pub middle: Vec<String>,
+    pub middle: Vec<CompactString>,
 }
 
 const TITLES: &[&str] = &["mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "madam", "mme", "herr", "frau"];
@@ -156,9 +158,9 @@ pub fn parse(raw: &str) -> Option<PersonName> {
             return None;
         }
         return Some(PersonName {
-            first: canonical_first(first).to_string(),
-            last: String::new(),
-            middle: parts.take(4).map(str::to_string).collect(),
+            first: canonical_first(first).into(),
+            last: CompactString::default(),
+            middle: parts.take(4).map(CompactString::from).collect(),
         });
     }
     // "Smith, Jane A." is surname first.
@@ -181,11 +183,11 @@ pub fn parse(raw: &str) -> Option<PersonName> {
         return None;
     }
     if parts.len() == 1 {
-        return Some(PersonName { first: String::new(), last: parts[0].to_string(), middle: vec![] });
+        return Some(PersonName { first: CompactString::default(), last: parts[0].into(), middle: vec![] });
     }
-    let last = parts.pop().unwrap_or_default().to_string();
-    let first = canonical_first(parts.remove(0)).to_string();
-    Some(PersonName { first, last, middle: parts.into_iter().map(str::to_string).collect() })
+    let last = parts.pop().unwrap_or_default().into();
+    let first = canonical_first(parts.remove(0)).into();
+    Some(PersonName { first, last, middle: parts.into_iter().map(CompactString::from).collect() })
 }
 
 /// A name from separate given-name and surname columns, either of which may be empty.
@@ -198,7 +200,7 @@ pub fn from_parts(first: &str, last: &str) -> Option<PersonName> {
     match (f.is_empty(), l.is_empty()) {
         (true, true) => None,
         (false, false) => parse(&format!("{f} {l}")),
-        (true, false) => Some(PersonName { first: String::new(), last: l, middle: vec![] }),
+        (true, false) => Some(PersonName { first: CompactString::default(), last: l.into(), middle: vec![] }),
         (false, true) => parse(&format!(", {f}")),
     }
 }
@@ -226,16 +228,16 @@ pub fn sounds_alike(a: &str, b: &str) -> bool {
 
 /// True when two words' Double Metaphone codes (as `phonetic` gives them) agree, primary or
 /// alternate; for callers that computed the codes once.
-pub fn codes_alike(a: &(String, String), b: &(String, String)) -> bool {
-    !a.0.is_empty() && (a.0 == b.0 || a.0 == b.1 || a.1 == b.0 || (a.1 == b.1 && !a.1.is_empty()))
+pub fn codes_alike<S: AsRef<str> + PartialEq>(a: &(S, S), b: &(S, S)) -> bool {
+    !a.0.as_ref().is_empty() && (a.0 == b.0 || a.0 == b.1 || a.1 == b.0 || (a.1 == b.1 && !a.1.as_ref().is_empty()))
 }
 
 impl PersonName {
     /// `first last`, the normalized form.
     pub fn norm(&self) -> String {
         match (self.first.is_empty(), self.last.is_empty()) {
-            (true, _) => self.last.clone(),
-            (false, true) => self.first.clone(),
+            (true, _) => self.last.to_string(),
+            (false, true) => self.first.to_string(),
             (false, false) => format!("{} {}", self.first, self.last),
         }
     }

@@ -6,6 +6,8 @@
 //! (`estimate`); this module only decides which level a pair is at.
 
 use super::values::Values;
+use dossier_schema::CompactString;
+
 use crate::entities::names::{self, PersonName};
 
 /// The attributes compared.
@@ -123,15 +125,22 @@ impl Packed {
 #[derive(Debug, Clone, Default)]
 pub struct Sounds {
     /// Codes of the given name.
-    pub first: (String, String),
+    pub first: (CompactString, CompactString),
     /// Codes of the surname.
-    pub last: (String, String),
+    pub last: (CompactString, CompactString),
 }
 
 impl Sounds {
     /// The codes of `n`.
     pub fn of(n: &PersonName) -> Sounds {
-        let code = |s: &str| if s.is_empty() { Default::default() } else { names::phonetic(s) };
+        let code = |s: &str| {
+            if s.is_empty() {
+                Default::default()
+            } else {
+                let (a, b) = names::phonetic(s);
+                (a.into(), b.into())
+            }
+        };
         Sounds { first: code(&n.first), last: code(&n.last) }
     }
 }
@@ -200,7 +209,7 @@ pub fn first_level(a: &str, b: &str) -> u8 {
     first_level_coded(a, b, &names::phonetic(a), &names::phonetic(b))
 }
 
-fn first_level_coded(a: &str, b: &str, ac: &(String, String), bc: &(String, String)) -> u8 {
+fn first_level_coded<S: AsRef<str> + PartialEq>(a: &str, b: &str, ac: &(S, S), bc: &(S, S)) -> u8 {
     if a.is_empty() || b.is_empty() {
         return 0;
     }
@@ -221,7 +230,7 @@ pub fn last_level(a: &str, b: &str) -> u8 {
     last_level_coded(a, b, &names::phonetic(a), &names::phonetic(b))
 }
 
-fn last_level_coded(a: &str, b: &str, ac: &(String, String), bc: &(String, String)) -> u8 {
+fn last_level_coded<S: AsRef<str> + PartialEq>(a: &str, b: &str, ac: &(S, S), bc: &(S, S)) -> u8 {
     if a.is_empty() || b.is_empty() {
         return 0;
     }
@@ -421,7 +430,7 @@ pub fn address_level(a: &Values, b: &Values, explain: bool) -> (u8, String) {
     if a.is_empty() || b.is_empty() {
         return (0, String::new());
     }
-    let mut best: (f64, Option<(&String, &String)>) = (0.0, None);
+    let mut best: (f64, Option<(&CompactString, &CompactString)>) = (0.0, None);
     for x in a {
         for y in b {
             let s = address_similarity(x, y);
@@ -440,7 +449,7 @@ pub fn address_level(a: &Values, b: &Values, explain: bool) -> (u8, String) {
         _ if !explain => String::new(),
         Some((x, y)) if level < 4 => {
             if x == y {
-                x.clone()
+                x.to_string()
             } else {
                 format!("{x} ~ {y}")
             }
@@ -456,7 +465,7 @@ pub fn city_level(a: &Values, b: &Values, explain: bool) -> (u8, String) {
         return (0, String::new());
     }
     if let Some(c) = a.common(b).next() {
-        return (1, if explain { c.clone() } else { String::new() });
+        return (1, if explain { c.to_string() } else { String::new() });
     }
     let squash = |s: &str| s.bytes().filter(|&c| c != b' ').collect::<Vec<u8>>();
     for x in a {
@@ -490,7 +499,7 @@ pub fn dob_level(a: &Values, b: &Values, explain: bool) -> (u8, String) {
         return (0, String::new());
     }
     if let Some(d) = a.common(b).next() {
-        return (1, if explain { d.clone() } else { String::new() });
+        return (1, if explain { d.to_string() } else { String::new() });
     }
     for x in a {
         for y in b {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use dossier_schema::{Customer, Evidence, Link, MentionKind, Profile, RecordKind};
+use dossier_schema::{CompactString, Customer, Evidence, Link, MentionKind, Profile, RecordKind};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -63,7 +63,7 @@ struct Obs {
     /// The kinds of `ids` (`order`, `account`).
     id_kinds: Values,
     /// Strong values as found, until generic values are known.
-    strong: Vec<(MentionKind, String)>,
+    strong: Vec<(MentionKind, CompactString)>,
     companies: Values,
     /// The addresses without the observation's own city words, so that address and city are
     /// compared apart (two neighbours share a city, not a street).
@@ -90,9 +90,9 @@ impl Obs {
 /// What a cluster's guards look at: its members' given names, surnames and birth dates.
 #[derive(Default)]
 struct Guard {
-    firsts: BTreeSet<String>,
-    lasts: BTreeSet<String>,
-    dobs: BTreeSet<String>,
+    firsts: BTreeSet<CompactString>,
+    lasts: BTreeSet<CompactString>,
+    dobs: BTreeSet<CompactString>,
 }
 
 impl Guard {
@@ -165,7 +165,7 @@ impl Clusters<'_> {
             return false;
         }
         if !a.firsts.is_empty() && !b.firsts.is_empty() && !priced.first {
-            let close = |x: &String, y: &String| matches!(compare::first_level(x, y), 1..=3);
+            let close = |x: &str, y: &str| matches!(compare::first_level(x, y), 1..=3);
             return a.firsts.iter().any(|x| b.firsts.iter().any(|y| close(x, y)))
                 // Given name and surname swapped in one silo.
                 || a.firsts.iter().any(|x| b.lasts.iter().any(|y| compare::last_level(x, y) == 1))
@@ -281,7 +281,7 @@ impl Sources {
             let (field, value) = profile_value(m);
             let set = profile_set_mut(&mut profile, field);
             if !set.contains(value) {
-                set.insert(value.to_string());
+                set.insert(value);
             }
             if let Err(i) = names.binary_search(source) {
                 names.insert(i, Arc::clone(source));
@@ -352,16 +352,18 @@ impl Sources {
                 }
                 at += 1;
             }
-            let len = |i: u32| whole.names.get(i as usize).map_or(0, String::len);
+            let len = |i: u32| whole.names.get(i as usize).map_or(0, CompactString::len);
             if count > 0 && best.is_none_or(|(b, c)| (count, len(n)) >= (c, len(b))) {
                 best = Some((n, count));
             }
         }
         let email = || {
             let first = self.given.iter().find(|g| g.0 == 1 && seen(g.2))?;
-            whole.emails.get(first.1 as usize).cloned()
+            whole.emails.get(first.1 as usize).map(CompactString::to_string)
         };
-        best.and_then(|(n, _)| whole.names.get(n as usize).cloned()).or_else(email).unwrap_or_else(|| id.to_string())
+        best.and_then(|(n, _)| whole.names.get(n as usize).map(CompactString::to_string))
+            .or_else(email)
+            .unwrap_or_else(|| id.to_string())
     }
 }
 
@@ -396,7 +398,7 @@ fn split_strong(o: &mut Obs, generic: impl Fn(&str) -> bool) {
             MentionKind::Email => emails.push(v),
             MentionKind::Phone => phones.push(v),
             _ => {
-                id_kinds.push(v.split_once(':').map(|(k, _)| k.to_string()).unwrap_or_default());
+                id_kinds.push(v.split_once(':').map(|(k, _)| CompactString::from(k)).unwrap_or_default());
                 ids.push(v)
             }
         };
@@ -406,7 +408,7 @@ fn split_strong(o: &mut Obs, generic: impl Fn(&str) -> bool) {
 }
 
 /// An observation's strong values that are not generic (after [`split_strong`]).
-fn strong_values(o: &Obs) -> impl Iterator<Item = &String> {
+fn strong_values(o: &Obs) -> impl Iterator<Item = &CompactString> {
     o.emails.iter().chain(o.phones.iter()).chain(o.ids.iter())
 }
 
@@ -415,10 +417,10 @@ fn record_observations(ri: usize, r: &RecordEntities) -> Vec<Obs> {
     /// One party's values as they are found, before they are sorted into sets.
     #[derive(Default)]
     struct Found {
-        companies: Vec<String>,
-        addresses: Vec<String>,
-        cities: Vec<String>,
-        dobs: Vec<String>,
+        companies: Vec<CompactString>,
+        addresses: Vec<CompactString>,
+        cities: Vec<CompactString>,
+        dobs: Vec<CompactString>,
     }
     let mut obs: Vec<(Obs, Found)> = Vec::new();
     for m in r.mentions.iter().filter(|m| m.party != LOOSE) {
@@ -588,7 +590,7 @@ fn name_order<'a>(o: &'a Obs, record: &'a str, key: BlockKey) -> Order<'a> {
         })
         .map_or(("", ""), |(n, _)| (n.first.as_str(), n.last.as_str()));
     let (first, last) = if key_kind(key) == b'b' && last < first { (last, first) } else { (first, last) };
-    (first, last, o.streets.iter().next().map_or("", String::as_str), record, o.party)
+    (first, last, o.streets.iter().next().map_or("", CompactString::as_str), record, o.party)
 }
 
 /// Calls `f` with each candidate pair of a block's members (see [`windowed`]).
@@ -730,7 +732,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
                 for n in &o.names {
                     for part in [&n.first, &n.last] {
                         if !part.is_empty() {
-                            *name_freq.entry(part.clone()).or_default() += 1;
+                            *name_freq.entry(part.to_string()).or_default() += 1;
                         }
                     }
                 }
@@ -803,7 +805,13 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     lap("blocking");
 
     // 6. Candidate pairs (u32 halves the largest allocation of the stage), compared.
-    let mut pairs: Vec<(u32, u32)> = Vec::new();
+    // Counted first, so that the largest allocation of the run is made once at its size
+    // instead of doubling (the old and the new buffer together were the run's peak).
+    let mut most = 0usize;
+    for (k, ms) in block_keys_list.iter().zip(&members) {
+        block_pairs(*k, ms, |_, _| most += 1);
+    }
+    let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(most);
     for (k, ms) in block_keys_list.iter().zip(&members) {
         block_pairs(*k, ms, |a, b| {
             let same_region = region.as_ref().is_none_or(|r| r[a as usize] == r[b as usize]);
@@ -879,10 +887,10 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     let explain = |obs: &[Obs], a: usize, b: usize| -> Vec<Evidence> {
         let c = compare_obs(&obs[a], &obs[b], true);
         let g = c.gamma;
-        let other = &records[obs[b].record].key;
+        let other: Arc<str> = Arc::from(records[obs[b].record].key.as_str());
         let mut evidence: Vec<Evidence> = Vec::new();
         let mut push = |kind: &str, value: String, weight: f64| {
-            evidence.push(Evidence { kind: kind.into(), value, other: other.clone(), weight })
+            evidence.push(Evidence { kind: kind.into(), value: value.into(), other: other.clone(), weight })
         };
         if let Some((na, nb)) = c.names
             && (g[Feature::First.index()] != 0 || g[Feature::Last.index()] != 0)
@@ -894,7 +902,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             if l == 1 {
                 // The feature counts once, however many values the two share.
                 for (n, v) in c.shared.iter().filter(|(k, _)| *k == f).enumerate() {
-                    push(f.kind(), v.1.clone(), if n == 0 { w.of(f, 1) } else { 0.0 });
+                    push(f.kind(), v.1.to_string(), if n == 0 { w.of(f, 1) } else { 0.0 });
                 }
             } else if l > 1 && w.of(f, l) != 0.0 {
                 push(f.kind(), "differs".into(), w.of(f, l));
@@ -977,8 +985,8 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         let (a, b) = (a as usize, b as usize);
         let mut ev = explain(obs, a, b);
         if i == b {
-            let other = &records[obs[a].record].key;
-            ev.iter_mut().for_each(|e| e.other.clone_from(other));
+            let other: Arc<str> = Arc::from(records[obs[a].record].key.as_str());
+            ev.iter_mut().for_each(|e| e.other = other.clone());
         }
         ev
     };
@@ -1014,11 +1022,14 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         details = (0..groups.len()).into_par_iter().map(|ci| Some(detail(&obs, ci))).collect();
         // Only the strong values are read from here on (which customer holds each).
         obs.par_iter_mut().for_each(Obs::keep_strong_values);
+        lap("profiles and evidence");
     }
     // A strong value's owning customer (by index); `None` when several hold it.
     let mut value_owner: FxHashMap<&str, Option<usize>> = FxHashMap::default();
-    let mut links: HashMap<String, Vec<String>> = HashMap::new();
-    let mut link_role: FxHashMap<(String, String), (String, Vec<Evidence>)> = FxHashMap::default();
+    // Links by (record, customer) index, not by key and id: a million records' links keyed by
+    // two copied strings each were a tenth of a large run's memory. A record index at or past
+    // `records.len()` names a parent key that is no record of this run (`extra_keys`).
+    let mut link_role: FxHashMap<(u32, u32), (&'static str, Vec<Evidence>)> = FxHashMap::default();
     let mut resolved_customers = region.as_ref().map(|_| std::collections::HashSet::new());
     for (ci, ((id, _), ms)) in heads.iter().zip(&groups).enumerate() {
         if let (Some(set), Some(r)) = (resolved_customers.as_mut(), region.as_ref())
@@ -1030,25 +1041,25 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             for v in strong_values(&obs[i]) {
                 value_owner.entry(v.as_str()).and_modify(|o| *o = o.filter(|&x| x == ci)).or_insert(Some(ci));
             }
-            link_role.entry((records[obs[i].record].key.clone(), id.clone())).or_insert(("member".into(), Vec::new()));
+            link_role.entry((obs[i].record as u32, ci as u32)).or_insert(("member", Vec::new()));
         }
     }
 
     lap("customers");
     // 8. Loose strong values link documents to the one customer holding them.
-    for r in records {
+    for (ri, r) in records.iter().enumerate() {
         for m in r.mentions.iter().filter(|m| m.party == LOOSE && m.kind.is_strong()) {
             // A value held by several customers identifies none of them.
             let Some(Some(owner)) = value_owner.get(m.norm.as_str()) else {
                 continue;
             };
-            link_role.entry((r.key.clone(), heads[*owner].0.clone())).or_insert_with(|| {
+            link_role.entry((ri as u32, *owner as u32)).or_insert_with(|| {
                 (
-                    "mentions".into(),
+                    "mentions",
                     vec![Evidence {
                         kind: m.kind.as_str().into(),
                         value: m.norm.clone(),
-                        other: r.key.clone(),
+                        other: Arc::from(r.key.as_str()),
                         weight: 0.0,
                     }],
                 )
@@ -1056,48 +1067,79 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         }
     }
     drop(value_owner);
-    for (key, id) in link_role.keys() {
-        links.entry(key.clone()).or_default().push(id.clone());
+    if !incremental {
+        // A full run has built every customer's detail: nothing more is read of the observations.
+        obs = Vec::new();
+    }
+    lap("mentions");
+    let mut linked: Vec<Vec<u32>> = vec![Vec::new(); records.len()];
+    for &(ri, ci) in link_role.keys() {
+        linked[ri as usize].push(ci);
     }
 
     // 9. Parts inherit: a page or attachment with no customer of its own takes its
     //    parent's, and a document takes the customers of its pages.
-    let by_key: FxHashMap<&str, &RecordEntities> = records.iter().map(|r| (r.key.as_str(), *r)).collect();
-    let mut inherited: Vec<(String, String, String)> = Vec::new();
-    for r in records {
+    let mut index_of: FxHashMap<&str, u32> =
+        records.iter().enumerate().map(|(i, r)| (r.key.as_str(), i as u32)).collect();
+    let mut extra_keys: Vec<&str> = Vec::new();
+    let mut inherited: Vec<(u32, u32, u32)> = Vec::new();
+    for (ri, r) in records.iter().enumerate() {
         if r.kind == RecordKind::Page
             && let Some(p) = &r.parent
         {
-            for id in links.get(&r.key).cloned().unwrap_or_default() {
-                inherited.push((p.clone(), id, r.key.clone()));
+            let pi = *index_of.entry(p.as_str()).or_insert_with(|| {
+                extra_keys.push(p);
+                (records.len() + extra_keys.len() - 1) as u32
+            });
+            for &ci in &linked[ri] {
+                inherited.push((pi, ci, ri as u32));
             }
         }
     }
-    for (k, id, from) in inherited {
-        add_link(&mut links, &mut link_role, &k, &id, &from);
+    linked.resize(records.len() + extra_keys.len(), Vec::new());
+    let key_of = |i: u32| -> &str {
+        records.get(i as usize).map_or_else(|| extra_keys[i as usize - records.len()], |r| r.key.as_str())
+    };
+    for (ri, ci, from) in inherited {
+        add_link(&mut linked, &mut link_role, ri, ci, key_of(from));
     }
-    for r in records {
-        if links.contains_key(&r.key) {
+    for (ri, r) in records.iter().enumerate() {
+        if !linked[ri].is_empty() {
             continue;
         }
         let mut p = r.parent.as_deref();
         let mut depth = 0;
         while let Some(pk) = p {
-            if let Some(ids) = links.get(pk).cloned() {
-                for id in ids {
-                    add_link(&mut links, &mut link_role, &r.key, &id, pk);
+            if let Some(&pi) = index_of.get(pk)
+                && !linked[pi as usize].is_empty()
+            {
+                for ci in linked[pi as usize].clone() {
+                    add_link(&mut linked, &mut link_role, ri as u32, ci, pk);
                 }
                 break;
             }
             depth += 1;
-            p = if depth < 8 { by_key.get(pk).and_then(|x| x.parent.as_deref()) } else { None };
+            p = if depth < 8 {
+                index_of.get(pk).and_then(|&i| records.get(i as usize)).and_then(|x| x.parent.as_deref())
+            } else {
+                None
+            };
         }
     }
-
-    for ids in links.values_mut() {
-        ids.sort();
-        ids.dedup();
-    }
+    index_of.clear();
+    let links: HashMap<String, Vec<String>> = linked
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, cs)| !cs.is_empty())
+        .map(|(ri, cs)| {
+            let mut ids: Vec<String> = cs.iter().map(|&ci| heads[ci as usize].0.clone()).collect();
+            ids.sort();
+            ids.dedup();
+            (key_of(ri as u32).to_string(), ids)
+        })
+        .collect();
+    drop(linked);
+    lap("links");
 
     // 10. The customers written: after an incremental resolution, those resolved again and
     //     those a record now or no longer links to; the others stand as the run before left them.
@@ -1125,27 +1167,29 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     let mut customers: Vec<Customer> = Vec::new();
     let mut sources: HashMap<String, Sources> = HashMap::new();
     let mut unchanged: Vec<String> = Vec::new();
-    for ((id, _), d) in heads.into_iter().zip(details) {
+    // Customer index → its place in `customers` (written ones only).
+    let mut at: Vec<Option<u32>> = vec![None; heads.len()];
+    for (ci, ((id, _), d)) in heads.into_iter().zip(details).enumerate() {
         let Some((profile, parts, evidence)) = d else {
             unchanged.push(id);
             continue;
         };
         for (r, ev) in evidence {
-            if let Some(l) = link_role.get_mut(&(records[r].key.clone(), id.clone())) {
+            if let Some(l) = link_role.get_mut(&(r as u32, ci as u32)) {
                 l.1 = ev;
             }
         }
         sources.insert(id.clone(), parts);
+        at[ci] = Some(customers.len() as u32);
         customers.push(Customer { id, profile, links: Vec::new() });
     }
     drop((groups, first_pair, source_of, source_names));
     drop(members);
     drop(obs);
-    let at: FxHashMap<&str, usize> = customers.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
     let mut by_customer: Vec<Vec<Link>> = vec![Vec::new(); customers.len()];
-    for ((key, id), (role, evidence)) in link_role {
-        if let Some(&i) = at.get(id.as_str()) {
-            by_customer[i].push(Link { key, role, evidence });
+    for ((ri, ci), (role, evidence)) in link_role {
+        if let Some(i) = at[ci as usize] {
+            by_customer[i as usize].push(Link { key: key_of(ri).to_string(), role: role.into(), evidence });
         }
     }
     drop(at);
@@ -1155,6 +1199,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     }
     customers.sort_by(|a, b| a.id.cmp(&b.id));
     unchanged.sort();
+    lap("customers' links");
     let mut generic: Vec<(String, usize)> = generic.into_iter().collect();
     generic.sort();
     let learnt = learnt.map(|m| Model { weights: weights.clone(), ..m });
@@ -1441,7 +1486,7 @@ fn address_blocks(a: &str) -> Vec<BlockKey> {
 struct Compared<'a> {
     gamma: Gamma,
     names: Option<(&'a PersonName, &'a PersonName)>,
-    shared: Vec<(Feature, String)>,
+    shared: Vec<(Feature, CompactString)>,
     company: String,
     address: String,
     city: String,
@@ -1483,7 +1528,7 @@ fn compare_obs<'a>(a: &'a Obs, b: &'a Obs, explain: bool) -> Compared<'a> {
             Some(c) => {
                 g[Feature::Company.index()] = 1;
                 if explain {
-                    company = c.clone();
+                    company = c.to_string();
                 }
             }
             None => {
@@ -1503,19 +1548,17 @@ fn compare_obs<'a>(a: &'a Obs, b: &'a Obs, explain: bool) -> Compared<'a> {
     Compared { gamma: g, names, shared, company, address, city, dob }
 }
 
+/// Links record `ri` to customer `ci` as a part of record `from`, unless it is already linked.
 fn add_link(
-    links: &mut HashMap<String, Vec<String>>,
-    roles: &mut FxHashMap<(String, String), (String, Vec<Evidence>)>,
-    key: &str,
-    id: &str,
+    linked: &mut [Vec<u32>],
+    roles: &mut FxHashMap<(u32, u32), (&'static str, Vec<Evidence>)>,
+    ri: u32,
+    ci: u32,
     from: &str,
 ) {
-    links.entry(key.to_string()).or_default().push(id.to_string());
-    roles.entry((key.to_string(), id.to_string())).or_insert_with(|| {
-        (
-            "part".into(),
-            vec![Evidence { kind: "part_of".into(), value: from.to_string(), other: from.to_string(), weight: 0.0 }],
-        )
+    roles.entry((ri, ci)).or_insert_with(|| {
+        linked[ri as usize].push(ci);
+        ("part", vec![Evidence { kind: "part_of".into(), value: from.into(), other: Arc::from(from), weight: 0.0 }])
     });
 }
 
@@ -1655,7 +1698,7 @@ mod tests {
         assert_eq!(r.customers.len(), 1);
         assert_eq!(r.customers[0].id, customer_id("a:1", 0));
         let l = r.customers[0].links.iter().find(|l| l.key == "b:2").unwrap();
-        assert!(l.evidence.iter().any(|e| e.kind == "email" && e.other == "a:1"));
+        assert!(l.evidence.iter().any(|e| e.kind == "email" && &*e.other == "a:1"));
 
         // Whichever side of a pair a member was, its evidence names the other record.
         let records = vec![
@@ -1666,7 +1709,7 @@ mod tests {
         let r = resolve(&records, Plan::Estimate(&Weights::default()));
         assert_eq!(r.customers.len(), 1);
         for l in &r.customers[0].links {
-            assert!(l.evidence.iter().all(|e| e.other != l.key), "{l:?}");
+            assert!(l.evidence.iter().all(|e| *e.other != *l.key), "{l:?}");
             assert_eq!(l.evidence.is_empty(), l.key == "a:1", "{l:?}");
         }
     }

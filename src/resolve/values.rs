@@ -4,13 +4,16 @@
 //! records: a `BTreeSet<String>` allocates a node of eleven slots (about 280 bytes) for even one
 //! value, a boxed slice exactly what it holds.
 
-/// Sorted, distinct strings in one exact-size allocation (none when empty).
+use dossier_schema::CompactString;
+
+/// Sorted, distinct strings in one exact-size allocation (none when empty), each inline up to
+/// 24 bytes (most values are shorter, so most sets make one allocation, not one a value).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Values(Box<[String]>);
+pub struct Values(Box<[CompactString]>);
 
 impl Values {
     /// The set of `v`'s distinct strings.
-    pub fn new(mut v: Vec<String>) -> Values {
+    pub fn new(mut v: Vec<CompactString>) -> Values {
         v.sort_unstable();
         v.dedup();
         Values(v.into_boxed_slice())
@@ -27,7 +30,7 @@ impl Values {
     }
 
     /// The values, in order.
-    pub fn iter(&self) -> std::slice::Iter<'_, String> {
+    pub fn iter(&self) -> std::slice::Iter<'_, CompactString> {
         self.0.iter()
     }
 
@@ -37,7 +40,7 @@ impl Values {
     }
 
     /// The values both hold, in order (a merge of the two sorted lists).
-    pub fn common<'a>(&'a self, other: &'a Values) -> impl Iterator<Item = &'a String> + 'a {
+    pub fn common<'a>(&'a self, other: &'a Values) -> impl Iterator<Item = &'a CompactString> + 'a {
         let (mut i, mut j) = (0, 0);
         let (a, b) = (&self.0, &other.0);
         std::iter::from_fn(move || {
@@ -63,17 +66,23 @@ impl Values {
 }
 
 impl<'a> IntoIterator for &'a Values {
-    type Item = &'a String;
-    type IntoIter = std::slice::Iter<'a, String>;
+    type Item = &'a CompactString;
+    type IntoIter = std::slice::Iter<'a, CompactString>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
     }
 }
 
+impl FromIterator<CompactString> for Values {
+    fn from_iter<I: IntoIterator<Item = CompactString>>(iter: I) -> Values {
+        Values::new(iter.into_iter().collect())
+    }
+}
+
 impl FromIterator<String> for Values {
     fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> Values {
-        Values::new(iter.into_iter().collect())
+        Values::new(iter.into_iter().map(CompactString::from).collect())
     }
 }
 
@@ -88,9 +97,9 @@ mod tests {
         fn behaves_as_a_btreeset(a in proptest::collection::vec("[a-d]{0,2}", 0..8),
                                  b in proptest::collection::vec("[a-d]{0,2}", 0..8)) {
             let (sa, sb): (BTreeSet<String>, BTreeSet<String>) = (a.iter().cloned().collect(), b.iter().cloned().collect());
-            let (va, vb) = (Values::new(a.clone()), Values::new(b.clone()));
-            prop_assert_eq!(va.iter().cloned().collect::<Vec<_>>(), sa.iter().cloned().collect::<Vec<_>>());
-            prop_assert_eq!(va.common(&vb).cloned().collect::<Vec<_>>(), sa.intersection(&sb).cloned().collect::<Vec<_>>());
+            let (va, vb): (Values, Values) = (a.iter().cloned().collect(), b.iter().cloned().collect());
+            prop_assert_eq!(va.iter().map(|x| x.to_string()).collect::<Vec<_>>(), sa.iter().cloned().collect::<Vec<_>>());
+            prop_assert_eq!(va.common(&vb).map(|x| x.to_string()).collect::<Vec<_>>(), sa.intersection(&sb).cloned().collect::<Vec<_>>());
             prop_assert_eq!(va.is_disjoint(&vb), sa.is_disjoint(&sb));
             prop_assert_eq!(va.len(), sa.len());
             for x in &b {
