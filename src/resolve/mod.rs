@@ -1067,6 +1067,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         }
     }
     drop(value_owner);
+    let observations = obs.len();
     if !incremental {
         // A full run has built every customer's detail: nothing more is read of the observations.
         obs = Vec::new();
@@ -1163,7 +1164,6 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             changed = Some(wanted.into_iter().map(str::to_string).collect());
         }
     }
-    let observations = obs.len();
     let mut customers: Vec<Customer> = Vec::new();
     let mut sources: HashMap<String, Sources> = HashMap::new();
     let mut unchanged: Vec<String> = Vec::new();
@@ -1665,9 +1665,16 @@ mod tests {
                 ],
             ),
         ];
+        let mut records = records;
+        // The page's document is no record of this run: it still takes the page's customers.
+        records[2].parent = Some("legal:c".into());
         let r = resolve(&records, Plan::Estimate(&Weights::default()));
         assert_eq!(r.customers.len(), 2);
         assert_eq!(r.links["legal:c#p1"].len(), 2);
+        assert_eq!(r.links["legal:c"], r.links["legal:c#p1"]);
+        let parts: Vec<&Link> = r.customers.iter().flat_map(|c| &c.links).filter(|l| l.key == "legal:c").collect();
+        assert!(parts.len() == 2 && parts.iter().all(|l| l.role == "part" && &*l.evidence[0].other == "legal:c#p1"));
+        assert_eq!((r.observations, r.resolved), (4, 4), "two rows and the page's two parties");
     }
 
     #[test]
