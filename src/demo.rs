@@ -521,13 +521,13 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
         "CREATE TABLE customers(id INTEGER PRIMARY KEY, full_name TEXT, email TEXT, phone TEXT, company TEXT,
             street TEXT, city TEXT, state TEXT, account_no TEXT, created_at TEXT, updated_at TEXT, dob TEXT);
          CREATE TABLE orders(order_id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id), order_no TEXT,
-            product TEXT, amount REAL, status TEXT, ordered_at TEXT);",
+            product TEXT, amount REAL, status TEXT, ordered_at TEXT, updated_at TEXT);",
     )?;
     {
         let tx = db.transaction()?;
         {
             let mut ins_c = tx.prepare("INSERT INTO customers VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)")?;
-            let mut ins_o = tx.prepare("INSERT INTO orders VALUES (?1,?2,?3,?4,?5,?6,?7)")?;
+            let mut ins_o = tx.prepare("INSERT INTO orders VALUES (?1,?2,?3,?4,?5,?6,?7,?8)")?;
             let mut oid = 1;
             for (i, p) in ps.iter().enumerate() {
                 let id = i as i64 + 1;
@@ -578,7 +578,8 @@ pub fn generate(dir: &Path, customers: usize) -> Result<DemoCompany, DemoError> 
                         rng.pick(PRODUCTS),
                         (rng.below(40_000) as f64) / 100.0 + 20.0,
                         status,
-                        format!("{y}-{m:02}-{d:02}")
+                        format!("{y}-{m:02}-{d:02}"),
+                        format!("{y}-{m:02}-{d:02} 10:00:00")
                     ])?;
                     truth.push(Truth { key: format!("crm:orders/{oid}"), customer: &p.gid });
                     oid += 1;

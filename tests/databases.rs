@@ -322,14 +322,17 @@ fn a_read_survives_a_killed_server_session_and_resumes_without_loss_or_duplicate
 }
 
 /// Lists a `customers(id, name, email, updated_at)` table through the connector with the
-/// versions of a previous listing; returns (all items by locator → version, locators read in full).
+/// versions of a previous listing, as a table or through a `query` (read as a derived table);
+/// returns (all items by locator → version, locators read in full).
 fn list_with_known(
     kind: &str,
     url: &str,
+    query: Option<&str>,
     known: &std::collections::HashMap<String, String>,
 ) -> (BTreeMap<String, String>, BTreeSet<String>) {
+    let query = query.map(|q| format!("query = \"{q}\"\n")).unwrap_or_default();
     let spec: dossier_connectors::SourceSpec = toml::from_str(&format!(
-        "name = \"crm\"\nkind = \"{kind}\"\nlocation = \"{url}\"\n[[tables]]\nname = \"customers\"\nkey = [\"id\"]\nupdated = \"updated_at\"\nbatch_rows = 97\n"
+        "name = \"crm\"\nkind = \"{kind}\"\nlocation = \"{url}\"\n[[tables]]\nname = \"customers\"\n{query}key = [\"id\"]\nupdated = \"updated_at\"\nbatch_rows = 97\n"
     ))
     .unwrap();
     let mut c = dossier_connectors::connector_for(&spec, Path::new(".")).unwrap();
@@ -353,24 +356,39 @@ fn list_with_known(
 /// Loads 1,000 rows, lists them, changes 3 (one with its change value moved backwards), deletes 2,
 /// adds 1, and lists again with the first listing's versions: only the 4 changed or new rows are
 /// read in full, the other 995 pass as unchanged, the deleted 2 are absent. Pages of 97 rows, so
-/// every read crosses page boundaries.
+/// every read crosses page boundaries. The same through a `query` whose change column is computed
+/// (the later of two columns, as over a join), with a trailing semicolon.
 fn check_change_column(kind: &str, url: &str, exec: &dyn Fn(&str) -> Result<(), String>) {
+    check_change_column_of(kind, url, None, exec);
+    let latest = if kind == "sqlite" { "MAX" } else { "GREATEST" };
+    let query =
+        format!("SELECT id, name, email, {latest}(updated_at, created_at) AS updated_at FROM customers WHERE id > 0;");
+    check_change_column_of(kind, url, Some(&query), exec);
+}
+
+fn check_change_column_of(db: &str, url: &str, query: Option<&str>, exec: &dyn Fn(&str) -> Result<(), String>) {
+    let kind = &format!("{db}{}", if query.is_some() { " (query)" } else { "" });
     exec("DROP TABLE IF EXISTS customers").unwrap();
-    exec("CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(80), email VARCHAR(80), updated_at TIMESTAMP)")
-        .unwrap();
-    let values: Vec<String> =
-        (1..=1000).map(|i| format!("({i}, 'Customer {i}', 'c{i}@example.com', '2024-01-01 00:00:00')")).collect();
+    exec(
+        "CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(80), email VARCHAR(80), updated_at TIMESTAMP, \
+         created_at TIMESTAMP)",
+    )
+    .unwrap();
+    let values: Vec<String> = (1..=1000)
+        .map(|i| format!("({i}, 'Customer {i}', 'c{i}@example.com', '2024-01-01 00:00:00', '2020-01-01 00:00:00')"))
+        .collect();
     exec(&format!("INSERT INTO customers VALUES {}", values.join(", "))).unwrap();
-    let (first, full) = list_with_known(kind, url, &Default::default());
+    let (first, full) = list_with_known(db, url, query, &Default::default());
     assert_eq!((first.len(), full.len()), (1000, 1000), "{kind}: a first listing reads every row");
 
     exec("UPDATE customers SET name = 'Renamed', updated_at = '2024-06-01 12:00:00' WHERE id IN (10, 20)").unwrap();
     // A clock set back: the change value moved backwards, and the row must still be read.
     exec("UPDATE customers SET name = 'Backdated', updated_at = '2023-01-01 00:00:00' WHERE id = 30").unwrap();
     exec("DELETE FROM customers WHERE id IN (40, 50)").unwrap();
-    exec("INSERT INTO customers VALUES (1001, 'New Customer', 'new@example.com', '2024-07-01 08:00:00')").unwrap();
+    exec("INSERT INTO customers VALUES (1001, 'New Customer', 'new@example.com', '2024-07-01 08:00:00', '2020-01-01')")
+        .unwrap();
     let known: std::collections::HashMap<String, String> = first.into_iter().collect();
-    let (second, full) = list_with_known(kind, url, &known);
+    let (second, full) = list_with_known(db, url, query, &known);
     assert_eq!(second.len(), 999, "{kind}: 1000 - 2 deleted + 1 new");
     let want: BTreeSet<String> =
         ["customers/10", "customers/20", "customers/30", "customers/1001"].iter().map(|s| s.to_string()).collect();

@@ -447,6 +447,17 @@ impl DatabaseConnector {
         let mut reconnects = 0u32;
         let lost = |e: &str| format!("connection lost {} times, last: {e}", MAX_RECONNECTS + 1);
         if let Some(query) = &t.query {
+            // Some columns or rows only (the keys and change values, or the changed rows): the
+            // query is read as a derived table, which all three servers accept.
+            let wrapped;
+            let query = if select == "*" && filter.is_none() {
+                query.as_str()
+            } else {
+                let inner = query.trim().trim_end_matches(';');
+                let filter = filter.map(|f| format!(" WHERE {f}")).unwrap_or_default();
+                wrapped = format!("SELECT {select} FROM ({inner}) AS dossier_query{filter}");
+                wrapped.as_str()
+            };
             let mut handed: HashSet<Vec<String>> = HashSet::new();
             loop {
                 let mut once = |cells: Cells| match key_values(t, &cells) {
@@ -529,8 +540,8 @@ impl DatabaseConnector {
         }
     }
 
-    /// Lists one table: with a change column and a previous run, its keys and change values
-    /// first, unchanged rows passed on as such, then only the changed rows read in full;
+    /// Lists one table (or query): with a change column and a previous run, its keys and change
+    /// values first, unchanged rows passed on as such, then only the changed rows read in full;
     /// otherwise every row in full. `Ok(false)` when the sink stopped the listing.
     async fn scan_table(
         &self,
@@ -563,7 +574,7 @@ impl DatabaseConnector {
             }
         };
         let listed = self.known.keys().any(|k| k.strip_prefix(t.name.as_str()).is_some_and(|r| r.starts_with('/')));
-        let (Some(upd), None, true) = (&t.updated, &t.query, listed) else {
+        let (Some(upd), true) = (&t.updated, listed) else {
             if t.query.is_none() {
                 let n = self.keyless_rows(pool, t).await?;
                 if n > 0 {

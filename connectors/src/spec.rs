@@ -31,7 +31,8 @@ pub struct TableSpec {
     pub query: Option<String>,
     /// The key column(s) that identify a row.
     pub key: Vec<String>,
-    /// A column that changes whenever the row does (`updated_at`, a row version).
+    /// A column that changes whenever the row does (`updated_at`, a row version); for a `query`,
+    /// a column of its result (over a join, the latest of the joined rows' change columns).
     #[serde(default)]
     pub updated: Option<String>,
     /// The column holding the row's main date, for the timeline.
