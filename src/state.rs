@@ -279,16 +279,34 @@ impl State {
         &self,
         mut wanted: impl FnMut(&str, &str) -> bool,
     ) -> Result<Vec<(String, String, RecordEntities)>, StateError> {
+        use rayon::prelude::*;
+        /// Rows read before their JSON is parsed on every core: enough to share out, little to hold.
+        const CHUNK: usize = 8192;
+        type Raw = (String, String, String);
+        let parse = |chunk: &mut Vec<Raw>, out: &mut Vec<(String, String, RecordEntities)>| -> Result<(), StateError> {
+            let parsed: Vec<Result<(String, String, RecordEntities), serde_json::Error>> = chunk
+                .par_drain(..)
+                .map(|(source, item, json)| Ok((source, item, serde_json::from_str(&json)?)))
+                .collect();
+            for p in parsed {
+                out.push(p?);
+            }
+            Ok(())
+        };
         let mut st = self.conn.prepare("SELECT source, item, entities FROM records ORDER BY key")?;
         let mut rows = st.query([])?;
         let mut out = Vec::new();
+        let mut chunk: Vec<Raw> = Vec::with_capacity(CHUNK);
         while let Some(row) = rows.next()? {
             let (source, item) = (row.get::<_, String>(0)?, row.get::<_, String>(1)?);
             if wanted(&source, &item) {
-                let e = serde_json::from_str(row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?)?;
-                out.push((source, item, e));
+                chunk.push((source, item, row.get::<_, String>(2)?));
+                if chunk.len() == CHUNK {
+                    parse(&mut chunk, &mut out)?;
+                }
             }
         }
+        parse(&mut chunk, &mut out)?;
         Ok(out)
     }
 
