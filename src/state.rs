@@ -284,13 +284,11 @@ impl State {
         const CHUNK: usize = 8192;
         type Raw = (String, String, String);
         let parse = |chunk: &mut Vec<Raw>, out: &mut Vec<(String, String, RecordEntities)>| -> Result<(), StateError> {
-            let parsed: Vec<Result<(String, String, RecordEntities), serde_json::Error>> = chunk
+            let parsed: Result<Vec<_>, serde_json::Error> = chunk
                 .par_drain(..)
                 .map(|(source, item, json)| Ok((source, item, serde_json::from_str(&json)?)))
                 .collect();
-            for p in parsed {
-                out.push(p?);
-            }
+            out.extend(parsed?);
             Ok(())
         };
         let mut st = self.conn.prepare("SELECT source, item, entities FROM records ORDER BY key")?;

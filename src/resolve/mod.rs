@@ -330,7 +330,7 @@ impl Sources {
             // `given` is sorted: the values come in order, one given by two sources twice in a row.
             let set = profile_set_mut(&mut p, field);
             if set.iter().next_back() != Some(value) {
-                set.insert(value.clone());
+                set.insert(value);
             }
         }
         p.shrink_to_fit();
@@ -881,13 +881,14 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     drop(pairs);
     scored.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
     // The evidence of a pair: which values agreed or differed, with their weights, each naming
-    // `b`'s record. Built only for the pairs that give a member its evidence.
+    // the record of observation `named` (one side of the pair). Built only for the pairs that
+    // give a member its evidence.
     // (The observations are a parameter, not captured, so that a full run can thin them out
     // once every customer's evidence is built.)
-    let explain = |obs: &[Obs], a: usize, b: usize| -> Vec<Evidence> {
+    let explain = |obs: &[Obs], a: usize, b: usize, named: usize| -> Vec<Evidence> {
         let c = compare_obs(&obs[a], &obs[b], true);
         let g = c.gamma;
-        let other: Arc<str> = Arc::from(records[obs[b].record].key.as_str());
+        let other: Arc<str> = Arc::from(records[obs[named].record].key.as_str());
         let mut evidence: Vec<Evidence> = Vec::new();
         let mut push = |kind: &str, value: String, weight: f64| {
             evidence.push(Evidence { kind: kind.into(), value: value.into(), other: other.clone(), weight })
@@ -983,12 +984,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             return Vec::new();
         }
         let (a, b) = (a as usize, b as usize);
-        let mut ev = explain(obs, a, b);
-        if i == b {
-            let other: Arc<str> = Arc::from(records[obs[a].record].key.as_str());
-            ev.iter_mut().for_each(|e| e.other = other.clone());
-        }
-        ev
+        explain(obs, a, b, if i == b { a } else { b })
     };
     type Detail = (Profile, Sources, Vec<(usize, Vec<Evidence>)>);
     // A customer's profile, its sources, and the evidence of each member record (by its first
@@ -1127,9 +1123,9 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             };
         }
     }
-    index_of.clear();
+    drop(index_of);
     let links: HashMap<String, Vec<String>> = linked
-        .iter_mut()
+        .iter()
         .enumerate()
         .filter(|(_, cs)| !cs.is_empty())
         .map(|(ri, cs)| {
