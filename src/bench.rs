@@ -652,7 +652,7 @@ fn incremental_bench(
     let Some(model) = &res.learnt else { return (0.0, 0) };
     let mut previous = Previous {
         generic: res.generic.iter().map(|(v, _)| v.clone()).collect(),
-        links: res.links.clone(),
+        links: crate::resolve::owned_links(&res.links),
         ..Default::default()
     };
     for c in &res.customers {

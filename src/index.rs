@@ -207,7 +207,7 @@ impl IndexStore {
         &self,
         w: &IndexWriter<TantivyDocument>,
         r: &Record,
-        customers: &[String],
+        customers: &[impl AsRef<str>],
     ) -> Result<(), IndexError> {
         self.flush_deletes(w)?;
         let f = &self.fields;
@@ -231,7 +231,7 @@ impl IndexStore {
             d.add_date(f.date, tantivy::DateTime::from_timestamp_secs(dt.timestamp()));
         }
         for c in customers {
-            d.add_text(f.customers, c);
+            d.add_text(f.customers, c.as_ref());
         }
         for s in status_words(r) {
             d.add_text(f.status, &s);
@@ -434,7 +434,7 @@ mod tests {
             let mut r = Record::new("s", "f", format!("s:f#{n}"), dossier_schema::RecordKind::Page);
             r.text = "words".into();
             store.delete_record(&w, &r.key);
-            store.add_record(&w, &r, &[]).unwrap();
+            store.add_record(&w, &r, &[] as &[&str]).unwrap();
             store.commit(&mut w, n).unwrap();
         }
         let segments = || store.reader.searcher().segment_readers().len();
@@ -459,15 +459,15 @@ mod tests {
         };
         let items: Vec<String> = (0..DELETE_BATCH + 10).map(|i| format!("f{i}")).collect();
         for item in items.iter().take(200) {
-            store.add_record(&w, &rec(item, 1, "old"), &[]).unwrap();
-            store.add_record(&w, &rec(item, 2, "old"), &[]).unwrap();
+            store.add_record(&w, &rec(item, 1, "old"), &[] as &[&str]).unwrap();
+            store.add_record(&w, &rec(item, 2, "old"), &[] as &[&str]).unwrap();
         }
         store.commit(&mut w, 1).unwrap();
         // More deletes than one batch, some of items never indexed; then one item comes back.
         for item in &items {
             store.delete_item(&w, "s", item);
         }
-        store.add_record(&w, &rec("f1", 1, "new"), &[]).unwrap();
+        store.add_record(&w, &rec("f1", 1, "new"), &[] as &[&str]).unwrap();
         store.commit(&mut w, 2).unwrap();
         let searcher = store.reader.searcher();
         assert_eq!(searcher.num_docs(), 1, "every old record is gone, the re-added one is there");

@@ -871,7 +871,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     for (r, (_, _, e)) in spool.into_records()?.zip(&fresh) {
         let mut r = r?;
         r.mentions.clone_from(&e.mentions);
-        let ids = resolution.links.get(&r.key).map(Vec::as_slice).unwrap_or(&[]);
+        let ids = resolution.links.get(r.key.as_str()).map(Vec::as_slice).unwrap_or(&[]);
         store.add_record(&writer, &r, ids)?;
         pb.inc(1);
     }
@@ -879,12 +879,12 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     stage(&mut report, "index_writing", t);
     let t = Instant::now();
     // Unchanged records whose customers changed are rewritten from their stored copy.
-    let empty = Vec::new();
+    let (empty, none) = (Vec::new(), Vec::new());
     let mut rewritten = 0usize;
     for e in &stored {
-        let new = resolution.links.get(&e.key).unwrap_or(&empty);
-        let old = old_links.get(&e.key).unwrap_or(&empty);
-        if new != old
+        let new = resolution.links.get(e.key.as_str()).unwrap_or(&empty);
+        let old = old_links.get(&e.key).unwrap_or(&none);
+        if !resolve::same_ids(new, old)
             && let Some(r) = store.record(&e.key)?
         {
             store.delete_record(&writer, &e.key);

@@ -6,15 +6,87 @@ use chrono::{DateTime, Utc};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
-use crate::ValueSet;
+use crate::{MentionKind, ValueSet};
+
+/// What a piece of evidence compares: a kind of value, or the document a part belongs to.
+/// Written as its lowercase name (`name`, `email`, `part_of`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    /// Two names compared (given name and surname).
+    Name,
+    /// A person's name found in a document.
+    Person,
+    /// Companies.
+    Company,
+    /// Emails.
+    Email,
+    /// Phones.
+    Phone,
+    /// Identifiers (order, account, invoice numbers).
+    Identifier,
+    /// Addresses.
+    Address,
+    /// Cities.
+    City,
+    /// Dates of birth.
+    Dob,
+    /// A part (page, attachment) takes the customers of the document it is part of.
+    PartOf,
+}
+
+impl EvidenceKind {
+    /// The name it is written as.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvidenceKind::Name => "name",
+            EvidenceKind::Person => "person",
+            EvidenceKind::Company => "company",
+            EvidenceKind::Email => "email",
+            EvidenceKind::Phone => "phone",
+            EvidenceKind::Identifier => "identifier",
+            EvidenceKind::Address => "address",
+            EvidenceKind::City => "city",
+            EvidenceKind::Dob => "dob",
+            EvidenceKind::PartOf => "part_of",
+        }
+    }
+}
+
+impl From<MentionKind> for EvidenceKind {
+    fn from(k: MentionKind) -> EvidenceKind {
+        match k {
+            MentionKind::Person => EvidenceKind::Person,
+            MentionKind::Company => EvidenceKind::Company,
+            MentionKind::Email => EvidenceKind::Email,
+            MentionKind::Phone => EvidenceKind::Phone,
+            MentionKind::Identifier => EvidenceKind::Identifier,
+            MentionKind::Address => EvidenceKind::Address,
+            MentionKind::City => EvidenceKind::City,
+            MentionKind::Dob => EvidenceKind::Dob,
+        }
+    }
+}
+
+impl std::fmt::Display for EvidenceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for EvidenceKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
 
 /// One piece of evidence for a link: which value matched, from where, with what weight.
-/// Every link but a founder's has several, so they are compact: short texts inline, and the
-/// other record's key shared by the pieces of one comparison.
+/// Every link but a founder's has several, so they are compact: the kind a byte, short texts
+/// inline, and the other record's key shared by the pieces of one comparison.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Evidence {
-    /// The mention kind that matched (`email`, `phone`, `person`, …).
-    pub kind: CompactString,
+    /// What matched (`name`, `email`, `phone`, `part_of`, …).
+    pub kind: EvidenceKind,
     /// The normalized value that matched.
     pub value: CompactString,
     /// The record the other side of the comparison came from.

@@ -12,10 +12,10 @@ pub use api::{ApiErrorBody, Health, Provenance, SubjectExport, Suggestions};
 /// The compact string of [`Mention`] texts, for the stages that build mentions.
 pub use compact_str::CompactString;
 pub use customer::{
-    Customer, Dossier, Evidence, Flag, Link, MatchReason, Profile, RecordGroup, RecordHit, SearchResponse, Suggestion,
-    TimelineEntry,
+    Customer, Dossier, Evidence, EvidenceKind, Flag, Link, MatchReason, Profile, RecordGroup, RecordHit,
+    SearchResponse, Suggestion, TimelineEntry,
 };
 pub use index::{IndexSchema, SchemaError};
-pub use mention::{Mention, MentionKind};
+pub use mention::{Mention, MentionKind, Offset};
 pub use record::{Item, ItemError, Payload, Record, RecordKind};
 pub use set::ValueSet;

@@ -62,10 +62,78 @@ pub struct Mention {
     pub field: Option<CompactString>,
     /// Byte offset in the record text when found in free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offset: Option<u32>,
+    pub offset: Option<Offset>,
     /// Which party of the record this mention describes (0 = the record's main subject).
     /// A document naming two customers has mentions of party 0 and 1: it links to both
     /// and never bridges them.
     #[serde(default)]
     pub party: u16,
+}
+
+/// A byte offset in a record's text, four bytes with its `Option` (a mention has one or none,
+/// and a million records carry millions of mentions). Reads and writes as a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Offset(std::num::NonZeroU32);
+
+impl Offset {
+    /// Offset `at`; `None` past the largest (`u32::MAX - 1`).
+    pub fn new(at: usize) -> Option<Offset> {
+        let at = u32::try_from(at).ok()?;
+        std::num::NonZeroU32::new(at.checked_add(1)?).map(Offset)
+    }
+
+    /// The offset.
+    pub fn get(self) -> u32 {
+        self.0.get() - 1
+    }
+}
+
+impl Serialize for Offset {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(self.get())
+    }
+}
+
+impl<'de> Deserialize<'de> for Offset {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Offset, D::Error> {
+        let at = u32::deserialize(d)?;
+        Offset::new(at as usize).ok_or_else(|| serde::de::Error::custom(format!("offset {at} is too large")))
+    }
+}
+
+impl schemars::JsonSchema for Offset {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Offset".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        u32::json_schema(generator)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mention_is_eighty_bytes_and_its_offset_reads_and_writes_as_a_number() {
+        assert_eq!(std::mem::size_of::<Option<Offset>>(), 4);
+        assert!(std::mem::size_of::<Mention>() <= 80);
+        for at in [0usize, 1, 4_000_000, u32::MAX as usize - 1] {
+            let o = Offset::new(at).unwrap();
+            assert_eq!(o.get() as usize, at);
+            let json = serde_json::to_string(&o).unwrap();
+            assert_eq!(json, at.to_string());
+            assert_eq!(serde_json::from_str::<Offset>(&json).unwrap(), o);
+        }
+        assert_eq!(Offset::new(u32::MAX as usize), None);
+        assert_eq!(Offset::new(usize::MAX), None);
+        assert!(serde_json::from_str::<Offset>(&u32::MAX.to_string()).is_err());
+        let m: Mention = serde_json::from_str(r#"{"kind":"email","raw":"a@b.c","norm":"a@b.c","offset":7}"#).unwrap();
+        assert_eq!(m.offset.map(Offset::get), Some(7));
+    }
 }

@@ -162,7 +162,7 @@ impl Collector {
                 raw: raw.trim().chars().take(200).collect(),
                 norm: norm.into(),
                 field: field.map(CompactString::from),
-                offset: offset.and_then(|o| u32::try_from(o).ok()),
+                offset: offset.and_then(dossier_schema::Offset::new),
                 party,
             });
         }

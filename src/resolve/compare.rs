@@ -6,7 +6,7 @@
 //! (`estimate`); this module only decides which level a pair is at.
 
 use super::values::Values;
-use dossier_schema::CompactString;
+use dossier_schema::{CompactString, EvidenceKind};
 
 use crate::entities::names::{self, PersonName};
 
@@ -69,16 +69,16 @@ impl Feature {
     }
 
     /// The name used in evidence (`name` for both name parts).
-    pub fn kind(self) -> &'static str {
+    pub fn kind(self) -> EvidenceKind {
         match self {
-            Feature::First | Feature::Last => "name",
-            Feature::Address => "address",
-            Feature::City => "city",
-            Feature::Dob => "dob",
-            Feature::Email => "email",
-            Feature::Phone => "phone",
-            Feature::Id => "identifier",
-            Feature::Company => "company",
+            Feature::First | Feature::Last => EvidenceKind::Name,
+            Feature::Address => EvidenceKind::Address,
+            Feature::City => EvidenceKind::City,
+            Feature::Dob => EvidenceKind::Dob,
+            Feature::Email => EvidenceKind::Email,
+            Feature::Phone => EvidenceKind::Phone,
+            Feature::Id => EvidenceKind::Identifier,
+            Feature::Company => EvidenceKind::Company,
         }
     }
 
@@ -106,7 +106,7 @@ pub type Gamma = [u8; NF];
 
 /// A comparison vector in one word, three bits a level: a run keeps one per candidate pair
 /// (tens of millions at a million records).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Packed(u32);
 
 impl Packed {
@@ -121,13 +121,47 @@ impl Packed {
     }
 }
 
+/// A Double Metaphone code in four bytes, zero-padded: rphonetic's default encoder writes at
+/// most four ASCII letters, and a million names' four codes each took 96 MB as strings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Code([u8; 4]);
+
+impl Code {
+    /// The code `s` (its first four bytes; empty unless ASCII, which codes always are).
+    pub fn new(s: &str) -> Code {
+        let mut c = [0; 4];
+        if s.is_ascii() {
+            let n = s.len().min(4);
+            c[..n].copy_from_slice(&s.as_bytes()[..n]);
+        }
+        Code(c)
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        let n = self.0.iter().position(|&b| b == 0).unwrap_or(4);
+        std::str::from_utf8(&self.0[..n]).unwrap_or_default()
+    }
+
+    /// Whether there is no code (an empty word).
+    pub fn is_empty(&self) -> bool {
+        self.0[0] == 0
+    }
+}
+
+impl AsRef<str> for Code {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
 /// A name's Double Metaphone codes, computed once per observation rather than once per pair.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Sounds {
     /// Codes of the given name.
-    pub first: (CompactString, CompactString),
+    pub first: (Code, Code),
     /// Codes of the surname.
-    pub last: (CompactString, CompactString),
+    pub last: (Code, Code),
 }
 
 impl Sounds {
@@ -138,7 +172,7 @@ impl Sounds {
                 Default::default()
             } else {
                 let (a, b) = names::phonetic(s);
-                (a.into(), b.into())
+                (Code::new(&a), Code::new(&b))
             }
         };
         Sounds { first: code(&n.first), last: code(&n.last) }
@@ -528,6 +562,28 @@ mod tests {
         let a: Gamma = [1, 0, 0, 0, 0, 0, 0, 0, 0];
         let b: Gamma = [0, 1, 0, 0, 0, 0, 0, 0, 0];
         assert_ne!(Packed::of(&a), Packed::of(&b));
+    }
+
+    #[test]
+    fn a_sound_code_holds_every_double_metaphone_code_and_sorts_as_its_text() {
+        let words = ["", "smith", "schmidt", "thompson", "mcallister", "garcía", "xavier", "wright", "ochoa"];
+        let mut codes = Vec::new();
+        for w in words {
+            let (a, b) = names::phonetic(w);
+            for c in [a, b] {
+                assert!(c.len() <= 4, "{w}: {c}");
+                assert_eq!(Code::new(&c).as_str(), c);
+                assert_eq!(Code::new(&c).is_empty(), c.is_empty());
+                codes.push(c);
+            }
+        }
+        for x in &codes {
+            for y in &codes {
+                assert_eq!(Code::new(x).cmp(&Code::new(y)), x.cmp(y), "{x} {y}");
+            }
+        }
+        assert_eq!(Code::new("ABCDEF").as_str(), "ABCD");
+        assert!(Code::new("é").is_empty());
     }
 
     #[test]
