@@ -1284,16 +1284,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     if tracing::enabled!(tracing::Level::DEBUG) {
         let links: usize = customers.iter().map(|c| c.links.len()).sum();
         let pieces: usize = customers.iter().flat_map(|c| &c.links).map(|l| l.evidence.len()).sum();
-        let values: usize = customers
-            .iter()
-            .map(|c| {
-                let p = &c.profile;
-                [&p.names, &p.emails, &p.phones, &p.companies, &p.addresses, &p.cities, &p.ids, &p.dobs]
-                    .iter()
-                    .map(|s| s.len())
-                    .sum::<usize>()
-            })
-            .sum();
+        let values: usize = customers.iter().flat_map(|c| (0..8).map(|f| profile_set(&c.profile, f).len())).sum();
         tracing::debug!(
             "resolution: {} customers, {links} links, {pieces} pieces of evidence, {values} profile values",
             customers.len()
