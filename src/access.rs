@@ -115,6 +115,8 @@ pub fn parse_key_hash(h: &str) -> Option<&str> {
 #[derive(Debug, Clone)]
 pub struct Masker {
     patterns: Vec<Regex>,
+    /// The patterns together: one pass tells which (usually none) a text holds.
+    any: regex::RegexSet,
     fields: Vec<String>,
 }
 
@@ -128,21 +130,30 @@ impl Masker {
     /// The masker of a `[privacy]` section; patterns that do not compile are skipped (the
     /// config check has already rejected them).
     pub fn new(p: &PrivacySection) -> Masker {
+        let patterns: Vec<Regex> = p.mask_patterns.iter().filter_map(|s| Regex::new(s).ok()).collect();
+        let any = regex::RegexSet::new(patterns.iter().map(Regex::as_str)).unwrap_or_else(|_| regex::RegexSet::empty());
         Masker {
-            patterns: p.mask_patterns.iter().filter_map(|s| Regex::new(s).ok()).collect(),
+            any: if any.len() == patterns.len() { any } else { regex::RegexSet::empty() },
+            patterns,
             fields: p.mask_fields.iter().map(|f| f.to_ascii_lowercase()).collect(),
         }
     }
 
     /// True when a field of this name is masked whole.
     pub fn is_masked_field(&self, name: &str) -> bool {
-        let n = name.to_ascii_lowercase().replace([' ', '-'], "_");
-        self.fields.contains(&n)
+        // Compared byte by byte, not through a lowered copy: a dossier asks for every field.
+        let fold = |b: u8| if b == b' ' || b == b'-' { b'_' } else { b.to_ascii_lowercase() };
+        self.fields.iter().any(|f| f.len() == name.len() && f.bytes().zip(name.bytes()).all(|(x, y)| x == fold(y)))
     }
 
     /// `s` with every sensitive match masked but for its last four alphanumerics.
     pub fn text<'a>(&self, s: &'a str) -> Cow<'a, str> {
         let mut out = Cow::Borrowed(s);
+        // Most texts hold no sensitive value: one pass of all the patterns together says so.
+        // (When the set could not be built, every pattern is tried.)
+        if self.any.len() == self.patterns.len() && !self.any.is_match(s) {
+            return out;
+        }
         for re in &self.patterns {
             if !re.is_match(&out) {
                 continue;
@@ -213,6 +224,11 @@ impl Masker {
     pub fn hit(&self, h: &mut RecordHit, values: &[String]) {
         h.snippet = self.html(&h.snippet, values);
         h.title = self.text_and_values(&h.title, values);
+    }
+
+    /// A highlighted snippet of a record whose masked values are `values`.
+    pub fn snippet(&self, s: &str, values: &[String]) -> String {
+        self.html(s, values)
     }
 
     /// Masks a record, returning the values it masked (for its snippet).
@@ -313,6 +329,28 @@ mod tests {
         // A highlighted snippet of a masked value loses its markup rather than leak.
         assert_eq!(m.html("born <b>1980</b>-04-02", &["1980-04-02".into()]), "born ••••-••-••");
         assert_eq!(m.html("<b>Jane</b> Smith", &[]), "<b>Jane</b> Smith");
+    }
+
+    #[test]
+    fn field_names_match_whatever_their_case_spaces_or_hyphens() {
+        let m = masker();
+        for f in ["Date of Birth", "date-of-birth", "DATE_OF_BIRTH", "SSN"] {
+            assert!(m.is_masked_field(f), "{f}");
+        }
+        for f in ["date of birth place", "dob2", "", "birth"] {
+            assert!(!m.is_masked_field(f), "{f}");
+        }
+    }
+
+    #[test]
+    fn a_text_without_a_sensitive_value_is_passed_through_and_one_with_is_masked() {
+        let m = masker();
+        assert!(matches!(m.text("call 555-201-7788 about ORD-104233"), Cow::Borrowed(_)));
+        // A card number (Luhn-valid) keeps its last four digits.
+        assert_eq!(m.text("card 4111111111111111"), "card ••••••••••••1111");
+        // A configured pattern masks as the default ones do.
+        let one = Masker::new(&PrivacySection { mask_patterns: vec![r"\bsecret\b".into()], mask_fields: vec![] });
+        assert_eq!(one.text("a secret word, secretly"), "a ••cret word, secretly");
     }
 
     #[test]

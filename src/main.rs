@@ -661,13 +661,23 @@ fn bench_search(dir: &std::path::Path, clients: usize, seconds: u64, role: Optio
     Ok(())
 }
 
+/// Whether a command's main work is answering searches (see the purge delay in `main`).
+fn serves(c: &Command) -> bool {
+    matches!(c, Command::Serve { .. } | Command::Bench { command: BenchCommand::Search { .. } })
+}
+
 fn main() -> Result<()> {
+    let cli = Cli::parse();
     // mimalloc 3 keeps freed pages a second (whole arenas ten) before giving them back, so a
     // run that frees one stage's working set and builds the next held both: 100 ms returns
     // them between stages at no measured cost in time (BENCHMARKS.md, resolution at 1M records).
-    // SAFETY: sets a plain option before any thread starts; mimalloc reads it on each purge.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 100) };
-    let cli = Cli::parse();
+    // A server's requests free and take the same few megabytes again and again: there each
+    // purge meant the kernel zeroing fresh pages for the next request (8% of a search load's
+    // cycles), so serving keeps mimalloc's own delay. An operator's MIMALLOC_PURGE_DELAY wins.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() && !serves(&cli.command) {
+        // SAFETY: sets a plain option before any thread starts; mimalloc reads it on each purge.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 100) };
+    }
     init_logging(cli.log_json, cli.verbose);
     match cli.command {
         Command::Demo { dir, customers, no_serve, listen } => {

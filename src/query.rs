@@ -3,12 +3,12 @@
 //! nicknames, contract words and phrases, filters), scores customers rather
 //! than documents, and builds each customer's dossier.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use rustc_hash::FxHashMap;
 use std::ops::Bound;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use dossier_schema::index::DOC_RECORD;
 use dossier_schema::{
@@ -16,12 +16,16 @@ use dossier_schema::{
     SubjectExport, Suggestion, TimelineEntry,
 };
 use tantivy::collector::{Collector, SegmentCollector, TopDocs};
+use tantivy::index::SegmentId;
 use tantivy::query::{
     AllQuery, BooleanQuery, FuzzyTermQuery, InvertedIndexRangeQuery, Occur, Query, QueryParser, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader, TantivyDocument, Term};
+use tantivy::{
+    BitSet, DocAddress, DocId, DocSet, Score, Searcher, SegmentOrdinal, SegmentReader, TERMINATED, TantivyDocument,
+    Term,
+};
 
 use crate::access::{Masker, Viewer};
 use crate::config::Config;
@@ -78,14 +82,6 @@ struct FastStr {
 }
 
 impl FastStr {
-    fn new(s: &Searcher, field: &str) -> Result<FastStr, QueryError> {
-        let mut columns = Vec::with_capacity(s.segment_readers().len());
-        for r in s.segment_readers() {
-            columns.push(r.fast_fields().str(field)?);
-        }
-        Ok(FastStr { columns, buf: String::new() })
-    }
-
     /// Every value of a document.
     fn all(&mut self, addr: DocAddress) -> Vec<String> {
         let Some(Some(col)) = self.columns.get(addr.segment_ord as usize) else { return Vec::new() };
@@ -298,16 +294,14 @@ impl ParsedQuery {
 
 /// Collects matching documents into a vector: the sets can hold a tenth of the index (every
 /// customer in a city), and hashing them into a set cost more than the search itself. With a
-/// view, only customer documents of that view are kept, checked on the `view` fast field of
-/// each match: the name queries match few documents each, and intersecting them with the
-/// view's posting list instead (every customer) cost a third of a name search.
-struct DocVec<'a>(Option<&'a str>);
+/// view, only customer documents of that view are kept, checked in the view's set of
+/// documents (see [`SegmentCache`]).
+struct DocVec<'a>(Option<(&'a SegmentCache, &'a str)>);
 
-/// [`DocVec`] for one segment, with the view's column and ord when there is a view (`None`
-/// inside: no document of this segment has it).
+/// [`DocVec`] for one segment, with the view's documents when there is a view.
 struct DocVecSegment {
     segment: u32,
-    view: Option<Option<(tantivy::columnar::StrColumn, u64)>>,
+    view: Option<Arc<BitSet>>,
     docs: Vec<DocAddress>,
 }
 
@@ -318,10 +312,7 @@ impl Collector for DocVec<'_> {
     fn for_segment(&self, segment: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<DocVecSegment> {
         let view = match self.0 {
             None => None,
-            Some(v) => Some(match reader.fast_fields().str("view")? {
-                Some(col) => col.dictionary().term_ord(v.as_bytes())?.map(|ord| (col, ord)),
-                None => None,
-            }),
+            Some((cache, v)) => Some(cache.view(reader, v)?),
         };
         Ok(DocVecSegment { segment, view, docs: Vec::new() })
     }
@@ -339,18 +330,86 @@ impl SegmentCollector for DocVecSegment {
     type Fruit = Vec<DocAddress>;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
-        let keep = match &self.view {
-            None => true,
-            Some(None) => false,
-            Some(Some((col, ord))) => col.term_ords(doc).any(|o| o == *ord),
-        };
-        if keep {
+        if self.view.as_ref().is_none_or(|set| set.contains(doc)) {
             self.docs.push(DocAddress::new(self.segment, doc));
         }
     }
 
     fn harvest(self) -> Vec<DocAddress> {
         self.docs
+    }
+}
+
+/// What a query reads of each segment before its first match and is the same for every
+/// query, made once and kept while the segment lives: each view's customer documents, as a bit
+/// per document, and the string fast fields. Name queries match thousands of customer
+/// documents of every view; reading each one's `view` fast field to keep the viewer's was a
+/// sixth of a search load (intersecting with the view's posting list, every customer, cost
+/// more), and opening the `source` column for each dossier of a page another twentieth.
+#[derive(Default)]
+struct SegmentCache {
+    views: RwLock<FxHashMap<(SegmentId, Box<str>), ViewSet>>,
+    columns: RwLock<FxHashMap<(SegmentId, &'static str), Option<tantivy::columnar::StrColumn>>>,
+}
+
+/// One segment's documents of one view.
+type ViewSet = Arc<BitSet>;
+
+impl SegmentCache {
+    /// The documents of view `v` in a segment.
+    fn view(&self, reader: &SegmentReader, v: &str) -> tantivy::Result<Arc<BitSet>> {
+        let id = reader.segment_id();
+        if let Some(set) = self.views.read().ok().and_then(|m| m.get(&(id, Box::from(v))).cloned()) {
+            return Ok(set);
+        }
+        let mut set = BitSet::with_max_value(reader.max_doc());
+        let term = Term::from_field_text(reader.schema().get_field("view")?, v);
+        if let Some(mut postings) =
+            reader.inverted_index(term.field())?.read_postings(&term, IndexRecordOption::Basic)?
+        {
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                set.insert(doc);
+                doc = postings.advance();
+            }
+        }
+        let set = Arc::new(set);
+        if let Ok(mut m) = self.views.write() {
+            m.insert((id, Box::from(v)), set.clone());
+        }
+        Ok(set)
+    }
+
+    /// String fast field `field` of every segment of `s`.
+    fn fast_str(&self, s: &Searcher, field: &'static str) -> Result<FastStr, QueryError> {
+        let mut columns = Vec::with_capacity(s.segment_readers().len());
+        for r in s.segment_readers() {
+            let key = (r.segment_id(), field);
+            let known = self.columns.read().ok().and_then(|m| m.get(&key).cloned());
+            let col = match known {
+                Some(c) => c,
+                None => {
+                    let c = r.fast_fields().str(field)?;
+                    if let Ok(mut m) = self.columns.write() {
+                        m.insert(key, c.clone());
+                    }
+                    c
+                }
+            };
+            columns.push(col);
+        }
+        Ok(FastStr { columns, buf: String::new() })
+    }
+
+    /// Forgets the segments `s` no longer holds (merged or deleted).
+    fn keep(&self, s: &Searcher) {
+        let live: HashSet<SegmentId> = s.segment_readers().iter().map(SegmentReader::segment_id).collect();
+        if let Ok(mut m) = self.views.write() {
+            m.retain(|(id, _), _| live.contains(id));
+        }
+        if let Ok(mut m) = self.columns.write() {
+            m.retain(|(id, _), _| live.contains(id));
+        }
     }
 }
 
@@ -364,6 +423,8 @@ pub struct Engine {
     views: String,
     /// True when the index was written for the config's roles (re-read on reload).
     views_current: AtomicBool,
+    /// What queries read of each segment alike.
+    segments: SegmentCache,
 }
 
 /// Per-customer evidence gathered for ranking.
@@ -390,6 +451,7 @@ impl Engine {
             masker: Masker::new(&cfg.privacy),
             views,
             views_current: AtomicBool::new(current),
+            segments: SegmentCache::default(),
         })
     }
 
@@ -416,6 +478,7 @@ impl Engine {
     /// so an index run made by another process shows without a restart.
     pub fn reload(&self) -> Result<(), QueryError> {
         self.store.reader.reload()?;
+        self.segments.keep(&self.store.reader.searcher());
         let written = self.state.lock().map_err(|_| QueryError::Poisoned)?.meta("views")?;
         self.views_current.store(written.is_none_or(|w| w == self.views), Ordering::Relaxed);
         Ok(())
@@ -437,7 +500,7 @@ impl Engine {
     /// The customer documents of the viewer's view matching `q`, a query on fields only
     /// customer documents carry.
     fn customer_docs(&self, s: &Searcher, v: &Viewer, q: &dyn Query) -> Result<Vec<DocAddress>, QueryError> {
-        Ok(s.search(q, &DocVec(Some(v.view())))?)
+        Ok(s.search(q, &DocVec(Some((&self.segments, v.view()))))?)
     }
 
     /// Customer documents of the viewer's view matching `q` (only customer documents carry a
@@ -515,7 +578,7 @@ impl Engine {
         let p = parse(q, &self.entities);
         let hidden = self.hidden_sources(&searcher, v)?;
         let mut notices = Vec::new();
-        let mut cands: HashMap<DocAddress, Candidate> = HashMap::new();
+        let mut cands: FxHashMap<DocAddress, Candidate> = FxHashMap::default();
         let filtered = !(p.sources.is_empty() && p.kinds.is_empty() && p.statuses.is_empty() && p.date.is_none());
 
         // Identifiers, emails and phones: exact terms on customers.
@@ -546,6 +609,9 @@ impl Engine {
         for (wi, w) in p.name_words.iter().enumerate().take(64) {
             let mut best: FxHashMap<DocAddress, (f64, bool)> = FxHashMap::default();
             let mut add = |docs: Vec<DocAddress>, s: f64, is_name: bool| {
+                // A common name's sound matches thousands: grown by doubling, the map was
+                // rehashed a dozen times a word.
+                best.reserve(docs.len());
                 for d in docs {
                     let e = best.entry(d).or_insert((0.0, false));
                     if s > e.0 {
@@ -577,6 +643,7 @@ impl Engine {
                 }
                 places.push((wi, self.customer_docs(&searcher, v, self.term(f.place, w).as_ref())?));
             }
+            name_scores.reserve(best.len());
             for (d, (s, is_name)) in best {
                 let e = name_scores.entry(d).or_insert((0.0, 0, false, 0));
                 e.0 += s;
@@ -629,9 +696,9 @@ impl Engine {
         // named customers, the other words are also looked for in those customers' records alone.
         let mut unlinked = Vec::new();
         let mut text_query: Option<Box<dyn Query>> = None;
-        let mut customer_addr_by_id: HashMap<String, DocAddress> = HashMap::new();
+        let mut customer_addr_by_id: FxHashMap<String, DocAddress> = FxHashMap::default();
         let mut runs: Vec<(String, bool)> = Vec::new();
-        let mut customer_ids = FastStr::new(&searcher, dossier_schema::index::FIELD_CUSTOMERS)?;
+        let mut customer_ids = self.segments.fast_str(&searcher, dossier_schema::index::FIELD_CUSTOMERS)?;
         let mut text_used = p.text.clone();
         if !p.text.trim().is_empty() || filtered {
             runs.push((p.text.clone(), false));
@@ -789,7 +856,7 @@ impl Engine {
         &self,
         v: &Viewer,
         s: &Searcher,
-        cache: &mut HashMap<String, DocAddress>,
+        cache: &mut FxHashMap<String, DocAddress>,
         id: &str,
     ) -> Result<Option<DocAddress>, QueryError> {
         if let Some(a) = cache.get(id) {
@@ -1042,7 +1109,7 @@ impl Engine {
         let mut addrs = self.docs(s, self.term(f.customers, id).as_ref())?;
         addrs.sort();
         if v.sources.is_some() {
-            let mut sources = FastStr::new(s, "source")?;
+            let mut sources = self.segments.fast_str(s, "source")?;
             addrs.retain(|a| sources.first(*a).is_some_and(|src| v.sees(src)));
         }
         addrs.truncate(MAX_DOSSIER_RECORDS);
@@ -1056,19 +1123,26 @@ impl Engine {
                 continue;
             }
             let is_match = matched.contains(&a);
+            // A dossier shows the start of a record's text, never the whole: only that much is
+            // masked (a contract page is kilobytes, masking it was a tenth of a search), with a
+            // margin longer than any value a mask pattern or field covers, so none is cut in two.
+            if !v.unmask {
+                cut_chars(&mut r.text, PREVIEW_CHARS + MASK_MARGIN);
+            }
             let values = if v.unmask { Vec::new() } else { self.masker.record_with_values(&mut r) };
-            let mut snippet = match (is_match, snippets) {
+            // The record is masked already, and a preview of it with it; a highlighted snippet
+            // is made from the stored text, and masked here.
+            let snippet = match (is_match, snippets) {
                 (true, Some(g)) => {
                     let sn = g.snippet_from_doc(&d);
-                    if sn.fragment().is_empty() { preview(&r.text) } else { sn.to_html() }
+                    match (sn.fragment().is_empty(), v.unmask) {
+                        (true, _) => preview(&r.text),
+                        (false, true) => sn.to_html(),
+                        (false, false) => self.masker.snippet(&sn.to_html(), &values),
+                    }
                 }
                 _ => preview(&r.text),
             };
-            if !v.unmask {
-                let mut h = RecordHit { snippet, ..hit(&r, String::new(), false) };
-                self.masker.hit(&mut h, &values);
-                snippet = h.snippet;
-            }
             records.push((r, is_match, snippet));
         }
         records.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.date.cmp(&a.0.date)).then(a.0.key.cmp(&b.0.key)));
@@ -1144,9 +1218,21 @@ fn regex_email(s: &str) -> Option<String> {
     s.split(|c: char| c == '<' || c == '>' || c.is_whitespace() || c == ',').find_map(normalize::email)
 }
 
+/// Characters of a record's text a dossier shows when no snippet of it matched.
+const PREVIEW_CHARS: usize = 240;
+/// Characters past the preview masked with it (see [`Engine::dossier`]).
+const MASK_MARGIN: usize = 256;
+
 fn preview(text: &str) -> String {
-    let t: String = text.chars().take(240).collect();
+    let t: String = text.chars().take(PREVIEW_CHARS).collect();
     html_escape(&t)
+}
+
+/// `s` cut to its first `n` characters.
+fn cut_chars(s: &mut String, n: usize) {
+    if let Some((at, _)) = s.char_indices().nth(n) {
+        s.truncate(at);
+    }
 }
 
 fn html_escape(s: &str) -> String {
@@ -1191,5 +1277,26 @@ fn hit(r: &Record, snippet: String, matched: bool) -> RecordHit {
         date: r.date,
         matched,
         locus: locus(r),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_is_cut_at_a_character_never_inside_one() {
+        let mut s = "Zoë • née".to_string();
+        cut_chars(&mut s, 3);
+        assert_eq!(s, "Zoë");
+        let mut s = "short".to_string();
+        cut_chars(&mut s, 10);
+        assert_eq!(s, "short");
+    }
+
+    #[test]
+    fn the_mask_margin_outlasts_the_default_patterns_longest_match() {
+        // A card number in groups, the longest default match, is well inside the margin.
+        assert!("4111 1111 1111 1111 111".len() * 4 < MASK_MARGIN);
     }
 }
