@@ -82,13 +82,36 @@ struct FastStr {
 }
 
 impl FastStr {
-    /// Every value of a document.
-    fn all(&mut self, addr: DocAddress) -> Vec<String> {
-        let Some(Some(col)) = self.columns.get(addr.segment_ord as usize) else { return Vec::new() };
-        let mut out = Vec::new();
-        for ord in col.term_ords(addr.doc_id) {
-            if col.ord_to_str(ord, &mut self.buf).unwrap_or(false) {
-                out.push(self.buf.clone());
+    /// Every value of each document, in order. The values are looked up in one pass over each
+    /// segment's dictionary: one lookup alone decompresses a dictionary block, with a new zstd
+    /// context each time, and a text query looks up a thousand hits' customers.
+    fn all_of(&self, addrs: &[DocAddress]) -> Vec<Vec<String>> {
+        let mut out = vec![Vec::new(); addrs.len()];
+        // (segment, value's ordinal, document's place in `addrs`)
+        let mut wanted: Vec<(u32, u64, usize)> = Vec::new();
+        for (i, a) in addrs.iter().enumerate() {
+            if let Some(Some(col)) = self.columns.get(a.segment_ord as usize) {
+                wanted.extend(col.term_ords(a.doc_id).map(|o| (a.segment_ord, o, i)));
+            }
+        }
+        wanted.sort_unstable();
+        for group in wanted.chunk_by(|x, y| x.0 == y.0) {
+            let Some(Some(col)) = self.columns.get(group[0].0 as usize) else { continue };
+            let mut ords: Vec<u64> = group.iter().map(|w| w.1).collect();
+            ords.dedup();
+            let mut terms: Vec<String> = Vec::with_capacity(ords.len());
+            let found =
+                col.dictionary().sorted_ords_to_term_cb(&ords, |b| terms.push(String::from_utf8_lossy(b).into_owned()));
+            if !matches!(found, Ok(true)) || terms.len() != ords.len() {
+                continue;
+            }
+            // `group` and `ords` are both in ordinal order: walk them together.
+            let mut t = 0;
+            for &(_, ord, i) in group {
+                while ords[t] != ord {
+                    t += 1;
+                }
+                out[i].push(terms[t].clone());
             }
         }
         out
@@ -698,7 +721,7 @@ impl Engine {
         let mut text_query: Option<Box<dyn Query>> = None;
         let mut customer_addr_by_id: FxHashMap<String, DocAddress> = FxHashMap::default();
         let mut runs: Vec<(String, bool)> = Vec::new();
-        let mut customer_ids = self.segments.fast_str(&searcher, dossier_schema::index::FIELD_CUSTOMERS)?;
+        let customer_ids = self.segments.fast_str(&searcher, dossier_schema::index::FIELD_CUSTOMERS)?;
         let mut text_used = p.text.clone();
         if !p.text.trim().is_empty() || filtered {
             runs.push((p.text.clone(), false));
@@ -739,8 +762,8 @@ impl Engine {
             let hits = searcher.search(&full, &TopDocs::with_limit(MAX_TEXT_HITS).order_by_score())?;
             let max = hits.first().map(|h| h.0).unwrap_or(1.0).max(1e-6);
             let mut any = false;
-            for (score, addr) in hits {
-                let ids = customer_ids.all(addr);
+            let addrs: Vec<DocAddress> = hits.iter().map(|h| h.1).collect();
+            for ((score, addr), ids) in hits.into_iter().zip(customer_ids.all_of(&addrs)) {
                 if ids.is_empty() {
                     if !only_named
                         && unlinked.len() < 20
@@ -775,8 +798,9 @@ impl Engine {
                 text_used = text;
             }
         }
-        for (addr, term, raw, kind) in id_records {
-            for id in customer_ids.all(addr) {
+        let addrs: Vec<DocAddress> = id_records.iter().map(|r| r.0).collect();
+        for ((addr, term, raw, kind), ids) in id_records.into_iter().zip(customer_ids.all_of(&addrs)) {
+            for id in ids {
                 let Some(caddr) = self.customer_addr(v, &searcher, &mut customer_addr_by_id, &id)? else { continue };
                 let c = cands.entry(caddr).or_default();
                 if !c.why.iter().any(|w| w.matched == term) {
