@@ -324,7 +324,7 @@ struct DocVec<'a>(Option<(&'a SegmentCache, &'a str)>);
 /// [`DocVec`] for one segment, with the view's documents when there is a view.
 struct DocVecSegment {
     segment: u32,
-    view: Option<Arc<BitSet>>,
+    view: Option<ViewSet>,
     docs: Vec<DocAddress>,
 }
 
@@ -380,7 +380,7 @@ type ViewSet = Arc<BitSet>;
 
 impl SegmentCache {
     /// The documents of view `v` in a segment.
-    fn view(&self, reader: &SegmentReader, v: &str) -> tantivy::Result<Arc<BitSet>> {
+    fn view(&self, reader: &SegmentReader, v: &str) -> tantivy::Result<ViewSet> {
         let id = reader.segment_id();
         if let Some(set) = self.views.read().ok().and_then(|m| m.get(&(id, Box::from(v))).cloned()) {
             return Ok(set);
