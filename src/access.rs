@@ -115,8 +115,9 @@ pub fn parse_key_hash(h: &str) -> Option<&str> {
 #[derive(Debug, Clone)]
 pub struct Masker {
     patterns: Vec<Regex>,
-    /// The patterns together: one pass tells which (usually none) a text holds.
-    any: regex::RegexSet,
+    /// The patterns together, one pass telling whether a text holds any (most hold none);
+    /// `None` when the set could not be built, and every pattern is tried.
+    any: Option<regex::RegexSet>,
     fields: Vec<String>,
 }
 
@@ -131,9 +132,8 @@ impl Masker {
     /// config check has already rejected them).
     pub fn new(p: &PrivacySection) -> Masker {
         let patterns: Vec<Regex> = p.mask_patterns.iter().filter_map(|s| Regex::new(s).ok()).collect();
-        let any = regex::RegexSet::new(patterns.iter().map(Regex::as_str)).unwrap_or_else(|_| regex::RegexSet::empty());
         Masker {
-            any: if any.len() == patterns.len() { any } else { regex::RegexSet::empty() },
+            any: regex::RegexSet::new(patterns.iter().map(Regex::as_str)).ok(),
             patterns,
             fields: p.mask_fields.iter().map(|f| f.to_ascii_lowercase()).collect(),
         }
@@ -149,9 +149,7 @@ impl Masker {
     /// `s` with every sensitive match masked but for its last four alphanumerics.
     pub fn text<'a>(&self, s: &'a str) -> Cow<'a, str> {
         let mut out = Cow::Borrowed(s);
-        // Most texts hold no sensitive value: one pass of all the patterns together says so.
-        // (When the set could not be built, every pattern is tried.)
-        if self.any.len() == self.patterns.len() && !self.any.is_match(s) {
+        if self.any.as_ref().is_some_and(|any| !any.is_match(s)) {
             return out;
         }
         for re in &self.patterns {
@@ -185,7 +183,7 @@ impl Masker {
 
     /// A snippet with highlight markup: when anything in it is sensitive, the plain masked text
     /// (the highlight would split a value across tags and let it through).
-    fn html(&self, s: &str, values: &[String]) -> String {
+    pub fn html(&self, s: &str, values: &[String]) -> String {
         let plain = TAGS.replace_all(s, "");
         let masked = self.text_and_values(&plain, values);
         if masked == plain { s.to_string() } else { masked }
@@ -224,11 +222,6 @@ impl Masker {
     pub fn hit(&self, h: &mut RecordHit, values: &[String]) {
         h.snippet = self.html(&h.snippet, values);
         h.title = self.text_and_values(&h.title, values);
-    }
-
-    /// A highlighted snippet of a record whose masked values are `values`.
-    pub fn snippet(&self, s: &str, values: &[String]) -> String {
-        self.html(s, values)
     }
 
     /// Masks a record, returning the values it masked (for its snippet).

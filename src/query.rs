@@ -1162,7 +1162,7 @@ impl Engine {
                     match (sn.fragment().is_empty(), v.unmask) {
                         (true, _) => preview(&r.text),
                         (false, true) => sn.to_html(),
-                        (false, false) => self.masker.snippet(&sn.to_html(), &values),
+                        (false, false) => self.masker.html(&sn.to_html(), &values),
                     }
                 }
                 _ => preview(&r.text),
