@@ -783,7 +783,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
 
     // Resolution over every record: the stored ones not replaced this run, plus the fresh ones.
     let t = Instant::now();
-    let mut old_links = state.all_links()?;
+    // The member links matter only to an incremental resolution (the memo).
+    let (mut old_links, member_links) = state.all_links(memo.is_some())?;
     let mut stored: Vec<RecordEntities> = Vec::new();
     let mut replaced: Vec<RecordEntities> = Vec::new();
     // The old versions of re-read items matter only to an incremental resolution (the memo).
@@ -820,7 +821,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let plan = match &kept {
         Some((model, _, memo)) => {
             previous = resolve::Previous {
-                members: state.member_links()?,
+                members: member_links,
                 fresh: changed_keys,
                 replaced,
                 generic: memo.generic.iter().cloned().collect(),

@@ -1147,6 +1147,11 @@ impl Engine {
                 continue;
             }
             let is_match = matched.contains(&a);
+            // A highlighted snippet is made from the whole text, before it is cut below.
+            let sn = match (is_match, snippets) {
+                (true, Some(g)) => Some(g.snippet(&r.text)).filter(|sn| !sn.fragment().is_empty()),
+                _ => None,
+            };
             // A dossier shows the start of a record's text, never the whole: only that much is
             // masked (a contract page is kilobytes, masking it was a tenth of a search), with a
             // margin longer than any value a mask pattern or field covers, so none is cut in two.
@@ -1154,18 +1159,11 @@ impl Engine {
                 cut_chars(&mut r.text, PREVIEW_CHARS + MASK_MARGIN);
             }
             let values = if v.unmask { Vec::new() } else { self.masker.record_with_values(&mut r) };
-            // The record is masked already, and a preview of it with it; a highlighted snippet
-            // is made from the stored text, and masked here.
-            let snippet = match (is_match, snippets) {
-                (true, Some(g)) => {
-                    let sn = g.snippet_from_doc(&d);
-                    match (sn.fragment().is_empty(), v.unmask) {
-                        (true, _) => preview(&r.text),
-                        (false, true) => sn.to_html(),
-                        (false, false) => self.masker.html(&sn.to_html(), &values),
-                    }
-                }
-                _ => preview(&r.text),
+            // The record is masked already, and a preview of it with it; the snippet is masked here.
+            let snippet = match sn {
+                Some(sn) if v.unmask => sn.to_html(),
+                Some(sn) => self.masker.html(&sn.to_html(), &values),
+                None => preview(&r.text),
             };
             records.push((r, is_match, snippet));
         }

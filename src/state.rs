@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::resolve::RecordEntities;
 
+/// Record key → customer ids.
+pub type Links = HashMap<String, Vec<String>>;
+
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -315,21 +318,22 @@ impl State {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Current record → customers links.
-    pub fn all_links(&self) -> Result<HashMap<String, Vec<String>>, StateError> {
-        self.links_by_key("SELECT key, customer FROM links ORDER BY key, customer")
-    }
-
-    /// Record key → customers, from a query of (key, customer) rows.
-    fn links_by_key(&self, sql: &str) -> Result<HashMap<String, Vec<String>>, StateError> {
-        let mut st = self.conn.prepare(sql)?;
-        let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    /// Current record → customers links, and with `members` those of them a record is a member
+    /// of (else an empty map), read in one pass over the links.
+    pub fn all_links(&self, members: bool) -> Result<(Links, Links), StateError> {
+        let mut st = self.conn.prepare("SELECT key, customer, role = 'member' FROM links ORDER BY key, customer")?;
+        let (mut all, mut member): (Links, Links) = Default::default();
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<bool>>(2)?.unwrap_or(false)))
+        })?;
         for row in rows {
-            let (k, c) = row?;
-            out.entry(k).or_default().push(c);
+            let (k, c, is_member) = row?;
+            if members && is_member {
+                member.entry(k.clone()).or_default().push(c.clone());
+            }
+            all.entry(k).or_default().push(c);
         }
-        Ok(out)
+        Ok((all, member))
     }
 
     /// Runs recorded, by status.
@@ -377,11 +381,6 @@ impl State {
     /// How many customers there are.
     pub fn customer_count(&self) -> Result<u64, StateError> {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM customers", [], |r| r.get::<_, i64>(0))? as u64)
-    }
-
-    /// Record key → the customers it is a member of.
-    pub fn member_links(&self) -> Result<HashMap<String, Vec<String>>, StateError> {
-        self.links_by_key("SELECT key, customer FROM links WHERE role = 'member'")
     }
 
     /// What the last resolution kept for incremental runs: its model (JSON), the records

@@ -81,6 +81,10 @@ fn the_demo_company_is_searchable_by_anything_a_caller_gives() {
     assert!(r["total"].as_u64().unwrap() >= 10);
     let page = r["dossiers"][0]["groups"][0]["records"][0]["page"].as_u64();
     assert_eq!(page, Some(3), "{}", serde_json::to_string_pretty(&r["dossiers"][0]["groups"]).unwrap());
+    // The page's snippet shows the clause, its words highlighted.
+    let hit = &r["dossiers"][0]["groups"][0]["records"][0];
+    let snippet = hit["snippet"].as_str().unwrap().to_ascii_lowercase();
+    assert!(snippet.contains("<b>limitation</b>") && snippet.contains("<b>liability</b>"), "{hit}");
 
     // Query syntax: proximity, NOT, OR, filters; bad syntax degrades to words with a notice.
     let matched_pages = |q: &str| -> Vec<String> {

@@ -47,13 +47,13 @@ pub struct IndexSchema {
     pub key: Field,
     /// `source:item-locator` of a record, for deleting an item's records at once.
     pub item: Field,
-    /// Source name (exact).
+    /// Source name (exact, fast).
     pub source: Field,
     /// Record kind (exact).
     pub kind: Field,
-    /// Title (full text, stored).
+    /// Title (full text).
     pub title: Field,
-    /// Body text (full text with positions, stored, for phrases and snippets).
+    /// Body text (full text with positions, for phrases and snippets).
     pub text: Field,
     /// Field values of a record (full text).
     pub fields: Field,
@@ -63,7 +63,8 @@ pub struct IndexSchema {
     pub customers: Field,
     /// Status words of a record (`disputed`, `open`, …; exact).
     pub status: Field,
-    /// The whole record or customer as JSON (stored only).
+    /// The whole record or customer as JSON (stored only: the one stored field a search reads
+    /// besides `key`, so a document's stored bytes hold its text once).
     pub json: Field,
     /// Customer names (full text, folded).
     pub name: Field,
@@ -84,32 +85,31 @@ impl IndexSchema {
     /// Builds the schema.
     pub fn new() -> Self {
         let mut b = Schema::builder();
-        let folded = |stored: bool, positions: bool| {
+        let folded = |positions: bool| {
             let idx = TextFieldIndexing::default().set_tokenizer(FOLD_TOKENIZER).set_index_option(if positions {
                 IndexRecordOption::WithFreqsAndPositions
             } else {
                 IndexRecordOption::WithFreqs
             });
-            let o = TextOptions::default().set_indexing_options(idx);
-            if stored { o.set_stored() } else { o }
+            TextOptions::default().set_indexing_options(idx)
         };
         let doctype = b.add_text_field("doctype", STRING);
         let key = b.add_text_field("key", STRING | STORED);
         let item = b.add_text_field("item", STRING);
-        let source = b.add_text_field("source", STRING | STORED | FAST);
-        let kind = b.add_text_field("kind", STRING | STORED);
-        let title = b.add_text_field("title", folded(true, true));
-        let text = b.add_text_field("text", folded(true, true));
-        let fields = b.add_text_field("fields", folded(false, true));
-        let date = b.add_date_field("date", INDEXED | STORED | FAST);
-        let customers = b.add_text_field(FIELD_CUSTOMERS, STRING | STORED | FAST);
+        let source = b.add_text_field("source", STRING | FAST);
+        let kind = b.add_text_field("kind", STRING);
+        let title = b.add_text_field("title", folded(true));
+        let text = b.add_text_field("text", folded(true));
+        let fields = b.add_text_field("fields", folded(true));
+        let date = b.add_date_field("date", INDEXED | FAST);
+        let customers = b.add_text_field(FIELD_CUSTOMERS, STRING | FAST);
         let status = b.add_text_field("status", STRING);
         let json = b.add_text_field("json", STORED);
-        let name = b.add_text_field("name", folded(false, true));
+        let name = b.add_text_field("name", folded(true));
         let phonetic = b.add_text_field("phonetic", STRING);
         let canon = b.add_text_field("canon", STRING);
         let ids = b.add_text_field("ids", STRING);
-        let place = b.add_text_field("place", folded(false, false));
+        let place = b.add_text_field("place", folded(false));
         let view = b.add_text_field("view", STRING | FAST);
         IndexSchema {
             schema: b.build(),
