@@ -122,8 +122,8 @@ pub struct Masker {
     /// could not be built, and every pattern is tried.
     any: Option<regex::RegexSet>,
     /// The fewest bytes a match of any pattern holds: a shorter text (most field values) holds
-    /// none, and is not searched (a dossier's records have a dozen values each, and the set's
-    /// search, however short the text, was a thirtieth of the serving CPU).
+    /// none, and is not searched (a shown record has a dozen values, each search of the set has
+    /// its fixed cost).
     shortest: usize,
     fields: Vec<String>,
 }
@@ -161,26 +161,18 @@ impl Masker {
     /// config check has already rejected them).
     pub fn new(p: &PrivacySection) -> Masker {
         let patterns: Vec<Regex> = p.mask_patterns.iter().filter_map(|s| Regex::new(s).ok()).collect();
-        // A pattern that can match nothing needs no room; one that does not parse (none: they
-        // compiled) leaves every text searched.
-        let shortest = patterns
-            .iter()
-            .filter_map(|re| match regex_syntax::Parser::new().parse(re.as_str()) {
-                Ok(hir) => hir.properties().minimum_len(),
-                Err(_) => Some(0),
-            })
-            .min()
-            .unwrap_or(usize::MAX);
-        let loose: Option<Vec<String>> = patterns
-            .iter()
-            .map(|re| regex_syntax::Parser::new().parse(re.as_str()).ok().map(|h| without_word_bounds(&h).to_string()))
-            .collect();
-        Masker {
-            any: loose.and_then(|l| regex::RegexSet::new(l).ok()),
-            shortest,
-            patterns,
-            fields: p.mask_fields.iter().map(|f| f.to_ascii_lowercase()).collect(),
-        }
+        // A pattern that does not parse here (none: they compiled) leaves every text searched
+        // with every pattern; one that can match nothing needs no room.
+        let parsed: Option<Vec<regex_syntax::hir::Hir>> =
+            patterns.iter().map(|re| regex_syntax::Parser::new().parse(re.as_str()).ok()).collect();
+        let (any, shortest) = match parsed {
+            Some(hirs) => (
+                regex::RegexSet::new(hirs.iter().map(|h| without_word_bounds(h).to_string())).ok(),
+                hirs.iter().filter_map(|h| h.properties().minimum_len()).min().unwrap_or(usize::MAX),
+            ),
+            None => (None, 0),
+        };
+        Masker { any, shortest, patterns, fields: p.mask_fields.iter().map(|f| f.to_ascii_lowercase()).collect() }
     }
 
     /// True when a field of this name is masked whole.
