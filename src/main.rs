@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use dossier::access::{self, Viewer};
 use dossier::config::Config;
+use dossier::index::{IndexError, IndexStore};
 use dossier::pipeline::{self, RunOptions};
 use dossier::query::Engine;
 use dossier::state::{AuditEntry, AuditFilter, RunReport};
@@ -687,7 +688,13 @@ fn main() -> Result<()> {
                     .with_context(|| format!("generating the demo in {}", dir.display()))?;
             }
             let cfg = Config::load(&dir.join("dossier.toml"))?;
-            let report = index(&cfg, false, Vec::new())?;
+            // The demo's company is generated: an index of it written by another version of
+            // dossier (another schema) is rebuilt rather than refused.
+            let outdated = matches!(IndexStore::open(&pipeline::paths(&cfg).0), Err(IndexError::Schema(_)));
+            if outdated {
+                eprintln!("the demo's index was written by another version of dossier; rebuilding it");
+            }
+            let report = index(&cfg, outdated, Vec::new())?;
             print_report(&report);
             let keys = demo_keys(&cfg, &dir)?;
             if !no_serve {

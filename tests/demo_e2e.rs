@@ -136,6 +136,34 @@ fn the_demo_company_is_searchable_by_anything_a_caller_gives() {
 }
 
 #[test]
+fn an_index_of_another_schema_is_refused_by_a_run_and_rebuilt_by_the_demo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("co");
+    let cfg = demo(&dir, 20);
+    let before = export(&cfg);
+    // What an earlier version of dossier would have left: an index of another schema.
+    let idx = dir.join("index/tantivy");
+    std::fs::remove_dir_all(&idx).unwrap();
+    std::fs::create_dir_all(&idx).unwrap();
+    let mut b = tantivy::schema::Schema::builder();
+    b.add_text_field("key", tantivy::schema::STRING | tantivy::schema::STORED);
+    tantivy::Index::create_in_dir(&idx, b.build()).unwrap();
+
+    let out = run(&["index", "--config", cfg.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("dossier index --full"), "{err}");
+    assert_eq!(err.matches("another version of dossier").count(), 1, "said once: {err}");
+
+    let out = run(&["demo", "--dir", dir.to_str().unwrap(), "--no-serve"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("rebuilding it"), "{err}");
+    assert_eq!(export(&cfg), before, "the same customers");
+    let jane = customer_of(&before, "crm:customers/1").unwrap();
+    let top = &search(&cfg, "jane.smith@acme.example")["dossiers"][0];
+    assert_eq!(top["id"].as_str(), Some(jane.as_str()), "the rebuilt index answers: {top}");
+}
+
+#[test]
 fn incremental_runs_touch_only_what_changed_and_deletes_need_a_complete_listing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("co");
