@@ -165,7 +165,20 @@ impl IndexStore {
 
     /// Ends a run's writing: merges the committed segments and waits for the merges, so no
     /// merge outlives the run (a later run's writer does not merge).
+    ///
+    /// When no segment holds half of the index's documents (after a first or full run, whose
+    /// writer threads cut it into many), every segment is merged into one: each query sets
+    /// itself up once per segment, and one segment instead of six answered 10% more searches a
+    /// second for 7 s of a 100,000-customer run. Later runs add small segments beside it, which
+    /// the merge policy gathers.
     pub fn finish(&self, mut w: IndexWriter<TantivyDocument>) -> Result<(), IndexError> {
+        let metas = self.index.searchable_segment_metas()?;
+        let total: u64 = metas.iter().map(|m| u64::from(m.num_docs())).sum();
+        let largest = metas.iter().map(|m| u64::from(m.num_docs())).max().unwrap_or(0);
+        if metas.len() > 1 && largest * 2 < total {
+            let ids: Vec<_> = metas.iter().map(|m| m.id()).collect();
+            w.merge(&ids).wait()?;
+        }
         w.set_merge_policy(Box::new(Self::merge_policy()));
         // A commit with nothing new keeps the run's payload and lets the policy pick merges.
         let payload = self.index.load_metas()?.payload;

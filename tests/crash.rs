@@ -25,14 +25,11 @@ fn runs_killed_at_any_moment_lose_nothing_and_duplicate_nothing() {
     let notes = dir.join("calls/call-notes.csv");
     let mbox = dir.join("support/support.mbox");
     let words = ["aardwolf", "bushbaby", "caracal", "dugong", "echidna", "fossa", "gerenuk", "hoatzin"];
-    // Kill points spread over a run: listing, extraction, resolution, index writing, commits.
-    let delays = [40u64, 150, 300, 450, 650, 850, 1100, 1400];
-    let mut interrupted = 0;
-    for (i, (word, delay)) in words.iter().zip(delays).enumerate() {
-        // Each run has new work: a new call note, a message appended to the mailbox, and every
-        // other run re-reads everything.
+    // Each run has new work: a new call note, a message appended to the mailbox, and every
+    // other run re-reads everything.
+    let add_work = |i: usize, word: &str| {
         let mut text = std::fs::read_to_string(&notes).unwrap();
-        text.push_str(&format!("2024-12-0{},agent{i},,\"caller gave ORD-104233 about the {word} plan\"\n", i + 1));
+        text.push_str(&format!("2024-12-{:02},agent{i},,\"caller gave ORD-104233 about the {word} plan\"\n", i + 1));
         std::fs::write(&notes, text).unwrap();
         let mut mail = std::fs::read(&mbox).unwrap();
         mail.extend_from_slice(
@@ -43,6 +40,23 @@ fn runs_killed_at_any_moment_lose_nothing_and_duplicate_nothing() {
             .as_bytes(),
         );
         std::fs::write(&mbox, mail).unwrap();
+    };
+    // Kill points spread over a run — listing, extraction, resolution, index writing, commits,
+    // merges — as shares of how long a run of the same kind and work takes here (fixed delays
+    // killed too few runs on a fast machine, and only early ones on a slow one).
+    let timed = |i: usize, word: &str, full: bool| {
+        add_work(i, word);
+        let t = std::time::Instant::now();
+        ok(&if full { vec!["index", "--full", "--config", c] } else { vec!["index", "--config", c] });
+        t.elapsed().as_millis() as u64
+    };
+    let (full_ms, incremental_ms) = (timed(8, "quagga", true), timed(9, "rhebok", false));
+    let shares = [0.05, 0.15, 0.3, 0.45, 0.6, 0.75, 0.85, 0.95];
+    let delays =
+        shares.iter().enumerate().map(|(i, f)| (if i % 2 == 0 { full_ms } else { incremental_ms } as f64 * f) as u64);
+    let mut interrupted = 0;
+    for (i, (word, delay)) in words.iter().zip(delays).enumerate() {
+        add_work(i, word);
         let mut args = vec!["index", "--config", c];
         if i % 2 == 0 {
             args.push("--full");
