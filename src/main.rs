@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use dossier::access::{self, Viewer};
 use dossier::config::Config;
-use dossier::index::{IndexError, IndexStore};
-use dossier::pipeline::{self, RunOptions};
+use dossier::index::IndexError;
+use dossier::pipeline::{self, RunError, RunOptions};
 use dossier::query::Engine;
 use dossier::state::{AuditEntry, AuditFilter, RunReport};
 
@@ -689,12 +689,15 @@ fn main() -> Result<()> {
             }
             let cfg = Config::load(&dir.join("dossier.toml"))?;
             // The demo's company is generated: an index of it written by another version of
-            // dossier (another schema) is rebuilt rather than refused.
-            let outdated = matches!(IndexStore::open(&pipeline::paths(&cfg).0), Err(IndexError::Schema(_)));
-            if outdated {
-                eprintln!("the demo's index was written by another version of dossier; rebuilding it");
-            }
-            let report = index(&cfg, outdated, Vec::new())?;
+            // dossier (another schema) is rebuilt rather than refused. The run finds that out
+            // when it opens the index, before it has touched anything.
+            let report = match index(&cfg, false, Vec::new()) {
+                Err(e) if matches!(e.downcast_ref(), Some(RunError::Index(IndexError::Schema(_)))) => {
+                    eprintln!("the demo's index was written by another version of dossier; rebuilding it");
+                    index(&cfg, true, Vec::new())?
+                }
+                r => r?,
+            };
             print_report(&report);
             let keys = demo_keys(&cfg, &dir)?;
             if !no_serve {
