@@ -652,12 +652,12 @@ fn incremental_bench(
     let Some(model) = &res.learnt else { return (0.0, 0) };
     let mut previous = Previous {
         generic: res.generic.iter().map(|(v, _)| v.clone()).collect(),
-        links: crate::resolve::owned_links(&res.links),
+        links: res.links.clone(),
         ..Default::default()
     };
     for c in &res.customers {
         for l in c.links.iter().filter(|l| l.role == "member") {
-            previous.members.entry(l.key.clone()).or_default().push(c.id.clone());
+            previous.members.entry(l.key.as_str().into()).or_default().push(c.id.as_str().into());
         }
     }
     // The changed and added records are new; the others are the same ones, borrowed.

@@ -515,7 +515,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     };
     // Items of earlier runs whose stored records this run replaces or removes. An item no run
     // stored has no records to replace, so a first run of a large source keeps none here.
-    let mut touched_items: HashSet<(String, String)> = HashSet::new();
+    let mut touched_items = Touched::default();
 
     for spec in cfg.sources.iter().filter(|s| opts.sources.is_empty() || opts.sources.contains(&s.name)) {
         let ts = Instant::now();
@@ -547,7 +547,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                         store.delete_item(&writer, &spec.name, &old);
                         commit.removed_items.push((spec.name.clone(), old.clone()));
                         commit.items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
-                        touched_items.insert((spec.name.clone(), old.clone()));
+                        touched_items.insert(&spec.name, old.clone());
                         for (r, m) in records {
                             add_fresh(&mut spool, r, m)?;
                         }
@@ -571,7 +571,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             finish_listing(&mut sr, &mut report, spec, l, &known, |locator| {
                 store.delete_item(&writer, &spec.name, locator);
                 commit.removed_items.push((spec.name.clone(), locator.to_string()));
-                touched_items.insert((spec.name.clone(), locator.to_string()));
+                touched_items.insert(&spec.name, locator.to_string());
             });
             stage(&mut report, "listing", t_list);
         }
@@ -680,7 +680,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                     } else {
                         store.delete_item(&writer, &spec.name, &item.locator);
                         if known.contains_key(&item.locator) {
-                            touched_items.insert((spec.name.clone(), item.locator.clone()));
+                            touched_items.insert(&spec.name, item.locator.clone());
                         }
                         if let Payload::File(path) = &item.payload
                             && let Some(k) = container(&item, path, &Record::key_for(&spec.name, &item.locator), &ex)
@@ -711,7 +711,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             finish_listing(&mut sr, &mut report, spec, l, &known, |locator| {
                 store.delete_item(&writer, &spec.name, locator);
                 commit.removed_items.push((spec.name.clone(), locator.to_string()));
-                touched_items.insert((spec.name.clone(), locator.to_string()));
+                touched_items.insert(&spec.name, locator.to_string());
             });
         }
         warnings.sort_by_key(|(i, _)| *i);
@@ -730,7 +730,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             }
             store.delete_item(&writer, &spec.name, &item.locator);
             if known.contains_key(&item.locator) {
-                touched_items.insert((spec.name.clone(), item.locator.clone()));
+                touched_items.insert(&spec.name, item.locator.clone());
             }
             // A failed item is remembered with its version so an unchanged bad file is not retried every run.
             commit.items.push((spec.name.clone(), item.locator, item.version));
@@ -788,10 +788,12 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let mut stored: Vec<RecordEntities> = Vec::new();
     let mut replaced: Vec<RecordEntities> = Vec::new();
     // The old versions of re-read items matter only to an incremental resolution (the memo).
-    let wanted =
-        |source: &str, item: &str| memo.is_some() || !touched_items.contains(&(source.to_string(), item.to_string()));
-    for (source, item, e) in state.all_entities(wanted)? {
-        if touched_items.contains(&(source, item)) { replaced.push(e) } else { stored.push(e) }
+    let class = |source: &str, item: &str| {
+        let touched = touched_items.contains(source, item);
+        (memo.is_some() || !touched).then_some(touched)
+    };
+    for (touched, e) in state.all_entities(class)? {
+        if touched { replaced.push(e) } else { stored.push(e) }
     }
     let mut all: Vec<&RecordEntities> = stored.iter().chain(fresh.iter().map(|(_, _, e)| e)).collect();
     // Resolution is order-sensitive at ties: the same records in the same order give
@@ -800,7 +802,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     // What resolution sees as changed: new records, records whose entities differ from their
     // stored version, and removed ones. A re-read file whose rows say what they said is not.
     let mut old_versions: HashMap<String, RecordEntities> = replaced.into_iter().map(|e| (e.key.clone(), e)).collect();
-    let mut changed_keys: HashSet<String> = HashSet::new();
+    let mut changed_keys: rustc_hash::FxHashSet<String> = Default::default();
     for (_, _, e) in &fresh {
         if old_versions.get(&e.key).is_some_and(|o| o == e) {
             old_versions.remove(&e.key);
@@ -884,7 +886,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let mut rewritten = 0usize;
     for e in &stored {
         let new = resolution.links.get(e.key.as_str()).unwrap_or(&empty);
-        let old = old_links.get(&e.key).unwrap_or(&none);
+        let old = old_links.get(e.key.as_str()).unwrap_or(&none);
         if !resolve::same_ids(new, old)
             && let Some(r) = store.record(&e.key)?
         {
@@ -903,7 +905,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     commit.views = Some(fingerprint);
 
     // Redirects: an old id whose records now live under another id points there.
-    let new_ids: HashSet<&str> = resolution
+    let new_ids: rustc_hash::FxHashSet<&str> = resolution
         .customers
         .iter()
         .map(|c| c.id.as_str())
@@ -911,14 +913,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         .collect();
     let mut old_members: HashMap<&str, Vec<&str>> = HashMap::new();
     for (k, ids) in &old_links {
-        for id in ids {
+        for id in ids.iter().filter(|id| !new_ids.contains(id.as_str())) {
             old_members.entry(id.as_str()).or_default().push(k.as_str());
         }
     }
     for (old, keys) in old_members {
-        if new_ids.contains(old) {
-            continue;
-        }
         let mut votes: HashMap<&str, usize> = HashMap::new();
         for k in keys {
             for id in resolution.links.get(k).into_iter().flatten() {
@@ -959,6 +958,25 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
 fn merge(store: &IndexStore, writer: tantivy::IndexWriter<tantivy::TantivyDocument>) {
     if let Err(e) = store.finish(writer) {
         tracing::warn!("merging the index's segments failed: {e}; the next run merges them");
+    }
+}
+
+/// Items of earlier runs whose stored records a run replaces or removes, by source (looked up
+/// for every stored record, without building a key).
+#[derive(Default)]
+struct Touched(HashMap<String, HashSet<String>>);
+
+impl Touched {
+    fn insert(&mut self, source: &str, item: String) {
+        self.0.entry(source.to_string()).or_default().insert(item);
+    }
+
+    fn contains(&self, source: &str, item: &str) -> bool {
+        self.0.get(source).is_some_and(|items| items.contains(item))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 

@@ -13,7 +13,14 @@ use serde::{Deserialize, Serialize};
 use crate::resolve::RecordEntities;
 
 /// Record key → customer ids.
-pub type Links = HashMap<String, Vec<String>>;
+pub type Links = crate::resolve::LinkMap;
+
+/// Column `i` of `row` as text, borrowed from the row (no copy for a value only looked at).
+fn text_at<'a>(row: &'a rusqlite::Row<'_>, i: usize) -> Result<&'a str, StateError> {
+    row.get_ref(i)?
+        .as_str()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)).into())
+}
 
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -274,34 +281,30 @@ impl State {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Every record's entities with its source and item, for resolution.
-    ///
-    /// Only the records of the items `wanted` accepts (source, item) are read and parsed: a
-    /// run that re-read every item needs none of their old versions.
+    /// Every record's entities, for resolution, each with what `class` says of its (source,
+    /// item): `None` leaves the record out (a run that re-read every item needs none of their
+    /// old versions), `Some(flag)` reads it and hands `flag` back with it.
     pub fn all_entities(
         &self,
-        mut wanted: impl FnMut(&str, &str) -> bool,
-    ) -> Result<Vec<(String, String, RecordEntities)>, StateError> {
+        mut class: impl FnMut(&str, &str) -> Option<bool>,
+    ) -> Result<Vec<(bool, RecordEntities)>, StateError> {
         use rayon::prelude::*;
         /// Rows read before their JSON is parsed on every core: enough to share out, little to hold.
         const CHUNK: usize = 8192;
-        type Raw = (String, String, String);
-        let parse = |chunk: &mut Vec<Raw>, out: &mut Vec<(String, String, RecordEntities)>| -> Result<(), StateError> {
-            let parsed: Result<Vec<_>, serde_json::Error> = chunk
-                .par_drain(..)
-                .map(|(source, item, json)| Ok((source, item, serde_json::from_str(&json)?)))
-                .collect();
-            out.extend(parsed?);
-            Ok(())
-        };
+        let parse =
+            |chunk: &mut Vec<(bool, String)>, out: &mut Vec<(bool, RecordEntities)>| -> Result<(), StateError> {
+                let parsed: Result<Vec<_>, serde_json::Error> =
+                    chunk.par_drain(..).map(|(flag, json)| Ok((flag, serde_json::from_str(&json)?))).collect();
+                out.extend(parsed?);
+                Ok(())
+            };
         let mut st = self.conn.prepare("SELECT source, item, entities FROM records ORDER BY key")?;
         let mut rows = st.query([])?;
         let mut out = Vec::new();
-        let mut chunk: Vec<Raw> = Vec::with_capacity(CHUNK);
+        let mut chunk: Vec<(bool, String)> = Vec::with_capacity(CHUNK);
         while let Some(row) = rows.next()? {
-            let (source, item) = (row.get::<_, String>(0)?, row.get::<_, String>(1)?);
-            if wanted(&source, &item) {
-                chunk.push((source, item, row.get::<_, String>(2)?));
+            if let Some(flag) = class(text_at(row, 0)?, text_at(row, 1)?) {
+                chunk.push((flag, text_at(row, 2)?.to_string()));
                 if chunk.len() == CHUNK {
                     parse(&mut chunk, &mut out)?;
                 }
@@ -318,20 +321,24 @@ impl State {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Current record → customers links, and with `members` those of them a record is a member
-    /// of (else an empty map), read in one pass over the links.
+    /// Current record → customers links (each record's ids sorted), and with `members` those
+    /// of them a record is a member of (else an empty map), read in one pass over the links.
     pub fn all_links(&self, members: bool) -> Result<(Links, Links), StateError> {
-        let mut st = self.conn.prepare("SELECT key, customer, role = 'member' FROM links ORDER BY key, customer")?;
+        use dossier_schema::CompactString;
+        // In table order: key order walks the primary key's index and looks each row's role up
+        // in the table, a random read per link.
+        let mut st = self.conn.prepare("SELECT key, customer, role = 'member' FROM links")?;
         let (mut all, mut member): (Links, Links) = Default::default();
-        let rows = st.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<bool>>(2)?.unwrap_or(false)))
-        })?;
-        for row in rows {
-            let (k, c, is_member) = row?;
-            if members && is_member {
-                member.entry(k.clone()).or_default().push(c.clone());
+        let mut rows = st.query([])?;
+        while let Some(row) = rows.next()? {
+            let (k, c) = (text_at(row, 0)?, CompactString::from(text_at(row, 1)?));
+            if members && row.get::<_, Option<bool>>(2)?.unwrap_or(false) {
+                member.entry(CompactString::from(k)).or_default().push(c.clone());
             }
-            all.entry(k).or_default().push(c);
+            all.entry(CompactString::from(k)).or_default().push(c);
+        }
+        for ids in all.values_mut().chain(member.values_mut()) {
+            ids.sort_unstable();
         }
         Ok((all, member))
     }

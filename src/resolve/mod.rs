@@ -189,7 +189,7 @@ pub struct Resolution {
     pub changed: Option<std::collections::HashSet<String>>,
     /// Record key → customer ids (inline texts: a million records' keys and ids as heap
     /// strings were a tenth of a large run's memory at its end).
-    pub links: HashMap<CompactString, Vec<CompactString>>,
+    pub links: LinkMap,
     /// Values found generic and ignored, with how many people shared each.
     pub generic: Vec<(String, usize)>,
     /// Customer id → what each source's member records say, for per-role profiles.
@@ -716,20 +716,23 @@ impl Model {
     }
 }
 
+/// Record key → customer ids, sorted (inline texts, Fx-hashed: a run holds one entry per record).
+pub type LinkMap = FxHashMap<CompactString, Vec<CompactString>>;
+
 /// What an incremental run knows of the previous one.
 #[derive(Debug, Default)]
 pub struct Previous {
     /// Record key → the customers it was a member of.
-    pub members: HashMap<String, Vec<String>>,
+    pub members: LinkMap,
     /// Keys of the records extracted this run (new or changed).
-    pub fresh: std::collections::HashSet<String>,
+    pub fresh: rustc_hash::FxHashSet<String>,
     /// The previous versions of records replaced or removed this run.
     pub replaced: Vec<RecordEntities>,
     /// The strong values found generic by the previous run.
     pub generic: std::collections::HashSet<String>,
     /// Record key → the customers it was linked to (every role), to tell which customers'
     /// links change.
-    pub links: HashMap<String, Vec<String>>,
+    pub links: LinkMap,
     /// Whether every customer is wanted in the result with its profile and links, not only the
     /// changed ones (the caller writes every customer again).
     pub every_customer: bool,
@@ -868,15 +871,19 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     // 5. Which observations to resolve. An incremental run resolves again the changed
     //    observations and every customer a change can reach; every other customer is put
     //    back together from its own members' pairs, as the run before found it.
-    let region: Option<Vec<u32>> = match plan {
+    let (region, alone): (Option<Vec<u32>>, Vec<bool>) = match plan {
         Plan::Incremental(m, prev) => {
-            Some(regions(records, &obs, &per_obs, &block_of, &members, prev, seeds, &|a, b| {
+            let (region, alone) = regions(records, &obs, &per_obs, &block_of, &members, prev, seeds, &|a, b| {
                 let c = compare_obs(&obs[a], &obs[b], false);
                 passes(&c.gamma, tf_of(&c.gamma, c.names), &m.weights).is_some()
-            }))
+            });
+            (Some(region), alone)
         }
-        _ => None,
+        _ => (None, Vec::new()),
     };
+    // An untouched region of one previous customer is that customer again: its pairs are
+    // neither compared nor clustered here (their evidence is found later, if it is written).
+    let skipped = |r: u32| alone.get(r as usize).copied().unwrap_or(false);
     let resolved = region.as_ref().map_or(obs.len(), |r| r.iter().filter(|&&x| x == 0).count());
     lap("blocking");
 
@@ -886,21 +893,31 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     let pairs = Neighbours::build(obs.len(), |f| {
         for (k, ms) in block_keys_list.iter().zip(&members) {
             block_pairs(*k, ms, |a, b| {
-                let same_region = region.as_ref().is_none_or(|r| r[a as usize] == r[b as usize]);
+                let same_region =
+                    region.as_ref().is_none_or(|r| r[a as usize] == r[b as usize] && !skipped(r[a as usize]));
                 if same_region && obs[a as usize].record != obs[b as usize].record {
                     f(a, b);
                 }
             });
         }
     });
-    drop(members);
+    // An incremental run may need the blocks again, for the evidence of skipped customers.
+    let block_members = if alone.is_empty() {
+        drop(members);
+        Vec::new()
+    } else {
+        members
+    };
     // Levels and name adjustment only (8 bytes a pair): the values behind them are found again
     // for the few pairs that merge.
+    let compare = |obs: &[Obs], a: usize, b: usize| -> (Packed, f32) {
+        let x = compare_obs(&obs[a], &obs[b], false);
+        (Packed::of(&x.gamma), tf_of(&x.gamma, x.names) as f32)
+    };
     let mut compared: Vec<(Packed, f32)> = vec![(Packed::default(), 0.0); pairs.len()];
     pairs.rows_mut(&mut compared).into_par_iter().enumerate().for_each(|(a, out)| {
         for (c, &b) in out.iter_mut().zip(pairs.row(a)) {
-            let x = compare_obs(&obs[a], &obs[b as usize], false);
-            *c = (Packed::of(&x.gamma), tf_of(&x.gamma, x.names) as f32);
+            *c = compare(&obs, a, b as usize);
         }
     });
     lap("comparisons");
@@ -930,26 +947,30 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     };
     // Only weights learnt from the data know what a differing given name costs here (a
     // typo-ridden silo, or a household sharing a phone); the priors keep the hard guard.
+    // A compared pair that passes: its weight, its sides, and the conflicts it priced.
+    let score = |a: u32, b: u32, (p, tf): (Packed, f32)| -> Option<(f64, u32, u32, Priced)> {
+        let g = p.gamma();
+        let total = passes(&g, f64::from(tf), w)?;
+        let priced = Priced {
+            first: w.estimated && g[Feature::First.index()] == 4,
+            dob: w.estimated && g[Feature::Dob.index()] == 3,
+        };
+        Some((total, a, b, priced))
+    };
+    let best_first = |x: &(f64, u32, u32, Priced), y: &(f64, u32, u32, Priced)| {
+        y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2))
+    };
     let mut scored: Vec<(f64, u32, u32, Priced)> = (0..obs.len())
         .into_par_iter()
         .flat_map_iter(|a| {
             let (row, at) = (pairs.row(a), pairs.start[a]);
             let compared = &compared;
-            row.iter().enumerate().filter_map(move |(j, &b)| {
-                let (p, tf) = compared[at + j];
-                let g = p.gamma();
-                let total = passes(&g, f64::from(tf), w)?;
-                let priced = Priced {
-                    first: w.estimated && g[Feature::First.index()] == 4,
-                    dob: w.estimated && g[Feature::Dob.index()] == 3,
-                };
-                Some((total, a as u32, b, priced))
-            })
+            row.iter().enumerate().filter_map(move |(j, &b)| score(a as u32, b, compared[at + j]))
         })
         .collect();
     drop(compared);
     drop(pairs);
-    scored.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
+    scored.sort_by(best_first);
     // The evidence of a pair: which values agreed or differed, with their weights, each naming
     // the record of observation `named` (one side of the pair). Built only for the pairs that
     // give a member its evidence.
@@ -1001,11 +1022,28 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         Clusters { parent: (0..obs.len()).collect(), guards: (0..obs.len()).map(|_| None).collect(), obs: &obs };
     const NO_PAIR: (u32, u32) = (u32::MAX, u32::MAX);
     let mut first_pair: Vec<(u32, u32)> = vec![NO_PAIR; obs.len()];
-    for (_, a, b, priced) in scored {
-        if cl.union(a as usize, b as usize, priced) {
-            for z in [a as usize, b as usize] {
-                if first_pair[z] == NO_PAIR {
-                    first_pair[z] = (a, b);
+    let cluster = |cl: &mut Clusters, first_pair: &mut [(u32, u32)], scored: Vec<(f64, u32, u32, Priced)>| {
+        for (_, a, b, priced) in scored {
+            if cl.union(a as usize, b as usize, priced) {
+                for z in [a as usize, b as usize] {
+                    if first_pair[z] == NO_PAIR {
+                        first_pair[z] = (a, b);
+                    }
+                }
+            }
+        }
+    };
+    cluster(&mut cl, &mut first_pair, scored);
+    // Each skipped region is one cluster: its members under its first observation.
+    if let Some(r) = &region {
+        let mut head: Vec<u32> = vec![u32::MAX; alone.len()];
+        for (i, &ri) in r.iter().enumerate() {
+            if skipped(ri) {
+                let h = &mut head[ri as usize];
+                if *h == u32::MAX {
+                    *h = i as u32;
+                } else {
+                    cl.parent[i] = *h as usize;
                 }
             }
         }
@@ -1048,7 +1086,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         .collect();
     drop(source_at);
     // The evidence of member `i`: its first merge's, naming the record on the other side.
-    let evidence_of = |obs: &[Obs], i: usize| -> Vec<Evidence> {
+    let evidence_of = |obs: &[Obs], first_pair: &[(u32, u32)], i: usize| -> Vec<Evidence> {
         let (a, b) = first_pair[i];
         if (a, b) == NO_PAIR {
             return Vec::new();
@@ -1059,7 +1097,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     type Detail = (Profile, Sources, Vec<(usize, Vec<Evidence>)>);
     // A customer's profile, its sources, and the evidence of each member record (by its first
     // observation in the customer, as the member links keep it).
-    let detail = |obs: &[Obs], ci: usize| -> Detail {
+    let detail = |obs: &[Obs], first_pair: &[(u32, u32)], ci: usize| -> Detail {
         let (ms, (id, founder)) = (groups[ci], &heads[ci]);
         let mentions: Vec<(&Arc<str>, &dossier_schema::Mention)> = ms
             .iter()
@@ -1075,7 +1113,8 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         for &i in ms.iter() {
             if !seen.contains(&obs[i].record) {
                 seen.push(obs[i].record);
-                evidence.push((obs[i].record, if i == *founder { Vec::new() } else { evidence_of(obs, i) }));
+                evidence
+                    .push((obs[i].record, if i == *founder { Vec::new() } else { evidence_of(obs, first_pair, i) }));
             }
         }
         (profile, sources, evidence)
@@ -1085,7 +1124,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     let incremental = region.is_some();
     let mut details: Vec<Option<Detail>> = Vec::new();
     if !incremental {
-        details = (0..groups.len()).into_par_iter().map(|ci| Some(detail(&obs, ci))).collect();
+        details = (0..groups.len()).into_par_iter().map(|ci| Some(detail(&obs, &first_pair, ci))).collect();
         lap("profiles and evidence");
     }
     let observations = obs.len();
@@ -1201,7 +1240,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         }
     }
     drop(index_of);
-    let links: HashMap<CompactString, Vec<CompactString>> = linked
+    let links: LinkMap = linked
         .iter()
         .enumerate()
         .filter(|(_, cs)| !cs.is_empty())
@@ -1222,16 +1261,50 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         let mut wanted: std::collections::HashSet<&str> =
             resolved_customers.iter().flatten().map(String::as_str).collect();
         let (none, no) = (Vec::new(), Vec::new());
-        for k in prev.links.keys().map(String::as_str).chain(links.keys().map(CompactString::as_str)) {
+        for k in prev.links.keys().chain(links.keys()) {
             let (old, new) = (prev.links.get(k).unwrap_or(&none), links.get(k).unwrap_or(&no));
             if !same_ids(old, new) {
-                wanted.extend(old.iter().map(String::as_str).chain(new.iter().map(CompactString::as_str)));
+                wanted.extend(old.iter().chain(new).map(CompactString::as_str));
             }
+        }
+        let written = |id: &str| prev.every_customer || wanted.contains(id);
+        // The skipped regions of customers written: their pairs are clustered now, in the
+        // order a full run gives them, for each member's evidence.
+        let mut redo = vec![false; alone.len()];
+        for ((id, _), ms) in heads.iter().zip(&groups) {
+            if let Some(r) = region.as_ref().map(|r| r[ms[0]])
+                && skipped(r)
+                && written(id)
+            {
+                redo[r as usize] = true;
+            }
+        }
+        if let Some(r) = region.as_ref().filter(|_| redo.contains(&true)) {
+            let again = |a: u32| redo[r[a as usize] as usize];
+            let pairs = Neighbours::build(obs.len(), |f| {
+                for (k, ms) in block_keys_list.iter().zip(&block_members) {
+                    block_pairs(*k, ms, |a, b| {
+                        let (x, y) = (a as usize, b as usize);
+                        if r[x] == r[y] && again(a) && obs[x].record != obs[y].record {
+                            f(a, b);
+                        }
+                    });
+                }
+            });
+            let obs = &obs;
+            let mut scored: Vec<(f64, u32, u32, Priced)> = (0..obs.len())
+                .filter(|&a| again(a as u32))
+                .flat_map(|a| pairs.row(a).iter().filter_map(move |&b| score(a as u32, b, compare(obs, a, b as usize))))
+                .collect();
+            scored.sort_by(best_first);
+            let mut cl =
+                Clusters { parent: (0..obs.len()).collect(), guards: (0..obs.len()).map(|_| None).collect(), obs };
+            cluster(&mut cl, &mut first_pair, scored);
         }
         details = heads
             .par_iter()
             .enumerate()
-            .map(|(ci, (id, _))| (prev.every_customer || wanted.contains(id.as_str())).then(|| detail(&obs, ci)))
+            .map(|(ci, (id, _))| written(id).then(|| detail(&obs, &first_pair, ci)))
             .collect();
         if !prev.every_customer {
             changed = Some(wanted.into_iter().map(str::to_string).collect());
@@ -1313,11 +1386,6 @@ pub fn same_ids(a: &[impl AsRef<str>], b: &[impl AsRef<str>]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.as_ref() == y.as_ref())
 }
 
-/// A resolution's links as a later run's [`Previous`] holds them.
-pub fn owned_links(links: &HashMap<CompactString, Vec<CompactString>>) -> HashMap<String, Vec<String>> {
-    links.iter().map(|(k, ids)| (k.to_string(), ids.iter().map(CompactString::to_string).collect())).collect()
-}
-
 /// `v` in an allocation of its length: `shrink_to_fit` may keep the block in place (mimalloc
 /// does when it shrinks to half or more), and a million records' small vectors add up.
 fn exact<T>(mut v: Vec<T>) -> Vec<T> {
@@ -1337,6 +1405,9 @@ fn exact<T>(mut v: Vec<T>) -> Vec<T> {
 /// removed member; the holders of values whose generic status changed; the members of blocks
 /// a change pushed across the size limit; and, until nothing more is reached, every customer
 /// with a member that would merge with one of those.
+///
+/// Also says, for each region, whether it is one previous customer untouched (then its
+/// observations are that customer again).
 #[allow(clippy::too_many_arguments)]
 fn regions(
     records: &[&RecordEntities],
@@ -1347,30 +1418,35 @@ fn regions(
     prev: &Previous,
     mut seeds: Vec<usize>,
     merges: &(dyn Fn(usize, usize) -> bool + Sync),
-) -> Vec<u32> {
-    let mut obs_of_record: Vec<Vec<usize>> = vec![Vec::new(); records.len()];
-    for (i, o) in obs.iter().enumerate() {
-        obs_of_record[o.record].push(i);
+) -> (Vec<u32>, Vec<bool>) {
+    // Observations are made record by record: each record's are a run of them.
+    let mut obs_start = vec![0usize; records.len() + 1];
+    for o in obs {
+        obs_start[o.record + 1] += 1;
     }
+    for r in 0..records.len() {
+        obs_start[r + 1] += obs_start[r];
+    }
+    debug_assert!(obs.windows(2).all(|w| w[0].record <= w[1].record));
+    let obs_of_record = |r: usize| obs_start[r]..obs_start[r + 1];
     let current: FxHashMap<&str, usize> = records.iter().enumerate().map(|(i, r)| (r.key.as_str(), i)).collect();
-    // The previous customers, numbered, with their current observations.
+    // The previous customers, numbered, with their current observations; each current record's
+    // customers (every observation of a record counts in each of them).
     let mut number: FxHashMap<&str, u32> = FxHashMap::default();
     let mut whole: Vec<u32> = Vec::new();
     let mut cust_obs: Vec<Vec<usize>> = Vec::new();
-    let mut obs_custs: Vec<Vec<u32>> = vec![Vec::new(); obs.len()];
+    let mut record_custs: Vec<(u32, u32)> = Vec::with_capacity(prev.members.len());
     for (key, cs) in &prev.members {
         let ri = current.get(key.as_str()).copied();
-        let changed = ri.is_none() || prev.fresh.contains(key);
+        let changed = ri.is_none() || prev.fresh.contains(key.as_str());
         for c in cs {
             let n = *number.entry(c.as_str()).or_insert_with(|| {
                 cust_obs.push(Vec::new());
                 (cust_obs.len() - 1) as u32
             });
             if let Some(ri) = ri {
-                for &i in &obs_of_record[ri] {
-                    cust_obs[n as usize].push(i);
-                    obs_custs[i].push(n);
-                }
+                cust_obs[n as usize].extend(obs_of_record(ri));
+                record_custs.push((ri as u32, n));
             }
             if changed {
                 // A customer that lost or changed a member: all of it is resolved again.
@@ -1378,9 +1454,21 @@ fn regions(
             }
         }
     }
+    drop(current);
+    // Sorted by record, then in the order the members map gave them (as observations took them).
+    record_custs.sort_by_key(|&(r, _)| r);
+    let mut custs_start = vec![0usize; records.len() + 1];
+    for &(r, _) in &record_custs {
+        custs_start[r as usize + 1] += 1;
+    }
+    for r in 0..records.len() {
+        custs_start[r + 1] += custs_start[r];
+    }
+    let custs: Vec<u32> = record_custs.into_iter().map(|(_, n)| n).collect();
+    let obs_custs = |i: usize| &custs[custs_start[obs[i].record]..custs_start[obs[i].record + 1]];
     // Fresh records, and any observation the previous run did not place.
     for (i, o) in obs.iter().enumerate() {
-        if obs_custs[i].is_empty() || prev.fresh.contains(&records[o.record].key) {
+        if obs_custs(i).is_empty() || prev.fresh.contains(&records[o.record].key) {
             seeds.push(i);
         }
     }
@@ -1443,8 +1531,8 @@ fn regions(
             }
             in_s[i] = true;
             queue.push(i);
-            whole.extend(obs_custs[i].iter().copied());
-            pending.extend(obs_of_record[obs[i].record].iter().copied());
+            whole.extend(obs_custs(i).iter().copied());
+            pending.extend(obs_of_record(obs[i].record));
         }
         if head == queue.len() {
             break;
@@ -1491,18 +1579,23 @@ fn regions(
         }
         x
     }
-    for cs in &obs_custs {
-        for w in cs.windows(2) {
+    for r in 0..records.len() {
+        for w in custs[custs_start[r]..custs_start[r + 1]].windows(2) {
             let (a, b) = (find(&mut parent, w[0]), find(&mut parent, w[1]));
             parent[a.max(b) as usize] = a.min(b);
         }
     }
-    (0..obs.len())
-        .map(|i| match obs_custs[i].first() {
+    let region: Vec<u32> = (0..obs.len())
+        .map(|i| match obs_custs(i).first() {
             Some(&c) if !in_s[i] => 1 + find(&mut parent, c),
             _ => 0,
         })
-        .collect()
+        .collect();
+    let mut customers = vec![0u32; cust_obs.len() + 1];
+    for c in 0..cust_obs.len() as u32 {
+        customers[1 + find(&mut parent, c) as usize] += 1;
+    }
+    (region, customers.into_iter().map(|n| n == 1).collect())
 }
 
 /// The untouched members of windowed block `key` (members `ms`, in name order) that an
@@ -1854,11 +1947,11 @@ mod tests {
         assert_eq!((none.len(), none.rows_mut(&mut [0u8; 0]).len()), (0, 0));
     }
 
-    fn members_of(r: &Resolution) -> HashMap<String, Vec<String>> {
-        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    fn members_of(r: &Resolution) -> LinkMap {
+        let mut out = LinkMap::default();
         for c in &r.customers {
             for l in c.links.iter().filter(|l| l.role == "member") {
-                out.entry(l.key.clone()).or_default().push(c.id.clone());
+                out.entry(l.key.as_str().into()).or_default().push(c.id.as_str().into());
             }
         }
         out
@@ -1929,7 +2022,7 @@ mod tests {
 
         // Remove a row, rename one (it moves in the block's order), add a person in the middle.
         let mut new: Vec<RecordEntities> = Vec::new();
-        let (mut replaced, mut fresh) = (Vec::new(), std::collections::HashSet::new());
+        let (mut replaced, mut fresh) = (Vec::new(), rustc_hash::FxHashSet::default());
         for r in &old {
             match r.key.as_str() {
                 "mail:040" => replaced.push(r.clone()),
@@ -1953,7 +2046,7 @@ mod tests {
             fresh,
             replaced,
             generic: full_before.generic.iter().map(|(v, _)| v.clone()).collect(),
-            links: owned_links(&full_before.links),
+            links: full_before.links.clone(),
             every_customer: false,
         };
         let incremental = resolve(&new, Plan::Incremental(&model, &previous));
@@ -2013,7 +2106,7 @@ mod tests {
         // people, and make an office phone shared by many (it turns generic).
         let mut new: Vec<RecordEntities> = Vec::new();
         let mut replaced = Vec::new();
-        let mut fresh = std::collections::HashSet::new();
+        let mut fresh = rustc_hash::FxHashSet::default();
         for (i, r) in old.iter().enumerate() {
             if i % 50 == 7 {
                 replaced.push(r.clone());
@@ -2039,9 +2132,22 @@ mod tests {
             fresh.insert(e.key.clone());
             new.push(e);
         }
-        // A note that only mentions a known customer's email: that customer gains a link
-        // without being resolved again.
-        let email = old[500].mentions.iter().find(|m| m.kind == Email && m.party == 0).expect("an email").norm.clone();
+        // A note that only mentions the email of a known customer of several records: that
+        // customer gains a link without being resolved again, and keeps its members' evidence.
+        let members = |id: &str| {
+            first
+                .customers
+                .iter()
+                .find(|c| c.id == id)
+                .map_or(0, |c| c.links.iter().filter(|l| l.role == "member").count())
+        };
+        let email = old[500..]
+            .iter()
+            .filter(|r| first.links.get(r.key.as_str()).is_some_and(|ids| ids.len() == 1 && members(&ids[0]) >= 2))
+            .find_map(|r| r.mentions.iter().find(|m| m.kind == Email && m.party == 0))
+            .expect("an email of a customer of several records")
+            .norm
+            .clone();
         new.push(rec("note:loose", RecordKind::Row, vec![m(Email, &email, LOOSE)]));
         fresh.insert("note:loose".into());
         new.sort_by(|a, b| a.key.cmp(&b.key));
@@ -2050,7 +2156,7 @@ mod tests {
             fresh,
             replaced,
             generic: first.generic.iter().map(|(v, _)| v.clone()).collect(),
-            links: owned_links(&first.links),
+            links: first.links.clone(),
             every_customer: false,
         };
         let incremental = resolve(&new, Plan::Incremental(&model, &previous));
@@ -2070,13 +2176,14 @@ mod tests {
             !incremental.resolved_customers.as_ref().is_some_and(|r| r.contains(noted[0].as_str())),
             "not resolved again"
         );
-        assert!(incremental.customers.iter().any(|c| c.id == noted[0]), "but given again: its links changed");
+        let given = incremental.customers.iter().find(|c| c.id == noted[0]).expect("given again: its links changed");
+        assert!(given.links.iter().any(|l| l.role == "member" && !l.evidence.is_empty()), "with its members' evidence");
 
         // Nothing changed: nothing is resolved again, and the result stands.
         let still = Previous {
             members: members_of(&full),
             generic: full.generic.iter().map(|(v, _)| v.clone()).collect(),
-            links: owned_links(&full.links),
+            links: full.links.clone(),
             ..Default::default()
         };
         let again = resolve(&new, Plan::Incremental(&model, &still));
