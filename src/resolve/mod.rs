@@ -576,16 +576,21 @@ type Order<'a> = (&'a str, &'a str, &'a str, &'a str, u16);
 /// The [`Order`] of observation `o` of record `record` in windowed block `key`.
 fn name_order<'a>(o: &'a Obs, record: &'a str, key: BlockKey) -> Order<'a> {
     let mut keys = Vec::new();
-    let (first, last) = o
-        .names
-        .iter()
-        .zip(&o.sounds)
-        .find(|(n, sound)| {
-            keys.clear();
-            name_keys(o, n, sound, &mut keys);
-            keys.contains(&key)
-        })
-        .map_or(("", ""), |(n, _)| (n.first.as_str(), n.last.as_str()));
+    // One name (most observations) made every name key of the observation: no need to find which.
+    let named = match o.names.as_slice() {
+        [n] => Some(n),
+        _ => o
+            .names
+            .iter()
+            .zip(&o.sounds)
+            .find(|(n, sound)| {
+                keys.clear();
+                name_keys(o, n, sound, &mut keys);
+                keys.contains(&key)
+            })
+            .map(|(n, _)| n),
+    };
+    let (first, last) = named.map_or(("", ""), |n| (n.first.as_str(), n.last.as_str()));
     let (first, last) = if key_kind(key) == b'b' && last < first { (last, first) } else { (first, last) };
     (first, last, o.streets.iter().next().map_or("", CompactString::as_str), record, o.party)
 }
@@ -770,13 +775,28 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     let mut obs = observations(records);
 
     lap("observations");
-    // 2. Generic strong values: shared by many different surnames, or role addresses.
+    // 2. Generic strong values: shared by many different surnames, or role addresses. An
+    //    incremental run weighs only the values of changed records and those generic before:
+    //    any other value has the holders it had, so it is still not generic.
+    let weighed: Option<rustc_hash::FxHashSet<&str>> = match plan {
+        Plan::Incremental(_, prev) => {
+            let mut values: rustc_hash::FxHashSet<&str> = prev.generic.iter().map(String::as_str).collect();
+            for o in obs.iter().filter(|o| prev.fresh.contains(&records[o.record].key)) {
+                values.extend(o.strong.iter().map(|(_, v)| v.as_str()));
+            }
+            Some(values)
+        }
+        _ => None,
+    };
     let mut holders: FxHashMap<&str, Vec<usize>> = FxHashMap::default();
     for (i, o) in obs.iter().enumerate() {
         for (_, v) in &o.strong {
-            holders.entry(v.as_str()).or_default().push(i);
+            if weighed.as_ref().is_none_or(|w| w.contains(v.as_str())) {
+                holders.entry(v.as_str()).or_default().push(i);
+            }
         }
     }
+    drop(weighed);
     let generic: FxHashMap<String, usize> = holders
         .par_iter()
         .filter_map(|(v, hs)| {
@@ -1130,10 +1150,9 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     let observations = obs.len();
     // Only each observation's record and strong values are read from here on (which customer
     // holds each); a full run has built every customer's detail and needs nothing more.
+    // (An incremental run keeps the observations, and reads them where they are.)
     let held: Vec<Held> = if incremental {
-        obs.par_iter()
-            .map(|o| Held { record: o.record, strong: [o.emails.clone(), o.phones.clone(), o.ids.clone()] })
-            .collect()
+        Vec::new()
     } else {
         std::mem::take(&mut obs)
             .into_par_iter()
@@ -1154,10 +1173,14 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             set.insert(id.clone());
         }
         for &i in ms.iter() {
-            for v in held[i].strong.iter().flat_map(Values::iter) {
+            let (record, strong) = match held.get(i) {
+                Some(h) => (h.record, [&h.strong[0], &h.strong[1], &h.strong[2]]),
+                None => (obs[i].record, [&obs[i].emails, &obs[i].phones, &obs[i].ids]),
+            };
+            for v in strong.into_iter().flat_map(Values::iter) {
                 value_owner.entry(v.as_str()).and_modify(|o| *o = o.filter(|&x| x == ci)).or_insert(Some(ci));
             }
-            link_role.entry((held[i].record as u32, ci as u32)).or_insert(("member", Vec::new()));
+            link_role.entry((record as u32, ci as u32)).or_insert(("member", Vec::new()));
         }
     }
 
