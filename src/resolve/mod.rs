@@ -620,6 +620,85 @@ fn paired(members: &[u32]) -> &[u32] {
     &members[..members.len().min(MAX_BLOCK * 4)]
 }
 
+/// The blocks' members, each windowed block's in name order: sorted up front in a full run, on
+/// first use in an incremental one (whose few changes read few of its blocks).
+struct Blocks {
+    keys: Vec<BlockKey>,
+    /// In observation order; windowed blocks sorted in place unless they are lazy.
+    members: Vec<Vec<u32>>,
+    /// A lazy windowed block's place in `sorted`, else `u32::MAX` (empty when none is lazy).
+    slot: Vec<u32>,
+    sorted: Vec<std::sync::OnceLock<Vec<u32>>>,
+}
+
+impl Blocks {
+    fn new(
+        keys: Vec<BlockKey>,
+        mut members: Vec<Vec<u32>>,
+        lazy: bool,
+        obs: &[Obs],
+        records: &[&RecordEntities],
+    ) -> Blocks {
+        let (mut slot, mut sorted) = (Vec::new(), Vec::new());
+        if lazy {
+            slot = keys
+                .iter()
+                .zip(&members)
+                .map(|(k, ms)| {
+                    if windowed(*k, ms.len()) {
+                        sorted.push(std::sync::OnceLock::new());
+                        (sorted.len() - 1) as u32
+                    } else {
+                        u32::MAX
+                    }
+                })
+                .collect();
+        } else {
+            members.par_iter_mut().zip(&keys).filter(|(ms, k)| windowed(**k, ms.len())).for_each(|(ms, k)| {
+                ms.sort_by_cached_key(|&i| Self::order(obs, records, i, *k));
+            });
+        }
+        Blocks { keys, members, slot, sorted }
+    }
+
+    /// Where observation `i` sorts in windowed block `k`.
+    fn order<'a>(obs: &'a [Obs], records: &[&'a RecordEntities], i: u32, k: BlockKey) -> Order<'a> {
+        let o = &obs[i as usize];
+        name_order(o, &records[o.record].key, k)
+    }
+
+    /// Block `b`'s members, in name order if it is windowed.
+    fn get(&self, b: usize, obs: &[Obs], records: &[&RecordEntities]) -> &[u32] {
+        match self.slot.get(b) {
+            Some(&s) if s != u32::MAX => self.sorted[s as usize].get_or_init(|| {
+                let mut ms = self.members[b].clone();
+                ms.sort_by_cached_key(|&i| Self::order(obs, records, i, self.keys[b]));
+                ms
+            }),
+            _ => &self.members[b],
+        }
+    }
+
+    /// Whether block `b` must be read in name order and is not sorted yet.
+    fn unsorted(&self, b: usize) -> bool {
+        self.slot.get(b).is_some_and(|&s| s != u32::MAX && self.sorted[s as usize].get().is_none())
+    }
+
+    /// Sorts, on every core, the lazy blocks among `bs` that `wanted` accepts (by their members
+    /// in any order).
+    fn sort_where(
+        &self,
+        obs: &[Obs],
+        records: &[&RecordEntities],
+        bs: &[usize],
+        wanted: impl Fn(&[u32]) -> bool + Sync,
+    ) {
+        bs.par_iter().filter(|&&b| self.unsorted(b) && wanted(&self.members[b])).for_each(|&b| {
+            self.get(b, obs, records);
+        });
+    }
+}
+
 /// Candidate pairs as each observation's later neighbours, sorted and without repeats: the
 /// pairs of all blocks counted first, then placed, so that the largest buffer of a run is made
 /// once at its size, four bytes a pair (a list of pairs and its sort took twice that).
@@ -858,17 +937,11 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             members[b as usize].push(i as u32);
         }
     }
-    // A windowed block's members in name order.
-    let order = |i: u32, k: BlockKey| {
-        let o = &obs[i as usize];
-        name_order(o, &records[o.record].key, k)
-    };
-    members.par_iter_mut().zip(&block_keys_list).filter(|(ms, k)| windowed(**k, ms.len())).for_each(|(ms, k)| {
-        ms.sort_by_cached_key(|&i| order(i, *k));
-    });
+    let blocks = Blocks::new(block_keys_list, members, matches!(plan, Plan::Incremental(..)), &obs, records);
     if tracing::enabled!(tracing::Level::DEBUG) {
         let mut per_kind: BTreeMap<char, usize> = BTreeMap::new();
-        for (k, ms) in block_keys_list.iter().zip(&members) {
+        // (How many pairs a block makes does not depend on its order.)
+        for (k, ms) in blocks.keys.iter().zip(&blocks.members) {
             block_pairs(*k, ms, |_, _| *per_kind.entry(char::from(key_kind(*k))).or_default() += 1);
         }
         tracing::debug!("candidate pairs by block kind (before removing repeats): {per_kind:?}");
@@ -893,7 +966,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     //    back together from its own members' pairs, as the run before found it.
     let (region, alone): (Option<Vec<u32>>, Vec<bool>) = match plan {
         Plan::Incremental(m, prev) => {
-            let (region, alone) = regions(records, &obs, &per_obs, &block_of, &members, prev, seeds, &|a, b| {
+            let (region, alone) = regions(records, &obs, &per_obs, &block_of, &blocks, prev, seeds, &|a, b| {
                 let c = compare_obs(&obs[a], &obs[b], false);
                 passes(&c.gamma, tf_of(&c.gamma, c.names), &m.weights).is_some()
             });
@@ -909,10 +982,17 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
 
     drop(block_of);
     drop(per_obs);
-    // 6. Candidate pairs, each observation's later neighbours (4 bytes a pair), compared.
+    // 6. Candidate pairs, each observation's later neighbours (4 bytes a pair), compared. A
+    //    block none of whose members is paired is passed over (and, if lazy, never sorted).
+    let paired_obs = |i: u32| region.as_ref().is_none_or(|r| !skipped(r[i as usize]));
+    let all_blocks: Vec<usize> = (0..blocks.keys.len()).collect();
+    blocks.sort_where(&obs, records, &all_blocks, |ms| ms.iter().any(|&i| paired_obs(i)));
     let pairs = Neighbours::build(obs.len(), |f| {
-        for (k, ms) in block_keys_list.iter().zip(&members) {
-            block_pairs(*k, ms, |a, b| {
+        for (b, k) in blocks.keys.iter().enumerate() {
+            if blocks.unsorted(b) {
+                continue;
+            }
+            block_pairs(*k, blocks.get(b, &obs, records), |a, b| {
                 let same_region =
                     region.as_ref().is_none_or(|r| r[a as usize] == r[b as usize] && !skipped(r[a as usize]));
                 if same_region && obs[a as usize].record != obs[b as usize].record {
@@ -922,11 +1002,11 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         }
     });
     // An incremental run may need the blocks again, for the evidence of skipped customers.
-    let block_members = if alone.is_empty() {
-        drop(members);
-        Vec::new()
+    let blocks = if alone.is_empty() {
+        drop(blocks);
+        None
     } else {
-        members
+        Some(blocks)
     };
     // Levels and name adjustment only (8 bytes a pair): the values behind them are found again
     // for the few pairs that merge.
@@ -1302,11 +1382,16 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
                 redo[r as usize] = true;
             }
         }
-        if let Some(r) = region.as_ref().filter(|_| redo.contains(&true)) {
+        if let (Some(r), Some(blocks)) = (region.as_ref().filter(|_| redo.contains(&true)), blocks.as_ref()) {
             let again = |a: u32| redo[r[a as usize] as usize];
+            let all_blocks: Vec<usize> = (0..blocks.keys.len()).collect();
+            blocks.sort_where(&obs, records, &all_blocks, |ms| ms.iter().any(|&a| again(a)));
             let pairs = Neighbours::build(obs.len(), |f| {
-                for (k, ms) in block_keys_list.iter().zip(&block_members) {
-                    block_pairs(*k, ms, |a, b| {
+                for (bi, k) in blocks.keys.iter().enumerate() {
+                    if blocks.unsorted(bi) {
+                        continue;
+                    }
+                    block_pairs(*k, blocks.get(bi, &obs, records), |a, b| {
                         let (x, y) = (a as usize, b as usize);
                         if r[x] == r[y] && again(a) && obs[x].record != obs[y].record {
                             f(a, b);
@@ -1437,7 +1522,7 @@ fn regions(
     obs: &[Obs],
     per_obs: &[Vec<BlockKey>],
     block_of: &FxHashMap<BlockKey, u32>,
-    members: &[Vec<u32>],
+    blocks: &Blocks,
     prev: &Previous,
     mut seeds: Vec<usize>,
     merges: &(dyn Fn(usize, usize) -> bool + Sync),
@@ -1519,9 +1604,11 @@ fn regions(
         }
     }
     let is_fresh = |i: usize| prev.fresh.contains(&records[obs[i].record].key);
+    let changed_blocks: Vec<usize> = delta.keys().filter_map(|k| block_of.get(k).map(|&b| b as usize)).collect();
+    blocks.sort_where(obs, records, &changed_blocks, |_| true);
     for (k, (added, removed)) in &delta {
         let Some(&b) = block_of.get(k) else { continue };
-        let ms = &members[b as usize];
+        let ms = blocks.get(b as usize, obs, records);
         let (now, before) = (ms.len(), (ms.len() + removed).saturating_sub(*added));
         let cut = key_kind(*k) == b's' && now.max(before) > MAX_BLOCK * 4;
         if cut || block_used(*k, now) != block_used(*k, before) || windowed(*k, now) != windowed(*k, before) {
@@ -1568,16 +1655,16 @@ fn regions(
                 let mut near: Vec<usize> = Vec::new();
                 for k in &per_obs[a] {
                     let Some(&b) = block_of.get(k) else { continue };
-                    let ms = &members[b as usize];
-                    if !block_used(*k, ms.len()) {
+                    let all = blocks.get(b as usize, obs, records);
+                    if !block_used(*k, all.len()) {
                         continue;
                     }
-                    let ms = paired(ms);
+                    let ms = paired(all);
                     let ms = if windowed(*k, ms.len()) {
                         // Its members in name order: `a` meets its window only.
                         let Some(x) = ms.iter().position(|&m| m as usize == a) else { continue };
                         &ms[x.saturating_sub(WINDOW)..ms.len().min(x + WINDOW + 1)]
-                    } else if ms.len() < members[b as usize].len() && ms.binary_search(&(a as u32)).is_err() {
+                    } else if ms.len() < all.len() && ms.binary_search(&(a as u32)).is_err() {
                         // A cut block pairs its first members only.
                         continue;
                     } else {
