@@ -653,13 +653,9 @@ fn incremental_bench(
     let mut previous = Previous {
         generic: res.generic.iter().map(|(v, _)| v.clone()).collect(),
         links: res.links.clone(),
+        others: crate::resolve::others_of(&res.customers),
         ..Default::default()
     };
-    for c in &res.customers {
-        for l in c.links.iter().filter(|l| l.role == "member") {
-            previous.members.entry(l.key.as_str().into()).or_default().push(c.id.as_str().into());
-        }
-    }
     // The changed and added records are new; the others are the same ones, borrowed.
     let mut new: Vec<RecordEntities> = Vec::with_capacity(recs.len() / 50);
     for (i, r) in recs.iter().enumerate() {

@@ -783,8 +783,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
 
     // Resolution over every record: the stored ones not replaced this run, plus the fresh ones.
     let t = Instant::now();
-    // The member links matter only to an incremental resolution (the memo).
-    let (mut old_links, member_links) = state.all_links(memo.is_some())?;
+    // Which links are not members' matters only to an incremental resolution (the memo).
+    let (mut old_links, other_links) = state.all_links(memo.is_some())?;
     let mut stored: Vec<RecordEntities> = Vec::new();
     let mut replaced: Vec<RecordEntities> = Vec::new();
     // The old versions of re-read items matter only to an incremental resolution (the memo).
@@ -823,7 +823,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let plan = match &kept {
         Some((model, _, memo)) => {
             previous = resolve::Previous {
-                members: member_links,
+                others: other_links,
                 fresh: changed_keys,
                 replaced,
                 generic: memo.generic.iter().cloned().collect(),

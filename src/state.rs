@@ -321,26 +321,26 @@ impl State {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Current record → customers links (each record's ids sorted), and with `members` those
-    /// of them a record is a member of (else an empty map), read in one pass over the links.
-    pub fn all_links(&self, members: bool) -> Result<(Links, Links), StateError> {
+    /// Current record → customers links (each record's ids sorted), and with `others` those of
+    /// them that are not a member's (else an empty map), read in one pass over the links.
+    pub fn all_links(&self, others: bool) -> Result<(Links, Links), StateError> {
         use dossier_schema::CompactString;
         // In table order: key order walks the primary key's index and looks each row's role up
         // in the table, a random read per link.
         let mut st = self.conn.prepare("SELECT key, customer, role = 'member' FROM links")?;
-        let (mut all, mut member): (Links, Links) = Default::default();
+        let (mut all, mut other): (Links, Links) = Default::default();
         let mut rows = st.query([])?;
         while let Some(row) = rows.next()? {
             let (k, c) = (text_at(row, 0)?, CompactString::from(text_at(row, 1)?));
-            if members && row.get::<_, Option<bool>>(2)?.unwrap_or(false) {
-                member.entry(CompactString::from(k)).or_default().push(c.clone());
+            if others && !row.get::<_, Option<bool>>(2)?.unwrap_or(false) {
+                other.entry(CompactString::from(k)).or_default().push(c.clone());
             }
             all.entry(CompactString::from(k)).or_default().push(c);
         }
-        for ids in all.values_mut().chain(member.values_mut()) {
+        for ids in all.values_mut().chain(other.values_mut()) {
             ids.sort_unstable();
         }
-        Ok((all, member))
+        Ok((all, other))
     }
 
     /// Runs recorded, by status.

@@ -806,8 +806,10 @@ pub type LinkMap = FxHashMap<CompactString, Vec<CompactString>>;
 /// What an incremental run knows of the previous one.
 #[derive(Debug, Default)]
 pub struct Previous {
-    /// Record key → the customers it was a member of.
-    pub members: LinkMap,
+    /// Record key → the customers it was linked to but not a member of (it mentions them, or
+    /// is a part of a record that does); every other link of `links` is a member's. Kept as
+    /// the exceptions: most links are members'.
+    pub others: LinkMap,
     /// Keys of the records extracted this run (new or changed).
     pub fresh: rustc_hash::FxHashSet<String>,
     /// The previous versions of records replaced or removed this run.
@@ -1489,6 +1491,18 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     }
 }
 
+/// Record key → the customers each record links to other than as a member, from customers'
+/// links (what [`Previous::others`] holds).
+pub fn others_of(customers: &[Customer]) -> LinkMap {
+    let mut out = LinkMap::default();
+    for c in customers {
+        for l in c.links.iter().filter(|l| l.role != "member") {
+            out.entry(l.key.as_str().into()).or_default().push(c.id.as_str().into());
+        }
+    }
+    out
+}
+
 /// Whether two lists of customer ids are the same.
 pub fn same_ids(a: &[impl AsRef<str>], b: &[impl AsRef<str>]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.as_ref() == y.as_ref())
@@ -1543,11 +1557,12 @@ fn regions(
     let mut number: FxHashMap<&str, u32> = FxHashMap::default();
     let mut whole: Vec<u32> = Vec::new();
     let mut cust_obs: Vec<Vec<usize>> = Vec::new();
-    let mut record_custs: Vec<(u32, u32)> = Vec::with_capacity(prev.members.len());
-    for (key, cs) in &prev.members {
+    let mut record_custs: Vec<(u32, u32)> = Vec::with_capacity(prev.links.len());
+    for (key, cs) in &prev.links {
+        let others = prev.others.get(key).map_or(&[][..], Vec::as_slice);
         let ri = current.get(key.as_str()).copied();
         let changed = ri.is_none() || prev.fresh.contains(key.as_str());
-        for c in cs {
+        for c in cs.iter().filter(|c| !others.contains(c)) {
             let n = *number.entry(c.as_str()).or_insert_with(|| {
                 cust_obs.push(Vec::new());
                 (cust_obs.len() - 1) as u32
@@ -2057,16 +2072,6 @@ mod tests {
         assert_eq!((none.len(), none.rows_mut(&mut [0u8; 0]).len()), (0, 0));
     }
 
-    fn members_of(r: &Resolution) -> LinkMap {
-        let mut out = LinkMap::default();
-        for c in &r.customers {
-            for l in c.links.iter().filter(|l| l.role == "member") {
-                out.entry(l.key.as_str().into()).or_default().push(c.id.as_str().into());
-            }
-        }
-        out
-    }
-
     #[test]
     fn a_change_in_a_windowed_block_seeds_exactly_the_pairs_it_moves_across_the_window() {
         // 45 namesakes in one name block, in record-key order; every pair would merge.
@@ -2152,7 +2157,7 @@ mod tests {
         }
         new.sort_by(|a, b| a.key.cmp(&b.key));
         let previous = Previous {
-            members: members_of(&full_before),
+            others: others_of(&full_before.customers),
             fresh,
             replaced,
             generic: full_before.generic.iter().map(|(v, _)| v.clone()).collect(),
@@ -2262,7 +2267,7 @@ mod tests {
         fresh.insert("note:loose".into());
         new.sort_by(|a, b| a.key.cmp(&b.key));
         let previous = Previous {
-            members: members_of(&first),
+            others: others_of(&first.customers),
             fresh,
             replaced,
             generic: first.generic.iter().map(|(v, _)| v.clone()).collect(),
@@ -2291,7 +2296,7 @@ mod tests {
 
         // Nothing changed: nothing is resolved again, and the result stands.
         let still = Previous {
-            members: members_of(&full),
+            others: others_of(&full.customers),
             generic: full.generic.iter().map(|(v, _)| v.clone()).collect(),
             links: full.links.clone(),
             ..Default::default()
