@@ -966,12 +966,18 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     // 5. Which observations to resolve. An incremental run resolves again the changed
     //    observations and every customer a change can reach; every other customer is put
     //    back together from its own members' pairs, as the run before found it.
+    // Record key → index, for an incremental run's regions and then everyone's parts.
+    let key_index =
+        || -> FxHashMap<&str, u32> { records.iter().enumerate().map(|(i, r)| (r.key.as_str(), i as u32)).collect() };
+    let mut record_index: Option<FxHashMap<&str, u32>> = None;
     let (region, alone): (Option<Vec<u32>>, Vec<bool>) = match plan {
         Plan::Incremental(m, prev) => {
-            let (region, alone) = regions(records, &obs, &per_obs, &block_of, &blocks, prev, seeds, &|a, b| {
-                let c = compare_obs(&obs[a], &obs[b], false);
-                passes(&c.gamma, tf_of(&c.gamma, c.names), &m.weights).is_some()
-            });
+            let current = record_index.insert(key_index());
+            let (region, alone) =
+                regions(records, &obs, &per_obs, &block_of, &blocks, current, prev, seeds, &|a, b| {
+                    let c = compare_obs(&obs[a], &obs[b], false);
+                    passes(&c.gamma, tf_of(&c.gamma, c.names), &m.weights).is_some()
+                });
             (Some(region), alone)
         }
         _ => (None, Vec::new()),
@@ -1241,7 +1247,14 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             .map(|o| Held { record: o.record, strong: [o.emails, o.phones, o.ids] })
             .collect()
     };
-    // A strong value's owning customer (by index); `None` when several hold it.
+    // A strong value's owning customer (by index); `None` when several hold it. Only values
+    // that some record mentions loosely are looked up.
+    let loose: rustc_hash::FxHashSet<&str> = records
+        .iter()
+        .flat_map(|r| &r.mentions)
+        .filter(|m| m.party == LOOSE && m.kind.is_strong())
+        .map(|m| m.norm.as_str())
+        .collect();
     let mut value_owner: FxHashMap<&str, Option<usize>> = FxHashMap::default();
     // Links by (record, customer) index, not by key and id: a million records' links keyed by
     // two copied strings each were a tenth of a large run's memory. A record index at or past
@@ -1259,7 +1272,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
                 Some(h) => (h.record, [&h.strong[0], &h.strong[1], &h.strong[2]]),
                 None => (obs[i].record, [&obs[i].emails, &obs[i].phones, &obs[i].ids]),
             };
-            for v in strong.into_iter().flat_map(Values::iter) {
+            for v in strong.into_iter().flat_map(Values::iter).filter(|v| loose.contains(v.as_str())) {
                 value_owner.entry(v.as_str()).and_modify(|o| *o = o.filter(|&x| x == ci)).or_insert(Some(ci));
             }
             link_role.entry((record as u32, ci as u32)).or_insert(("member", Vec::new()));
@@ -1287,7 +1300,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             });
         }
     }
-    drop(value_owner);
+    drop((value_owner, loose));
     drop(held);
     lap("mentions");
     let mut linked: Vec<Vec<u32>> = vec![Vec::new(); records.len()];
@@ -1297,8 +1310,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
 
     // 9. Parts inherit: a page or attachment with no customer of its own takes its
     //    parent's, and a document takes the customers of its pages.
-    let mut index_of: FxHashMap<&str, u32> =
-        records.iter().enumerate().map(|(i, r)| (r.key.as_str(), i as u32)).collect();
+    let mut index_of: FxHashMap<&str, u32> = record_index.take().unwrap_or_else(key_index);
     let mut extra_keys: Vec<&str> = Vec::new();
     let mut inherited: Vec<(u32, u32, u32)> = Vec::new();
     for (ri, r) in records.iter().enumerate() {
@@ -1537,6 +1549,7 @@ fn regions(
     per_obs: &[Vec<BlockKey>],
     block_of: &FxHashMap<BlockKey, u32>,
     blocks: &Blocks,
+    current: &FxHashMap<&str, u32>,
     prev: &Previous,
     mut seeds: Vec<usize>,
     merges: &(dyn Fn(usize, usize) -> bool + Sync),
@@ -1551,7 +1564,6 @@ fn regions(
     }
     debug_assert!(obs.windows(2).all(|w| w[0].record <= w[1].record));
     let obs_of_record = |r: usize| obs_start[r]..obs_start[r + 1];
-    let current: FxHashMap<&str, usize> = records.iter().enumerate().map(|(i, r)| (r.key.as_str(), i)).collect();
     // The previous customers, numbered, with their current observations; each current record's
     // customers (every observation of a record counts in each of them).
     let mut number: FxHashMap<&str, u32> = FxHashMap::default();
@@ -1560,7 +1572,7 @@ fn regions(
     let mut record_custs: Vec<(u32, u32)> = Vec::with_capacity(prev.links.len());
     for (key, cs) in &prev.links {
         let others = prev.others.get(key).map_or(&[][..], Vec::as_slice);
-        let ri = current.get(key.as_str()).copied();
+        let ri = current.get(key.as_str()).map(|&i| i as usize);
         let changed = ri.is_none() || prev.fresh.contains(key.as_str());
         for c in cs.iter().filter(|c| !others.contains(c)) {
             let n = *number.entry(c.as_str()).or_insert_with(|| {
@@ -1577,7 +1589,6 @@ fn regions(
             }
         }
     }
-    drop(current);
     // Sorted by record, then in the order the members map gave them (as observations took them).
     record_custs.sort_by_key(|&(r, _)| r);
     let mut custs_start = vec![0usize; records.len() + 1];
