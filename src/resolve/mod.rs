@@ -684,6 +684,32 @@ impl Blocks {
         self.slot.get(b).is_some_and(|&s| s != u32::MAX && self.sorted[s as usize].get().is_none())
     }
 
+    /// The candidate pairs that `keep` accepts of the blocks with a member `wanted` accepts (the
+    /// lazy ones among them put in order first, on every core); other blocks are passed over.
+    fn pairs(
+        &self,
+        obs: &[Obs],
+        records: &[&RecordEntities],
+        wanted: impl Fn(u32) -> bool + Sync,
+        keep: impl Fn(u32, u32) -> bool,
+    ) -> Neighbours {
+        if !self.slot.is_empty() {
+            let all: Vec<usize> = (0..self.keys.len()).collect();
+            self.sort_where(obs, records, &all, |ms| ms.iter().any(|&i| wanted(i)));
+        }
+        Neighbours::build(obs.len(), |f| {
+            for (b, k) in self.keys.iter().enumerate() {
+                if !self.unsorted(b) {
+                    block_pairs(*k, self.get(b, obs, records), |x, y| {
+                        if keep(x, y) {
+                            f(x, y)
+                        }
+                    });
+                }
+            }
+        })
+    }
+
     /// Sorts, on every core, the lazy blocks among `bs` that `wanted` accepts (by their members
     /// in any order).
     fn sort_where(
@@ -993,21 +1019,9 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     // 6. Candidate pairs, each observation's later neighbours (4 bytes a pair), compared. A
     //    block none of whose members is paired is passed over (and, if lazy, never sorted).
     let paired_obs = |i: u32| region.as_ref().is_none_or(|r| !skipped(r[i as usize]));
-    let all_blocks: Vec<usize> = (0..blocks.keys.len()).collect();
-    blocks.sort_where(&obs, records, &all_blocks, |ms| ms.iter().any(|&i| paired_obs(i)));
-    let pairs = Neighbours::build(obs.len(), |f| {
-        for (b, k) in blocks.keys.iter().enumerate() {
-            if blocks.unsorted(b) {
-                continue;
-            }
-            block_pairs(*k, blocks.get(b, &obs, records), |a, b| {
-                let same_region =
-                    region.as_ref().is_none_or(|r| r[a as usize] == r[b as usize] && !skipped(r[a as usize]));
-                if same_region && obs[a as usize].record != obs[b as usize].record {
-                    f(a, b);
-                }
-            });
-        }
+    let pairs = blocks.pairs(&obs, records, paired_obs, |a, b| {
+        let same_region = region.as_ref().is_none_or(|r| r[a as usize] == r[b as usize] && !skipped(r[a as usize]));
+        same_region && obs[a as usize].record != obs[b as usize].record
     });
     // An incremental run may need the blocks again, for the evidence of skipped customers.
     let blocks = if alone.is_empty() {
@@ -1398,20 +1412,9 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         }
         if let (Some(r), Some(blocks)) = (region.as_ref().filter(|_| redo.contains(&true)), blocks.as_ref()) {
             let again = |a: u32| redo[r[a as usize] as usize];
-            let all_blocks: Vec<usize> = (0..blocks.keys.len()).collect();
-            blocks.sort_where(&obs, records, &all_blocks, |ms| ms.iter().any(|&a| again(a)));
-            let pairs = Neighbours::build(obs.len(), |f| {
-                for (bi, k) in blocks.keys.iter().enumerate() {
-                    if blocks.unsorted(bi) {
-                        continue;
-                    }
-                    block_pairs(*k, blocks.get(bi, &obs, records), |a, b| {
-                        let (x, y) = (a as usize, b as usize);
-                        if r[x] == r[y] && again(a) && obs[x].record != obs[y].record {
-                            f(a, b);
-                        }
-                    });
-                }
+            let pairs = blocks.pairs(&obs, records, again, |a, b| {
+                let (x, y) = (a as usize, b as usize);
+                r[x] == r[y] && again(a) && obs[x].record != obs[y].record
             });
             let obs = &obs;
             let mut scored: Vec<(f64, u32, u32, Priced)> = (0..obs.len())
