@@ -990,8 +990,9 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     };
 
     // 5. Which observations to resolve. An incremental run resolves again the changed
-    //    observations and every customer a change can reach; every other customer is put
-    //    back together from its own members' pairs, as the run before found it.
+    //    observations and every customer a change can reach; every other customer stands as
+    //    the run before found it (taken whole when alone in its region, else put back together
+    //    from its own members' pairs).
     // Record key → index, for an incremental run's regions and then everyone's parts.
     let key_index =
         || -> FxHashMap<&str, u32> { records.iter().enumerate().map(|(i, r)| (r.key.as_str(), i as u32)).collect() };
