@@ -2039,6 +2039,39 @@ mod tests {
         assert!(r.generic.iter().any(|(v, _)| v == "+15550000001"));
     }
 
+    /// A shared phone whose holders leave stops being generic: an incremental run weighs it
+    /// again (it was generic before) and gives what a full run gives.
+    #[test]
+    fn a_value_that_stops_being_generic_is_weighed_again_by_an_incremental_run() {
+        let mut before = Vec::new();
+        for (i, n) in ["amy adams", "bo brown", "cy cole", "di dunn", "ed eve"].iter().enumerate() {
+            before.push(rec(&format!("crm:{i}"), RecordKind::Row, vec![m(Person, n, 0), m(Phone, "+15550000001", 0)]));
+        }
+        before.push(rec(
+            "web:0",
+            RecordKind::Row,
+            vec![m(Person, "amy adams", 0), m(Phone, "+15550000001", 0), m(City, "boston", 0)],
+        ));
+        before.sort_by(|a, b| a.key.cmp(&b.key));
+        let first = resolve(&before, Plan::Estimate(&Weights::default()));
+        assert!(first.generic.iter().any(|(v, _)| v == "+15550000001"));
+        let model = first.learnt.clone().expect("a model is learnt");
+        let gone = ["crm:2", "crm:3", "crm:4"];
+        let after: Vec<RecordEntities> = before.iter().filter(|r| !gone.contains(&r.key.as_str())).cloned().collect();
+        let previous = Previous {
+            others: others_of(&first.customers),
+            replaced: before.iter().filter(|r| gone.contains(&r.key.as_str())).cloned().collect(),
+            generic: first.generic.iter().map(|(v, _)| v.clone()).collect(),
+            links: first.links.clone(),
+            ..Default::default()
+        };
+        let incremental = resolve(&after, Plan::Incremental(&model, &previous));
+        let full = resolve(&after, Plan::Fixed(&model));
+        assert!(full.generic.is_empty(), "{:?}", full.generic);
+        assert!(incremental.generic.is_empty(), "{:?}", incremental.generic);
+        assert_incremental_is_full(&incremental, &full, &first);
+    }
+
     #[test]
     fn ids_are_stable_and_evidence_is_kept() {
         let records = vec![
