@@ -694,8 +694,7 @@ impl Blocks {
         keep: impl Fn(u32, u32) -> bool,
     ) -> Neighbours {
         if !self.slot.is_empty() {
-            let all: Vec<usize> = (0..self.keys.len()).collect();
-            self.sort_where(obs, records, &all, |ms| ms.iter().any(|&i| wanted(i)));
+            self.sort_where(obs, records, 0..self.keys.len(), |ms| ms.iter().any(|&i| wanted(i)));
         }
         Neighbours::build(obs.len(), |f| {
             for (b, k) in self.keys.iter().enumerate() {
@@ -716,10 +715,10 @@ impl Blocks {
         &self,
         obs: &[Obs],
         records: &[&RecordEntities],
-        bs: &[usize],
+        bs: impl IntoParallelIterator<Item = usize>,
         wanted: impl Fn(&[u32]) -> bool + Sync,
     ) {
-        bs.par_iter().filter(|&&b| self.unsorted(b) && wanted(&self.members[b])).for_each(|&b| {
+        bs.into_par_iter().filter(|&b| self.unsorted(b) && wanted(&self.members[b])).for_each(|b| {
             self.get(b, obs, records);
         });
     }
@@ -1635,7 +1634,7 @@ fn regions(
     }
     let is_fresh = |i: usize| prev.fresh.contains(&records[obs[i].record].key);
     let changed_blocks: Vec<usize> = delta.keys().filter_map(|k| block_of.get(k).map(|&b| b as usize)).collect();
-    blocks.sort_where(obs, records, &changed_blocks, |_| true);
+    blocks.sort_where(obs, records, changed_blocks, |_| true);
     for (k, (added, removed)) in &delta {
         let Some(&b) = block_of.get(k) else { continue };
         let ms = blocks.get(b as usize, obs, records);
