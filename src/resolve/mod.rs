@@ -1416,10 +1416,14 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
                 let (x, y) = (a as usize, b as usize);
                 r[x] == r[y] && again(a) && obs[x].record != obs[y].record
             });
+            // (All of them when every customer is written: on every core, as the run's own.)
             let obs = &obs;
             let mut scored: Vec<(f64, u32, u32, Priced)> = (0..obs.len())
+                .into_par_iter()
                 .filter(|&a| again(a as u32))
-                .flat_map(|a| pairs.row(a).iter().filter_map(move |&b| score(a as u32, b, compare(obs, a, b as usize))))
+                .flat_map_iter(|a| {
+                    pairs.row(a).iter().filter_map(move |&b| score(a as u32, b, compare(obs, a, b as usize)))
+                })
                 .collect();
             scored.sort_by(best_first);
             let mut cl =
