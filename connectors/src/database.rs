@@ -1,6 +1,6 @@
-//! Relational silos through sqlx: SQLite (embedded), PostgreSQL, MySQL/MariaDB.
-//! Read-only; rows stream from the server one at a time, so a table of
-//! millions never sits in memory; every column type is turned into text.
+//! Relational silos: SQLite (embedded, through rusqlite), PostgreSQL and MySQL/MariaDB (through
+//! sqlx). Read-only; rows stream one at a time, so a table of millions never sits in memory;
+//! every column type is turned into text.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -16,6 +16,7 @@ use crate::{Connector, ConnectorError, ScanReport};
 pub struct DatabaseConnector {
     name: String,
     kind: SourceKind,
+    /// The server's URL, or the SQLite file's path.
     url: String,
     tables: Vec<TableSpec>,
     /// Row versions (`u:` change-column values) from the last run, by locator.
@@ -53,13 +54,67 @@ macro_rules! decode_row {
     }};
 }
 
-fn sqlite_cells(row: &sqlx::sqlite::SqliteRow) -> Cells {
-    decode_row!(row,
-        i64 => |v| v.to_string(),
-        f64 => fmt_f64,
-        String => |v| v,
-        chrono::NaiveDateTime => |v| v.to_string(),
-    )
+/// A SQLite value as text: numbers as written, text as text (bytes that are not UTF-8 replaced,
+/// not dropped), a blob as its size.
+fn sqlite_text(v: rusqlite::types::ValueRef) -> Option<String> {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(f) => Some(fmt_f64(f)),
+        ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Some(format!("(binary, {} bytes, not indexed)", b.len())),
+    }
+}
+
+/// Runs `sql` on a SQLite connection, handing each row's cells to `row` until it says stop.
+/// (rusqlite reads in the caller's thread: sqlx's SQLite worker thread cost a thread switch every
+/// few rows, ten times the query's own time when listing a table's keys.)
+fn sqlite_read(conn: &rusqlite::Connection, sql: &str, row: &mut dyn FnMut(Cells) -> Step) -> Read {
+    let failed = |e: rusqlite::Error| Read::Failed(format!("query failed: {e}"));
+    let mut stmt = match conn.prepare(sql) {
+        Ok(s) => s,
+        Err(e) => return failed(e),
+    };
+    let names: Vec<String> = stmt.column_names().into_iter().map(str::to_string).collect();
+    let mut rows = match stmt.query([]) {
+        Ok(r) => r,
+        Err(e) => return failed(e),
+    };
+    let mut n = 0;
+    loop {
+        match rows.next() {
+            Ok(Some(r)) => {
+                n += 1;
+                let cells: Cells = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.clone(), r.get_ref(i).ok().and_then(sqlite_text)))
+                    .collect();
+                if let Step::Stop = row(cells) {
+                    return Read::Stopped;
+                }
+            }
+            Ok(None) => return Read::Done(n),
+            Err(e) => return failed(e),
+        }
+    }
+}
+
+/// Opens a SQLite file read-only, waiting up to `timeout` for a writer's lock.
+fn sqlite_open(path: &str, timeout: std::time::Duration) -> Result<rusqlite::Connection, String> {
+    use rusqlite::OpenFlags;
+    if !Path::new(path).is_file() {
+        return Err(format!("no SQLite file at {path}; check the source's location (relative to the config file)"));
+    }
+    let conn =
+        rusqlite::Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| format!("cannot open SQLite file {path}: {e}"))?;
+    conn.busy_timeout(timeout).map_err(|e| format!("cannot open SQLite file {path}: {e}"))?;
+    // Opening is lazy: read the schema now, so a file that is not a database says so here.
+    conn.query_row("SELECT COUNT(*) FROM sqlite_schema", [], |_| Ok(()))
+        .map_err(|e| format!("cannot read SQLite file {path}: {e}"))?;
+    Ok(conn)
 }
 
 /// The elements of an array, as one comma-separated text.
@@ -139,8 +194,10 @@ impl DatabaseConnector {
         let loc = expand_env(&spec.location);
         let url = match spec.kind {
             SourceKind::Sqlite => {
-                let path = loc.strip_prefix("sqlite://").unwrap_or(&loc);
-                format!("sqlite://{}?mode=ro", base.join(path).display())
+                // `sqlite://path`, `sqlite:path` or a bare path; a URL's `?options` are not a path's.
+                let path = loc.strip_prefix("sqlite://").or_else(|| loc.strip_prefix("sqlite:")).unwrap_or(&loc);
+                let path = path.split_once('?').map_or(path, |(p, _)| p);
+                base.join(path).display().to_string()
             }
             _ => loc,
         };
@@ -190,8 +247,6 @@ fn literal(kind: SourceKind, v: &str) -> String {
 
 /// Reconnections allowed per table before its read is given up (listing then incomplete).
 const MAX_RECONNECTS: u32 = 3;
-/// Rows the SQLite worker may read ahead of the listing.
-const ROW_BUFFER: usize = 4096;
 
 /// Whether a read failed because the connection went away (server restart, killed session,
 /// network), so reconnecting and reading on is worth it; not for bad SQL or permissions.
@@ -309,9 +364,9 @@ impl Connector for DatabaseConnector {
     }
 }
 
-/// A connection pool of one of the three drivers.
+/// A connection to a database of one of the three kinds.
 enum Pool {
-    Sqlite(sqlx::SqlitePool),
+    Sqlite(rusqlite::Connection),
     Postgres(sqlx::PgPool),
     Mysql(sqlx::MySqlPool),
 }
@@ -352,7 +407,7 @@ impl Pool {
             }};
         }
         match self {
-            Pool::Sqlite(p) => go!(p, sqlite_cells),
+            Pool::Sqlite(c) => sqlite_read(c, sql, row),
             Pool::Postgres(p) => go!(p, pg_cells),
             Pool::Mysql(p) => go!(p, mysql_cells),
         }
@@ -360,7 +415,7 @@ impl Pool {
 
     async fn close(&self) {
         match self {
-            Pool::Sqlite(p) => p.close().await,
+            Pool::Sqlite(_) => {}
             Pool::Postgres(p) => p.close().await,
             Pool::Mysql(p) => p.close().await,
         }
@@ -637,20 +692,7 @@ impl DatabaseConnector {
         let mut report = ScanReport { complete: true, errors: Vec::new(), reconnects: 0 };
         let timeout = std::time::Duration::from_secs(15);
         let pool = match self.kind {
-            SourceKind::Sqlite => {
-                let opts: sqlx::sqlite::SqliteConnectOptions = self.url.parse().map_err(|e| self.db_err(e))?;
-                Pool::Sqlite(
-                    sqlx::sqlite::SqlitePoolOptions::new()
-                        .max_connections(1)
-                        .acquire_timeout(timeout)
-                        // sqlx's SQLite worker hands rows over one message at a time, 50 at most
-                        // in flight: a larger buffer lets it run ahead instead of waking the reader
-                        // for every few rows.
-                        .connect_with(opts.row_buffer_size(ROW_BUFFER))
-                        .await
-                        .map_err(|e| self.db_err(sql_error(&e)))?,
-                )
-            }
+            SourceKind::Sqlite => Pool::Sqlite(sqlite_open(&self.url, timeout).map_err(|e| self.db_err(e))?),
             SourceKind::Postgres => {
                 let opts: sqlx::postgres::PgConnectOptions = self.url.parse().map_err(|e| self.db_err(e))?;
                 Pool::Postgres(
@@ -742,5 +784,53 @@ mod tests {
         assert!(key_values(&t, &cells).is_err_and(|e| e.contains("missing or NULL")));
         let cells: Cells = vec![("id".into(), Some("(binary, 16 bytes, not indexed)".into()))];
         assert!(key_values(&t, &cells).is_err_and(|e| e.contains("cannot identify a row")));
+    }
+
+    fn sqlite_source(location: &str) -> DatabaseConnector {
+        let mut spec = SourceSpec::files("lite", location);
+        spec.kind = SourceKind::Sqlite;
+        spec.tables = vec![table(&["id"])];
+        spec.tables[0].name = "notes".into();
+        DatabaseConnector::new(&spec, Path::new("/")).unwrap()
+    }
+
+    #[test]
+    fn a_sqlite_file_reads_every_value_as_text_and_a_missing_or_bad_file_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("crm.sqlite");
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT, amount REAL, photo BLOB)").unwrap();
+        // Latin-1 text stored as TEXT: its bytes are not UTF-8.
+        db.execute("INSERT INTO notes VALUES (1, CAST(?1 AS TEXT), 12.0, x'0102')", [b"caf\xe9".to_vec()]).unwrap();
+        db.execute("INSERT INTO notes VALUES (2, NULL, 0.25, NULL)", []).unwrap();
+        drop(db);
+        let mut rows = Vec::new();
+        let report = sqlite_source(&format!("sqlite://{}?mode=ro", path.display()))
+            .scan(&mut |item| {
+                let Payload::Records(rs) = item.payload else { return true };
+                rows.extend(rs.into_iter().map(|r| r.fields));
+                true
+            })
+            .unwrap();
+        assert!(report.complete && report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["body"], "caf\u{fffd}");
+        assert_eq!(rows[0]["amount"], "12");
+        assert_eq!(rows[0]["photo"], "(binary, 2 bytes, not indexed)");
+        assert_eq!((rows[1].get("body"), rows[1]["amount"].as_str()), (None, "0.25"));
+
+        let missing = tmp.path().join("gone.sqlite");
+        let err = sqlite_source(&missing.display().to_string()).scan(&mut |_| true).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("no SQLite file at") && e.contains("gone.sqlite")),
+            "{err:?}"
+        );
+        let junk = tmp.path().join("junk.sqlite");
+        std::fs::write(&junk, b"this is not a database, only text long enough to look like a header").unwrap();
+        let err = sqlite_source(&junk.display().to_string()).scan(&mut |_| true).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("cannot read SQLite file") && e.contains("junk.sqlite")),
+            "{err:?}"
+        );
     }
 }
