@@ -1562,13 +1562,7 @@ fn regions(
     merges: &(dyn Fn(usize, usize) -> bool + Sync),
 ) -> (Vec<u32>, Vec<bool>) {
     // Observations are made record by record: each record's are a run of them.
-    let mut obs_start = vec![0usize; records.len() + 1];
-    for o in obs {
-        obs_start[o.record + 1] += 1;
-    }
-    for r in 0..records.len() {
-        obs_start[r + 1] += obs_start[r];
-    }
+    let obs_start = row_starts(records.len(), obs.iter().map(|o| o.record));
     debug_assert!(obs.windows(2).all(|w| w[0].record <= w[1].record));
     let obs_of_record = |r: usize| obs_start[r]..obs_start[r + 1];
     // The previous customers, numbered, with their current observations; each current record's
@@ -1598,13 +1592,7 @@ fn regions(
     }
     // Sorted by record, then in the order the members map gave them (as observations took them).
     record_custs.sort_by_key(|&(r, _)| r);
-    let mut custs_start = vec![0usize; records.len() + 1];
-    for &(r, _) in &record_custs {
-        custs_start[r as usize + 1] += 1;
-    }
-    for r in 0..records.len() {
-        custs_start[r + 1] += custs_start[r];
-    }
+    let custs_start = row_starts(records.len(), record_custs.iter().map(|&(r, _)| r as usize));
     let custs: Vec<u32> = record_custs.into_iter().map(|(_, n)| n).collect();
     let obs_custs = |i: usize| &custs[custs_start[obs[i].record]..custs_start[obs[i].record + 1]];
     // Fresh records, and any observation the previous run did not place.
@@ -1739,6 +1727,19 @@ fn regions(
         customers[1 + find(&mut parent, c) as usize] += 1;
     }
     (region, customers.into_iter().map(|n| n == 1).collect())
+}
+
+/// Where each of `n` rows starts in a list whose entries belong to rows `rows` (the list in row
+/// order), with the list's end last: row `r` is `start[r]..start[r + 1]`.
+fn row_starts(n: usize, rows: impl Iterator<Item = usize>) -> Vec<usize> {
+    let mut start = vec![0usize; n + 1];
+    for r in rows {
+        start[r + 1] += 1;
+    }
+    for r in 0..n {
+        start[r + 1] += start[r];
+    }
+    start
 }
 
 /// The untouched members of windowed block `key` (members `ms`, in name order) that an
