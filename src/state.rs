@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::resolve::RecordEntities;
 
+mod entities;
+
 /// Record key → customer ids.
 pub type Links = crate::resolve::LinkMap;
 
@@ -20,6 +22,20 @@ fn text_at<'a>(row: &'a rusqlite::Row<'_>, i: usize) -> Result<&'a str, StateErr
     row.get_ref(i)?
         .as_str()
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)).into())
+}
+
+/// Column `i` of `row` as bytes: a blob, or the bytes of a text.
+fn bytes_at<'a>(row: &'a rusqlite::Row<'_>, i: usize) -> Result<&'a [u8], StateError> {
+    use rusqlite::types::ValueRef;
+    match row.get_ref(i)? {
+        ValueRef::Blob(b) | ValueRef::Text(b) => Ok(b),
+        other => Err(rusqlite::Error::InvalidColumnType(i, "entities".into(), other.data_type()).into()),
+    }
+}
+
+/// The entities stored in column `at` of `row`, whose key is column `key`.
+fn decode_at(row: &rusqlite::Row<'_>, key: usize, at: usize) -> Result<RecordEntities, StateError> {
+    entities::decode(bytes_at(row, at)?).map_err(|e| StateError::Entities(text_at(row, key).unwrap_or("?").into(), e))
 }
 
 /// Errors of the state store.
@@ -31,6 +47,12 @@ pub enum StateError {
     /// A stored value did not decode.
     #[error("state store: corrupt value: {0}")]
     Json(#[from] serde_json::Error),
+    /// A record's stored entities did not decode.
+    #[error("state store: the entities of record `{0}` do not decode: {1}; `dossier index --full` rebuilds them")]
+    Entities(String, entities::DecodeError),
+    /// A record's entities could not be encoded.
+    #[error("state store: the entities of record `{0}` could not be encoded: {1}")]
+    Encode(String, postcard::Error),
     /// The store was written by a newer dossier.
     #[error("state store version {0} is newer than this dossier understands ({1}); upgrade dossier")]
     TooNew(i64, i64),
@@ -259,12 +281,13 @@ impl State {
 
     /// The entities of one item's records.
     pub fn entities_of_item(&self, source: &str, item: &str) -> Result<Vec<RecordEntities>, StateError> {
-        let mut st =
-            self.conn.prepare_cached("SELECT entities FROM records WHERE source = ?1 AND item = ?2 ORDER BY key")?;
-        let rows = st.query_map([source, item], |r| r.get::<_, String>(0))?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT key, entities FROM records WHERE source = ?1 AND item = ?2 ORDER BY key")?;
+        let mut rows = st.query([source, item])?;
         let mut out = Vec::new();
-        for row in rows {
-            out.push(serde_json::from_str(&row?)?);
+        while let Some(row) = rows.next()? {
+            out.push(decode_at(row, 0, 1)?);
         }
         Ok(out)
     }
@@ -284,28 +307,45 @@ impl State {
     /// Every record's entities, for resolution, each with what `class` says of its (source,
     /// item): `None` leaves the record out (a run that re-read every item needs none of their
     /// old versions), `Some(flag)` reads it and hands `flag` back with it.
-    pub fn all_entities(
+    pub fn all_entities<T: Send>(
         &self,
-        mut class: impl FnMut(&str, &str) -> Option<bool>,
-    ) -> Result<Vec<(bool, RecordEntities)>, StateError> {
+        class: impl FnMut(&str, &str) -> Option<T>,
+    ) -> Result<Vec<(T, RecordEntities)>, StateError> {
+        self.entities_until(class, &std::sync::atomic::AtomicBool::new(false))
+    }
+
+    /// [`State::all_entities`], given up (what was read so far) once `stop` is set.
+    fn entities_until<T: Send>(
+        &self,
+        mut class: impl FnMut(&str, &str) -> Option<T>,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<Vec<(T, RecordEntities)>, StateError> {
         use rayon::prelude::*;
-        /// Rows read before their JSON is parsed on every core: enough to share out, little to hold.
+        /// Rows read before they are decoded on every core: enough to share out, little to hold.
         const CHUNK: usize = 8192;
-        let parse =
-            |chunk: &mut Vec<(bool, String)>, out: &mut Vec<(bool, RecordEntities)>| -> Result<(), StateError> {
-                let parsed: Result<Vec<_>, serde_json::Error> =
-                    chunk.par_drain(..).map(|(flag, json)| Ok((flag, serde_json::from_str(&json)?))).collect();
-                out.extend(parsed?);
-                Ok(())
-            };
-        let mut st = self.conn.prepare("SELECT source, item, entities FROM records ORDER BY key")?;
+        // Each row's key rides along for an error message only (a chunk's worth at a time).
+        type Chunk<T> = Vec<(T, String, Vec<u8>)>;
+        let parse = |chunk: &mut Chunk<T>, out: &mut Vec<(T, RecordEntities)>| -> Result<(), StateError> {
+            let parsed: Result<Vec<_>, StateError> = chunk
+                .par_drain(..)
+                .map(|(flag, key, bytes)| {
+                    entities::decode(&bytes).map(|e| (flag, e)).map_err(|e| StateError::Entities(key, e))
+                })
+                .collect();
+            out.extend(parsed?);
+            Ok(())
+        };
+        let mut st = self.conn.prepare("SELECT source, item, entities, key FROM records ORDER BY key")?;
         let mut rows = st.query([])?;
         let mut out = Vec::new();
-        let mut chunk: Vec<(bool, String)> = Vec::with_capacity(CHUNK);
+        let mut chunk: Chunk<T> = Vec::with_capacity(CHUNK);
         while let Some(row) = rows.next()? {
             if let Some(flag) = class(text_at(row, 0)?, text_at(row, 1)?) {
-                chunk.push((flag, text_at(row, 2)?.to_string()));
+                chunk.push((flag, text_at(row, 3)?.to_string(), bytes_at(row, 2)?.to_vec()));
                 if chunk.len() == CHUNK {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return Ok(out);
+                    }
                     parse(&mut chunk, &mut out)?;
                 }
             }
@@ -447,7 +487,8 @@ impl State {
                 "INSERT OR REPLACE INTO records(key, source, item, entities) VALUES (?1, ?2, ?3, ?4)",
             )?;
             for (source, item, e) in &c.records {
-                put_rec.execute(params![e.key, source, item, serde_json::to_string(e)?])?;
+                let bytes = entities::encode(e).map_err(|err| StateError::Encode(e.key.clone(), err))?;
+                put_rec.execute(params![e.key, source, item, bytes])?;
             }
             if let Some(customers) = &c.customers {
                 match &c.customers_replaced {

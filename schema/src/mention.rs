@@ -44,6 +44,21 @@ impl MentionKind {
             MentionKind::Dob => "dob",
         }
     }
+
+    /// Parses the name produced by [`MentionKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "person" => MentionKind::Person,
+            "company" => MentionKind::Company,
+            "email" => MentionKind::Email,
+            "phone" => MentionKind::Phone,
+            "identifier" => MentionKind::Identifier,
+            "address" => MentionKind::Address,
+            "city" => MentionKind::City,
+            "dob" => MentionKind::Dob,
+            _ => return None,
+        })
+    }
 }
 
 /// A customer-identifying value, kept raw for display and normalized for matching.
@@ -135,5 +150,15 @@ mod tests {
         assert!(serde_json::from_str::<Offset>(&u32::MAX.to_string()).is_err());
         let m: Mention = serde_json::from_str(r#"{"kind":"email","raw":"a@b.c","norm":"a@b.c","offset":7}"#).unwrap();
         assert_eq!(m.offset.map(Offset::get), Some(7));
+    }
+
+    #[test]
+    fn every_mention_kind_parses_from_its_name() {
+        use MentionKind::*;
+        for k in [Person, Company, Email, Phone, Identifier, Address, City, Dob] {
+            assert_eq!(MentionKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{}\"", k.as_str()));
+        }
+        assert_eq!(MentionKind::parse("Person"), None);
     }
 }
