@@ -38,6 +38,9 @@ pub enum RunError {
     /// A `--source` named no configured source.
     #[error("no source named `{0}` in the config (see `[[sources]]`)")]
     UnknownSource(String),
+    /// The thread reading the stored records failed.
+    #[error("reading the stored records failed: {0}")]
+    Background(String),
 }
 
 /// How to run.
@@ -507,7 +510,13 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     // here for resolution and become the state store's rows.
     let mut spool = crate::spool::Spool::new(&index_dir)?;
     let mut fresh: Vec<(String, String, RecordEntities)> = Vec::new();
+    // An incremental resolution reads every stored record: once this run is known to change
+    // something, they are read on another thread while extraction goes on (a run that changes
+    // nothing never reads them).
+    let memo = if opts.full { None } else { state.resolution_memo()? };
+    let mut prefetch = Prefetch::new(memo.is_some().then(|| state_path.clone()));
     let mut add_fresh = |spool: &mut crate::spool::Spool, r: Record, mentions: Vec<Mention>| {
+        prefetch.begin();
         spool.push(&r)?;
         let e = RecordEntities { key: r.key, kind: r.kind, parent: r.parent, mentions };
         fresh.push((r.source, r.item, e));
@@ -756,6 +765,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             );
         }
         report.sources.push(sr);
+        // Items deleted (or failed) without a fresh record: the stored ones are needed too.
+        if !touched_items.is_empty() {
+            prefetch.begin();
+        }
     }
 
     // Nothing added, changed or removed, and the customer documents were written for these
@@ -763,7 +776,6 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let views = crate::access::views(cfg);
     let fingerprint = crate::access::views_fingerprint(&views);
     let views_current = state.meta("views")?.as_deref() == Some(fingerprint.as_str());
-    let memo = if opts.full { None } else { state.resolution_memo()? };
     if touched_items.is_empty() && fresh.is_empty() && memo.is_some() && views_current {
         let t = Instant::now();
         store.commit(&mut writer, run_id)?;
@@ -784,15 +796,28 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     // Resolution over every record: the stored ones not replaced this run, plus the fresh ones.
     let t = Instant::now();
     // Which links are not members' matters only to an incremental resolution (the memo).
-    let (mut old_links, other_links) = state.all_links(memo.is_some())?;
+    let (mut old_links, other_links, loaded) = match prefetch.take()? {
+        Some(l) => {
+            let tagged: Vec<(bool, RecordEntities)> = l
+                .entities
+                .into_iter()
+                .map(|((s, item), e)| (touched_items.contains(&l.sources[s as usize], &item), e))
+                .collect();
+            (l.links, l.others, tagged)
+        }
+        None => {
+            // The old versions of re-read items matter only to an incremental resolution (the memo).
+            let class = |source: &str, item: &str| {
+                let touched = touched_items.contains(source, item);
+                (memo.is_some() || !touched).then_some(touched)
+            };
+            let (all, others) = state.all_links(memo.is_some())?;
+            (all, others, state.all_entities(class)?)
+        }
+    };
     let mut stored: Vec<RecordEntities> = Vec::new();
     let mut replaced: Vec<RecordEntities> = Vec::new();
-    // The old versions of re-read items matter only to an incremental resolution (the memo).
-    let class = |source: &str, item: &str| {
-        let touched = touched_items.contains(source, item);
-        (memo.is_some() || !touched).then_some(touched)
-    };
-    for (touched, e) in state.all_entities(class)? {
+    for (touched, e) in loaded {
         if touched { replaced.push(e) } else { stored.push(e) }
     }
     let mut all: Vec<&RecordEntities> = stored.iter().chain(fresh.iter().map(|(_, _, e)| e)).collect();
@@ -958,6 +983,47 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
 fn merge(store: &IndexStore, writer: tantivy::IndexWriter<tantivy::TantivyDocument>) {
     if let Err(e) = store.finish(writer) {
         tracing::warn!("merging the index's segments failed: {e}; the next run merges them");
+    }
+}
+
+/// The stored records an incremental run resolves with, read on a thread of their own while
+/// the run lists and extracts (see [`State::read_stored_in_background`]): a 1% run's extraction
+/// is mostly a database's listing, on one core.
+struct Prefetch {
+    /// The state store to read; `None` when the run needs no stored records read ahead.
+    path: Option<std::path::PathBuf>,
+    /// Shared, so that the closures that find changes can start the read while others hold it.
+    handle: std::cell::OnceCell<StoredRead>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The thread reading the stored records.
+type StoredRead = std::thread::JoinHandle<Result<Option<crate::state::StoredRecords>, crate::state::StateError>>;
+
+impl Prefetch {
+    /// Ready to read the store at `path`; with `None`, reads nothing.
+    fn new(path: Option<std::path::PathBuf>) -> Prefetch {
+        Prefetch { path, handle: std::cell::OnceCell::new(), stop: Default::default() }
+    }
+
+    /// Starts the read, unless it has started.
+    fn begin(&self) {
+        if let Some(p) = &self.path {
+            self.handle.get_or_init(|| State::read_stored_in_background(p, self.stop.clone()));
+        }
+    }
+
+    /// What was read, waiting for the end of the read; `None` when no read was started.
+    fn take(&mut self) -> Result<Option<crate::state::StoredRecords>, RunError> {
+        let Some(h) = self.handle.take() else { return Ok(None) };
+        Ok(h.join().map_err(|p| RunError::Background(crate::extraction::panic_reason(p.as_ref())))??)
+    }
+}
+
+impl Drop for Prefetch {
+    /// A run that ends early (an error) stops the read too.
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -239,6 +239,19 @@ pub struct RunReport {
     pub stages: std::collections::BTreeMap<String, u64>,
 }
 
+/// Every stored record's entities with its item, and every link (see
+/// [`State::read_stored_in_background`]).
+pub struct StoredRecords {
+    /// Source names, numbered for `entities`.
+    pub sources: Vec<String>,
+    /// Each record's (source number, item locator) and entities, in key order.
+    pub entities: Vec<((u32, dossier_schema::CompactString), RecordEntities)>,
+    /// Record key → its customers.
+    pub links: Links,
+    /// Record key → the customers it links to other than as a member.
+    pub others: Links,
+}
+
 /// The state store.
 pub struct State {
     conn: Connection,
@@ -354,6 +367,38 @@ impl State {
         Ok(out)
     }
 
+    /// Reads every record's entities and every link, as [`State::all_entities`] and
+    /// [`State::all_links`] do, on a thread of its own with its own connection to the store at
+    /// `path`, so that an incremental run reads them while it extracts. Setting `stop` ends the
+    /// read early, with `None`.
+    pub fn read_stored_in_background(
+        path: &Path,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::thread::JoinHandle<Result<Option<StoredRecords>, StateError>> {
+        use std::sync::atomic::Ordering;
+        let path = path.to_path_buf();
+        std::thread::spawn(move || {
+            let state = State::open(&path)?;
+            let (links, others) = state.links_until(true, &stop)?;
+            let mut sources: Vec<String> = Vec::new();
+            let entities = state.entities_until(
+                |source, item| {
+                    // Rows come in key order, so a source's rows (keys `source:…`) come together.
+                    let s = match sources.iter().rposition(|s| s == source) {
+                        Some(s) => s,
+                        None => {
+                            sources.push(source.to_string());
+                            sources.len() - 1
+                        }
+                    };
+                    Some((s as u32, dossier_schema::CompactString::from(item)))
+                },
+                &stop,
+            )?;
+            Ok((!stop.load(Ordering::Relaxed)).then_some(StoredRecords { sources, entities, links, others }))
+        })
+    }
+
     /// Every record key.
     pub fn record_keys(&self) -> Result<Vec<String>, StateError> {
         let mut st = self.conn.prepare("SELECT key FROM records ORDER BY key")?;
@@ -364,6 +409,11 @@ impl State {
     /// Current record → customers links (each record's ids sorted), and with `others` those of
     /// them that are not a member's (else an empty map), read in one pass over the links.
     pub fn all_links(&self, others: bool) -> Result<(Links, Links), StateError> {
+        self.links_until(others, &std::sync::atomic::AtomicBool::new(false))
+    }
+
+    /// [`State::all_links`], given up (empty maps) once `stop` is set.
+    fn links_until(&self, others: bool, stop: &std::sync::atomic::AtomicBool) -> Result<(Links, Links), StateError> {
         use dossier_schema::CompactString;
         // In table order: key order walks the primary key's index and looks each row's role up
         // in the table, a random read per link.
@@ -371,6 +421,9 @@ impl State {
         let (mut all, mut other): (Links, Links) = Default::default();
         let mut rows = st.query([])?;
         while let Some(row) = rows.next()? {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(Default::default());
+            }
             let (k, c) = (text_at(row, 0)?, CompactString::from(text_at(row, 1)?));
             if others && !row.get::<_, Option<bool>>(2)?.unwrap_or(false) {
                 other.entry(CompactString::from(k)).or_default().push(c.clone());
