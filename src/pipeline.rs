@@ -910,13 +910,15 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let (empty, none) = (Vec::new(), Vec::new());
     let mut rewritten = 0usize;
     for e in &stored {
-        let new = resolution.links.get(e.key.as_str()).unwrap_or(&empty);
-        let old = old_links.get(e.key.as_str()).unwrap_or(&none);
-        if !resolve::same_ids(new, old)
-            && let Some(r) = store.record(&e.key)?
-        {
+        let new = || resolution.links.get(e.key.as_str()).unwrap_or(&empty);
+        let moved = match &resolution.relinked {
+            // An incremental resolution compared every record's links with these already.
+            Some(keys) => keys.contains(e.key.as_str()),
+            None => !resolve::same_ids(new(), old_links.get(e.key.as_str()).unwrap_or(&none)),
+        };
+        if moved && let Some(r) = store.record(&e.key)? {
             store.delete_record(&writer, &e.key);
-            store.add_record(&writer, &r, new)?;
+            store.add_record(&writer, &r, new())?;
             rewritten += 1;
         }
     }
@@ -937,7 +939,14 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         .chain(resolution.unchanged.iter().map(String::as_str))
         .collect();
     let mut old_members: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (k, ids) in &old_links {
+    // A record that linked to a customer gone links elsewhere or nowhere now: after an
+    // incremental resolution, it is one of the relinked.
+    type Linked<'a> = (&'a dossier_schema::CompactString, &'a Vec<dossier_schema::CompactString>);
+    let before: Box<dyn Iterator<Item = Linked<'_>>> = match &resolution.relinked {
+        Some(keys) => Box::new(keys.iter().filter_map(|k| old_links.get_key_value(k.as_str()))),
+        None => Box::new(old_links.iter()),
+    };
+    for (k, ids) in before {
         for id in ids.iter().filter(|id| !new_ids.contains(id.as_str())) {
             old_members.entry(id.as_str()).or_default().push(k.as_str());
         }

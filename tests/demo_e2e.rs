@@ -454,3 +454,72 @@ fn rows_appended_to_a_csv_file_are_read_alone() {
     assert_eq!(records(), before + 3);
     ok(&["check", "--config", c]);
 }
+
+#[test]
+fn customers_merged_by_an_incremental_run_leave_their_old_ids_pointing_at_the_merge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let people = tmp.path().join("people");
+    std::fs::create_dir(&people).unwrap();
+    let cfg = tmp.path().join("dossier.toml");
+    std::fs::write(
+        &cfg,
+        "[index]\npath = \"index\"\ndefault_region = \"US\"\n\n[[sources]]\nname = \"people\"\nkind = \"files\"\n\
+         location = \"people\"\ninclude = [\"*.csv\"]\nfields = { Name = \"person\" }\n",
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    // Thirty different people, so that one more record is a small change (an incremental run).
+    let (firsts, lasts) = (
+        ["Alice", "Bruno", "Carmen", "Dmitri", "Elena", "Farid", "Greta", "Hiro", "Ingrid", "Jonas"],
+        ["Albrecht", "Brennan", "Castell"],
+    );
+    let mut crm = String::from("Name,Email,Phone,Note\n");
+    for (i, (f, l)) in firsts.iter().flat_map(|f| lasts.iter().map(move |l| (f, l))).enumerate() {
+        let email = format!("{}.{}@example.com", f.to_lowercase(), l.to_lowercase());
+        crm += &format!("{f} {l},{email},(206) 555-{:04},customer since 20{}\n", 1000 + i * 37, 10 + i % 10);
+    }
+    std::fs::write(people.join("crm.csv"), crm).unwrap();
+    // One name, nothing else shared: two customers.
+    std::fs::write(
+        people.join("support.csv"),
+        "Name,Email,Phone,Note\nMarguerite Oyelaran,m.oyelaran@example.org,,billing question\n",
+    )
+    .unwrap();
+    std::fs::write(
+        people.join("shop.csv"),
+        "Name,Email,Phone,Note\nMarguerite Oyelaran,marguerite@oyelaran.example,(312) 555-8844,new address\n",
+    )
+    .unwrap();
+    ok(&["index", "--config", c]);
+    let before = export(&cfg);
+    let (support, shop) =
+        (customer_of(&before, "people:support.csv!r2").unwrap(), customer_of(&before, "people:shop.csv!r2").unwrap());
+    assert_ne!(support, shop, "two customers before the bridging note");
+
+    // A note with the support email and the shop phone: one customer now.
+    std::fs::write(
+        people.join("notes.csv"),
+        "Name,Email,Phone,Note\nMarguerite Oyelaran,m.oyelaran@example.org,(312) 555-8844,called about both\n",
+    )
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&ok(&["index", "--json", "--config", c])).unwrap();
+    let resolved = report["resolved"].as_u64().unwrap();
+    assert!(resolved > 0 && resolved * 2 < report["observations"].as_u64().unwrap(), "incremental: {report}");
+    let after = export(&cfg);
+    let merged = customer_of(&after, "people:notes.csv!r2").unwrap();
+    assert_eq!(customer_of(&after, "people:support.csv!r2").as_ref(), Some(&merged));
+    assert_eq!(customer_of(&after, "people:shop.csv!r2").as_ref(), Some(&merged));
+    // Every id gone since the first run leads to the customer its records went to.
+    let gone: Vec<&String> = [&support, &shop].into_iter().filter(|id| **id != merged).collect();
+    assert!(!gone.is_empty(), "a merge leaves at most one of the two ids");
+    for id in gone {
+        let out = ok(&["customers", "explain", "--config", c, id]);
+        assert!(out.starts_with(&format!("{id} was merged into {merged}")), "{out}");
+    }
+    // The records that did not change but changed customer are found under the merge.
+    for words in ["new address", "billing question"] {
+        let r = search(&cfg, words);
+        assert_eq!(r["dossiers"][0]["id"].as_str(), Some(merged.as_str()), "{words}: {r}");
+    }
+    ok(&["check", "--config", c]);
+}

@@ -187,6 +187,9 @@ pub struct Resolution {
     /// customer changes: those in `customers`, and ids gone since (a record no longer links to
     /// them); `None` when every customer is written.
     pub changed: Option<std::collections::HashSet<String>>,
+    /// After an incremental resolution, the records whose customers differ from the previous
+    /// links (new, changed, removed or relinked records); `None` after a full one.
+    pub relinked: Option<rustc_hash::FxHashSet<CompactString>>,
     /// Record key → customer ids (inline texts: a million records' keys and ids as heap
     /// strings were a tenth of a large run's memory at its end).
     pub links: LinkMap,
@@ -1388,16 +1391,20 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     // 10. The customers written: after an incremental resolution, those resolved again and
     //     those a record now or no longer links to; the others stand as the run before left them.
     let mut changed = None;
+    let mut relinked = None;
     if let Plan::Incremental(_, prev) = plan {
         let mut wanted: std::collections::HashSet<&str> =
             resolved_customers.iter().flatten().map(String::as_str).collect();
         let (none, no) = (Vec::new(), Vec::new());
+        let mut moved: rustc_hash::FxHashSet<CompactString> = Default::default();
         for k in prev.links.keys().chain(links.keys()) {
             let (old, new) = (prev.links.get(k).unwrap_or(&none), links.get(k).unwrap_or(&no));
             if !same_ids(old, new) {
                 wanted.extend(old.iter().chain(new).map(CompactString::as_str));
+                moved.insert(k.clone());
             }
         }
+        relinked = Some(moved);
         let written = |id: &str| prev.every_customer || wanted.contains(id);
         // The skipped regions of customers written: their pairs are clustered now, in the
         // order a full run gives them, for each member's evidence.
@@ -1499,6 +1506,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         customers,
         unchanged,
         changed,
+        relinked,
         links,
         generic,
         sources,
