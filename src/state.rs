@@ -854,6 +854,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stored_records_read_in_the_background_are_those_read_in_line() {
+        use dossier_schema::{Link, RecordKind};
+        use std::sync::{Arc, atomic::AtomicBool};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.sqlite");
+        let mut s = State::open(&p).unwrap();
+        let (run, _) = s.begin_run(true).unwrap();
+        let rec = |source: &str, item: &str, key: &str| {
+            let e = RecordEntities { key: key.into(), kind: RecordKind::Row, parent: None, mentions: Vec::new() };
+            (source.to_string(), item.to_string(), e)
+        };
+        let records = vec![
+            rec("crm", "customers/1", "crm:customers/1"),
+            rec("crm", "customers/2", "crm:customers/2"),
+            rec("mail", "inbox.mbox", "mail:inbox.mbox#1"),
+            rec("mail", "inbox.mbox", "mail:inbox.mbox#2"),
+        ];
+        let link = |key: &str, role: &str| Link { key: key.into(), role: role.into(), evidence: Vec::new() };
+        let customer = |id: &str, links: Vec<Link>| Customer { id: id.into(), profile: Default::default(), links };
+        let customers = vec![
+            customer("c1", vec![link("crm:customers/1", "member"), link("mail:inbox.mbox#1", "mentions")]),
+            customer("c2", vec![link("crm:customers/2", "member"), link("mail:inbox.mbox#1", "member")]),
+        ];
+        s.commit_run(&RunCommit { run, records, customers: Some(customers), ..Default::default() }).unwrap();
+
+        let read = State::read_stored_in_background(&p, Default::default()).join().unwrap().unwrap().unwrap();
+        let (links, others) = s.all_links(true).unwrap();
+        assert_eq!((read.links.len(), read.others.len()), (3, 1));
+        assert_eq!((&read.links, &read.others), (&links, &others));
+        assert_eq!(read.sources, ["crm", "mail"]);
+        let inline = s.all_entities(|source, item| Some((source.to_string(), item.to_string()))).unwrap();
+        let background: Vec<_> = read
+            .entities
+            .into_iter()
+            .map(|((source, item), e)| ((read.sources[source as usize].clone(), item.to_string()), e))
+            .collect();
+        assert_eq!(background, inline);
+        assert_eq!(inline.len(), 4);
+        // A read told to stop hands nothing back.
+        let stopped = State::read_stored_in_background(&p, Arc::new(AtomicBool::new(true)));
+        assert!(stopped.join().unwrap().unwrap().is_none());
+    }
+
+    #[test]
     fn migrates_and_reopens() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("state.sqlite");
