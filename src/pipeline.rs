@@ -795,15 +795,15 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
 
     // Resolution over every record: the stored ones not replaced this run, plus the fresh ones.
     let t = Instant::now();
-    // Which links are not members' matters only to an incremental resolution (the memo).
-    let (mut old_links, other_links, loaded) = match prefetch.take()? {
+    let mut stored: Vec<RecordEntities> = Vec::new();
+    let mut replaced: Vec<RecordEntities> = Vec::new();
+    let mut sort = |touched: bool, e: RecordEntities| if touched { replaced.push(e) } else { stored.push(e) };
+    let (mut old_links, other_links) = match prefetch.take()? {
         Some(l) => {
-            let tagged: Vec<(bool, RecordEntities)> = l
-                .entities
-                .into_iter()
-                .map(|((s, item), e)| (touched_items.contains(&l.sources[s as usize], &item), e))
-                .collect();
-            (l.links, l.others, tagged)
+            for ((s, item), e) in l.entities {
+                sort(touched_items.contains(&l.sources[s as usize], &item), e);
+            }
+            (l.links, l.others)
         }
         None => {
             // The old versions of re-read items matter only to an incremental resolution (the memo).
@@ -811,15 +811,13 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                 let touched = touched_items.contains(source, item);
                 (memo.is_some() || !touched).then_some(touched)
             };
-            let (all, others) = state.all_links(memo.is_some())?;
-            (all, others, state.all_entities(class)?)
+            for (touched, e) in state.all_entities(class)? {
+                sort(touched, e);
+            }
+            // Which links are not members' matters only to an incremental resolution (the memo).
+            state.all_links(memo.is_some())?
         }
     };
-    let mut stored: Vec<RecordEntities> = Vec::new();
-    let mut replaced: Vec<RecordEntities> = Vec::new();
-    for (touched, e) in loaded {
-        if touched { replaced.push(e) } else { stored.push(e) }
-    }
     let mut all: Vec<&RecordEntities> = stored.iter().chain(fresh.iter().map(|(_, _, e)| e)).collect();
     // Resolution is order-sensitive at ties: the same records in the same order give
     // the same customers, whether this run is full or incremental.
