@@ -1822,7 +1822,7 @@ fn address_blocks(a: &str) -> Vec<BlockKey> {
         .copied()
         .filter(|t| t.len() >= 4 && !t.bytes().all(|c| c.is_ascii_digit()))
         .max_by(|x, y| x.len().cmp(&y.len()).then(y.cmp(x)))
-        .map(|w| names::phonetic(w).0)
+        .map(|w| compare::codes(w).0)
         .unwrap_or_default();
     let mut out = Vec::new();
     if let (Some(first), Some(last)) = (numbers.first(), numbers.last())
@@ -1832,7 +1832,7 @@ fn address_blocks(a: &str) -> Vec<BlockKey> {
     }
     if !word.is_empty() {
         for n in numbers.first().into_iter().chain(numbers.last().filter(|_| numbers.len() >= 2)) {
-            out.push(block_key(b'w', &[n, &word]));
+            out.push(block_key(b'w', &[n, word.as_str()]));
         }
     }
     out
