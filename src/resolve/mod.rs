@@ -191,7 +191,9 @@ pub struct Resolution {
     /// links (new, changed, removed or relinked records); `None` after a full one.
     pub relinked: Option<rustc_hash::FxHashSet<CompactString>>,
     /// Record key → customer ids (inline texts: a million records' keys and ids as heap
-    /// strings were a tenth of a large run's memory at its end).
+    /// strings were a tenth of a large run's memory at its end). After an incremental
+    /// resolution, only the fresh records' and the relinked ones' (a relinked key missing here
+    /// links to no one now); every other record links as the previous links say.
     pub links: LinkMap,
     /// Values found generic and ignored, with how many people shared each.
     pub generic: Vec<(String, usize)>,
@@ -1276,7 +1278,8 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     // Links by (record, customer) index, not by key and id: a million records' links keyed by
     // two copied strings each were a tenth of a large run's memory. A record index at or past
     // `records.len()` names a parent key that is no record of this run (`extra_keys`).
-    let mut link_role: FxHashMap<(u32, u32), (&'static str, Vec<Evidence>)> = FxHashMap::default();
+    let mut link_role: FxHashMap<(u32, u32), (&'static str, Vec<Evidence>)> =
+        FxHashMap::with_capacity_and_hasher(records.len(), Default::default());
     let mut resolved_customers = region.as_ref().map(|_| std::collections::HashSet::new());
     for (ci, ((id, _), ms)) in heads.iter().zip(&groups).enumerate() {
         if let (Some(set), Some(r)) = (resolved_customers.as_mut(), region.as_ref())
@@ -1320,7 +1323,8 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     drop((value_owner, loose));
     drop(held);
     lap("mentions");
-    let mut linked: Vec<Vec<u32>> = vec![Vec::new(); records.len()];
+    // (Inline: most records link to one customer, and a vector each was a million allocations.)
+    let mut linked: Vec<Linked> = vec![Linked::new(); records.len()];
     for &(ri, ci) in link_role.keys() {
         linked[ri as usize].push(ci);
     }
@@ -1343,7 +1347,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             }
         }
     }
-    linked.resize(records.len() + extra_keys.len(), Vec::new());
+    linked.resize(records.len() + extra_keys.len(), Linked::new());
     let key_of = |i: u32| -> &str {
         records.get(i as usize).map_or_else(|| extra_keys[i as usize - records.len()], |r| r.key.as_str())
     };
@@ -1373,38 +1377,66 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             };
         }
     }
-    drop(index_of);
-    let links: LinkMap = linked
-        .iter()
-        .enumerate()
-        .filter(|(_, cs)| !cs.is_empty())
-        .map(|(ri, cs)| {
-            let mut ids: Vec<CompactString> = cs.iter().map(|&ci| CompactString::from(&heads[ci as usize].0)).collect();
-            ids.sort();
-            ids.dedup();
-            (CompactString::from(key_of(ri as u32)), exact(ids))
-        })
-        .collect();
-    drop(linked);
-    lap("links");
-
+    // Each record's customer ids, sorted, without repeats.
+    let ids_of = |cs: &[u32]| -> smallvec::SmallVec<[&str; 2]> {
+        let mut ids: smallvec::SmallVec<[&str; 2]> = cs.iter().map(|&ci| heads[ci as usize].0.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let link = |ri: usize, ids: smallvec::SmallVec<[&str; 2]>| {
+        (CompactString::from(key_of(ri as u32)), exact(ids.into_iter().map(CompactString::from).collect()))
+    };
     // 10. The customers written: after an incremental resolution, those resolved again and
     //     those a record now or no longer links to; the others stand as the run before left them.
+    //     Its links are those that changed and the fresh records' (every other record's stand
+    //     too): a 1% run compares every record's ids with the last run's, but builds few.
     let mut changed = None;
     let mut relinked = None;
-    if let Plan::Incremental(_, prev) = plan {
-        let mut wanted: std::collections::HashSet<&str> =
-            resolved_customers.iter().flatten().map(String::as_str).collect();
-        let (none, no) = (Vec::new(), Vec::new());
-        let mut moved: rustc_hash::FxHashSet<CompactString> = Default::default();
-        for k in prev.links.keys().chain(links.keys()) {
-            let (old, new) = (prev.links.get(k).unwrap_or(&none), links.get(k).unwrap_or(&no));
-            if !same_ids(old, new) {
-                wanted.extend(old.iter().chain(new).map(CompactString::as_str));
-                moved.insert(k.clone());
+    let mut wanted: std::collections::HashSet<&str> = resolved_customers.iter().flatten().map(String::as_str).collect();
+    let links: LinkMap = match plan {
+        Plan::Incremental(_, prev) => {
+            let mut fresh = vec![false; linked.len()];
+            for k in &prev.fresh {
+                if let Some(&ri) = index_of.get(k.as_str()) {
+                    fresh[ri as usize] = true;
+                }
             }
+            let (mut links, mut moved) = (LinkMap::default(), rustc_hash::FxHashSet::default());
+            // Records of the last run's links found here: when fewer than all, the others are gone.
+            let mut found = 0;
+            for (ri, cs) in linked.iter().enumerate() {
+                let key = key_of(ri as u32);
+                let old = prev.links.get(key);
+                found += usize::from(old.is_some());
+                let old = old.map_or(&[][..], Vec::as_slice);
+                let ids = ids_of(cs);
+                if !same_ids(old, &ids) {
+                    wanted.extend(old.iter().map(CompactString::as_str).chain(ids.iter().copied()));
+                    moved.insert(CompactString::from(key));
+                } else if !fresh[ri] {
+                    continue;
+                }
+                if !ids.is_empty() {
+                    let (k, v) = link(ri, ids);
+                    links.insert(k, v);
+                }
+            }
+            if found < prev.links.len() {
+                for (k, old) in prev.links.iter().filter(|(k, _)| !index_of.contains_key(k.as_str())) {
+                    wanted.extend(old.iter().map(CompactString::as_str));
+                    moved.insert(k.clone());
+                }
+            }
+            relinked = Some(moved);
+            links
         }
-        relinked = Some(moved);
+        _ => linked.iter().enumerate().filter(|(_, cs)| !cs.is_empty()).map(|(ri, cs)| link(ri, ids_of(cs))).collect(),
+    };
+    drop(index_of);
+    drop(linked);
+    lap("links");
+    if let Plan::Incremental(_, prev) = plan {
         let written = |id: &str| prev.every_customer || wanted.contains(id);
         // The skipped regions of customers written: their pairs are clustered now, in the
         // order a full run gives them, for each member's evidence.
@@ -1466,8 +1498,8 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         customers.push(Customer { id, profile, links: Vec::new() });
     }
     drop((groups, first_pair, source_of, source_names));
-    drop(members);
-    drop(obs);
+    // Half a million observations take a while to free: on another core, as the rest is serial.
+    rayon::spawn(move || drop((members, obs)));
     // Each customer's links in a vector of their number (one grown by pushes keeps room for
     // four or more, and a million links add up).
     let mut count = vec![0u32; customers.len()];
@@ -1635,18 +1667,25 @@ fn regions(
     let is_fresh = |i: usize| prev.fresh.contains(&records[obs[i].record].key);
     let changed_blocks: Vec<usize> = delta.keys().filter_map(|k| block_of.get(k).map(|&b| b as usize)).collect();
     blocks.sort_where(obs, records, changed_blocks, |_| true);
-    for (k, (added, removed)) in &delta {
-        let Some(&b) = block_of.get(k) else { continue };
-        let ms = blocks.get(b as usize, obs, records);
-        let (now, before) = (ms.len(), (ms.len() + removed).saturating_sub(*added));
-        let cut = key_kind(*k) == b's' && now.max(before) > MAX_BLOCK * 4;
-        if cut || block_used(*k, now) != block_used(*k, before) || windowed(*k, now) != windowed(*k, before) {
-            seeds.extend(ms.iter().map(|&i| i as usize));
-        } else if windowed(*k, now) {
-            let removed = removed_at.get(k).map_or(&[][..], Vec::as_slice);
-            seeds.extend(window_shifts(records, obs, *k, ms, removed, &is_fresh, merges));
-        }
-    }
+    // (On every core: each windowed block finds its members in name order again.)
+    let shifted: Vec<usize> = delta
+        .par_iter()
+        .flat_map_iter(|(k, (added, removed))| {
+            let Some(&b) = block_of.get(k) else { return Vec::new() };
+            let ms = blocks.get(b as usize, obs, records);
+            let (now, before) = (ms.len(), (ms.len() + removed).saturating_sub(*added));
+            let cut = key_kind(*k) == b's' && now.max(before) > MAX_BLOCK * 4;
+            if cut || block_used(*k, now) != block_used(*k, before) || windowed(*k, now) != windowed(*k, before) {
+                ms.iter().map(|&i| i as usize).collect()
+            } else if windowed(*k, now) {
+                let removed = removed_at.get(k).map_or(&[][..], Vec::as_slice);
+                window_shifts(records, obs, *k, ms, removed, &is_fresh, merges)
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
+    seeds.extend(shifted);
 
     drop(removed_at);
     // The closure: whole customers, whole records, and whatever merges with them.
@@ -1904,9 +1943,12 @@ fn compare_obs<'a>(a: &'a Obs, b: &'a Obs, explain: bool) -> Compared<'a> {
     Compared { gamma: g, names, shared, company, address, city, dob }
 }
 
+/// A record's customers, by index.
+type Linked = smallvec::SmallVec<[u32; 2]>;
+
 /// Links record `ri` to customer `ci` as a part of record `from`, unless it is already linked.
 fn add_link(
-    linked: &mut [Vec<u32>],
+    linked: &mut [Linked],
     roles: &mut FxHashMap<(u32, u32), (&'static str, Vec<Evidence>)>,
     ri: u32,
     ci: u32,
@@ -2249,7 +2291,15 @@ mod tests {
         let mut ids: Vec<&String> = incremental.customers.iter().map(|c| &c.id).chain(&incremental.unchanged).collect();
         ids.sort();
         assert_eq!(ids, full.customers.iter().map(|c| &c.id).collect::<Vec<_>>());
-        assert_eq!(incremental.links, full.links);
+        // The links it gives are the relinked records' (and fresh ones'): the rest stand.
+        let relinked = incremental.relinked.as_ref().expect("an incremental run says what it relinked");
+        let mut links = before.links.clone();
+        links.retain(|k, _| !relinked.contains(k));
+        for (k, ids) in &incremental.links {
+            assert!(relinked.contains(k) || before.links.get(k) == Some(ids), "{k} is given as it was, or relinked");
+            links.insert(k.clone(), ids.clone());
+        }
+        assert_eq!(links, full.links);
     }
 
     #[test]
