@@ -1384,13 +1384,13 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         ids.dedup();
         ids
     };
-    let link = |ri: usize, ids: smallvec::SmallVec<[&str; 2]>| {
-        (CompactString::from(key_of(ri as u32)), exact(ids.into_iter().map(CompactString::from).collect()))
+    let link = |key: &str, ids: smallvec::SmallVec<[&str; 2]>| {
+        (CompactString::from(key), exact(ids.into_iter().map(CompactString::from).collect()))
     };
     // 10. The customers written: after an incremental resolution, those resolved again and
     //     those a record now or no longer links to; the others stand as the run before left them.
-    //     Its links are those that changed and the fresh records' (every other record's stand
-    //     too): a 1% run compares every record's ids with the last run's, but builds few.
+    //     It gives only the links of fresh and relinked records (every other record's stand):
+    //     a 1% run compares every record's ids with the last run's, but builds few.
     let mut changed = None;
     let mut relinked = None;
     let mut wanted: std::collections::HashSet<&str> = resolved_customers.iter().flatten().map(String::as_str).collect();
@@ -1418,7 +1418,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
                     continue;
                 }
                 if !ids.is_empty() {
-                    let (k, v) = link(ri, ids);
+                    let (k, v) = link(key, ids);
                     links.insert(k, v);
                 }
             }
@@ -1431,7 +1431,12 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             relinked = Some(moved);
             links
         }
-        _ => linked.iter().enumerate().filter(|(_, cs)| !cs.is_empty()).map(|(ri, cs)| link(ri, ids_of(cs))).collect(),
+        _ => linked
+            .iter()
+            .enumerate()
+            .filter(|(_, cs)| !cs.is_empty())
+            .map(|(ri, cs)| link(key_of(ri as u32), ids_of(cs)))
+            .collect(),
     };
     drop(index_of);
     drop(linked);
