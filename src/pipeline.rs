@@ -164,7 +164,7 @@ impl Listing {
 fn list(
     spec: &dossier_connectors::SourceSpec,
     base: &std::path::Path,
-    known: &HashMap<String, String>,
+    known: &std::sync::Arc<HashMap<String, String>>,
     full: bool,
     send: &mut dyn FnMut(Item) -> bool,
 ) -> Listing {
@@ -172,7 +172,7 @@ fn list(
     let scan = connector_for(spec, base)
         .and_then(|mut c| {
             if !full {
-                c.set_known(known);
+                c.set_known(std::sync::Arc::clone(known));
             }
             c.scan(&mut |item| {
                 count += 1;
@@ -529,7 +529,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     for spec in cfg.sources.iter().filter(|s| opts.sources.is_empty() || opts.sources.contains(&s.name)) {
         let ts = Instant::now();
         let mut sr = SourceReport { source: spec.name.clone(), ..Default::default() };
-        let known = state.item_versions(&spec.name)?;
+        let known = std::sync::Arc::new(state.item_versions(&spec.name)?);
         // A database's rows go to extraction while the table is read: nothing there can move, and
         // a table of millions of rows must not wait whole in memory. A folder is listed first,
         // because a moved file is found by comparing the whole listing with the last one.
@@ -795,15 +795,22 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
 
     // Resolution over every record: the stored ones not replaced this run, plus the fresh ones.
     let t = Instant::now();
-    let mut stored: Vec<RecordEntities> = Vec::new();
     let mut replaced: Vec<RecordEntities> = Vec::new();
-    let mut sort = |touched: bool, e: RecordEntities| if touched { replaced.push(e) } else { stored.push(e) };
-    let (mut old_links, other_links) = match prefetch.take()? {
+    // The kept records take the place of what was read, in the same allocation (a million
+    // records are 100 MB, and fresh memory is what costs most here: BENCHMARKS.md).
+    let (stored, (mut old_links, other_links)): (Vec<RecordEntities>, _) = match prefetch.take()? {
         Some(l) => {
-            for ((s, item), e) in l.entities {
-                sort(touched_items.contains(&l.sources[s as usize], &item), e);
-            }
-            (l.links, l.others)
+            let sources = &l.sources;
+            let stored = (l.entities.into_iter())
+                .filter_map(|((s, item), e)| {
+                    if touched_items.contains(&sources[s as usize], &item) {
+                        replaced.push(e);
+                        return None;
+                    }
+                    Some(e)
+                })
+                .collect();
+            (stored, (l.links, l.others))
         }
         None => {
             // The old versions of re-read items matter only to an incremental resolution (the memo).
@@ -811,11 +818,17 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                 let touched = touched_items.contains(source, item);
                 (memo.is_some() || !touched).then_some(touched)
             };
-            for (touched, e) in state.all_entities(class)? {
-                sort(touched, e);
-            }
+            let stored = (state.all_entities(class)?.into_iter())
+                .filter_map(|(touched, e)| {
+                    if touched {
+                        replaced.push(e);
+                        return None;
+                    }
+                    Some(e)
+                })
+                .collect();
             // Which links are not members' matters only to an incremental resolution (the memo).
-            state.all_links(memo.is_some())?
+            (stored, state.all_links(memo.is_some())?)
         }
     };
     let mut all: Vec<&RecordEntities> = stored.iter().chain(fresh.iter().map(|(_, _, e)| e)).collect();

@@ -280,9 +280,15 @@ impl State {
 
     /// Item versions of a source: locator → version.
     pub fn item_versions(&self, source: &str) -> Result<HashMap<String, String>, StateError> {
+        // Sized once: a table's rows are hundreds of thousands of items.
+        let count: i64 = self.conn.query_row("SELECT count(*) FROM items WHERE source = ?1", [source], |r| r.get(0))?;
+        let mut versions = HashMap::with_capacity(usize::try_from(count).unwrap_or(0));
         let mut st = self.conn.prepare("SELECT locator, version FROM items WHERE source = ?1")?;
-        let rows = st.query_map([source], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        for row in st.query_map([source], |r| Ok((r.get(0)?, r.get(1)?)))? {
+            let (locator, version) = row?;
+            versions.insert(locator, version);
+        }
+        Ok(versions)
     }
 
     /// Record keys of the given items.
@@ -348,9 +354,11 @@ impl State {
             out.extend(parsed?);
             Ok(())
         };
+        // Sized once: each doubling of a million records' vector is 100 MB of fresh memory.
+        let count: i64 = self.conn.query_row("SELECT count(*) FROM records", [], |r| r.get(0))?;
+        let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
         let mut st = self.conn.prepare("SELECT source, item, entities, key FROM records ORDER BY key")?;
         let mut rows = st.query([])?;
-        let mut out = Vec::new();
         let mut chunk: Chunk<T> = Vec::with_capacity(CHUNK);
         while let Some(row) = rows.next()? {
             if let Some(flag) = class(text_at(row, 0)?, text_at(row, 1)?) {
@@ -417,8 +425,12 @@ impl State {
         use dossier_schema::CompactString;
         // In table order: key order walks the primary key's index and looks each row's role up
         // in the table, a random read per link.
+        // Sized once (links outnumber keys only a little): rehashing a growing map of 600k keys
+        // moves every entry each time into fresh memory.
+        let count: i64 = self.conn.query_row("SELECT count(*) FROM links", [], |r| r.get(0))?;
+        let mut all = Links::with_capacity_and_hasher(usize::try_from(count).unwrap_or(0), Default::default());
+        let mut other = Links::default();
         let mut st = self.conn.prepare("SELECT key, customer, role = 'member' FROM links")?;
-        let (mut all, mut other): (Links, Links) = Default::default();
         let mut rows = st.query([])?;
         while let Some(row) = rows.next()? {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use dossier_schema::{Item, Payload, Record, RecordKind};
 use futures_util::TryStreamExt;
@@ -19,8 +20,8 @@ pub struct DatabaseConnector {
     /// The server's URL, or the SQLite file's path.
     url: String,
     tables: Vec<TableSpec>,
-    /// Row versions (`u:` change-column values) from the last run, by locator.
-    known: HashMap<String, String>,
+    /// Item versions from the last run, by locator; a row's is `u:` and its change-column value.
+    known: Arc<HashMap<String, String>>,
 }
 
 /// One column of one row, as text (`None` for NULL).
@@ -206,7 +207,7 @@ impl DatabaseConnector {
             kind: spec.kind,
             url,
             tables: spec.tables.clone(),
-            known: HashMap::new(),
+            known: Arc::default(),
         })
     }
 
@@ -354,8 +355,8 @@ impl Connector for DatabaseConnector {
         &self.name
     }
 
-    fn set_known(&mut self, known: &HashMap<String, String>) {
-        self.known = known.iter().filter(|(_, v)| v.starts_with("u:")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    fn set_known(&mut self, known: Arc<HashMap<String, String>>) {
+        self.known = known;
     }
 
     fn scan(&mut self, sink: &mut dyn FnMut(Item) -> bool) -> Result<ScanReport, ConnectorError> {
@@ -630,7 +631,8 @@ impl DatabaseConnector {
                 }
             }
         };
-        let listed = self.known.keys().any(|k| k.strip_prefix(t.name.as_str()).is_some_and(|r| r.starts_with('/')));
+        let listed = (self.known.iter())
+            .any(|(k, v)| v.starts_with("u:") && k.strip_prefix(t.name.as_str()).is_some_and(|r| r.starts_with('/')));
         let (Some(upd), true) = (&t.updated, listed) else {
             if t.query.is_none() {
                 let n = self.keyless_rows(pool, t).await?;

@@ -70,8 +70,9 @@ pub trait Connector: Send {
     fn scan(&mut self, sink: &mut dyn FnMut(Item) -> bool) -> Result<ScanReport, ConnectorError>;
     /// The item versions of the last run, by locator. A connector that can list cheaply what
     /// changed (a database table with a change column) uses them to read only that; it passes
-    /// on unchanged items with their old version and no content.
-    fn set_known(&mut self, _known: &std::collections::HashMap<String, String>) {}
+    /// on unchanged items with their old version and no content. Shared rather than copied: a
+    /// table's known rows may be millions.
+    fn set_known(&mut self, _known: std::sync::Arc<std::collections::HashMap<String, String>>) {}
 }
 
 /// Builds the connector for a source spec. `base` resolves relative locations.
