@@ -479,7 +479,7 @@ fn address_similarity_long(a: &str, b: &str) -> f64 {
 
 /// Address level: 1 same, 2 close (≥ 0.8 similar), 3 partial (≥ 0.5), 4 differ; with the
 /// values behind it when `explain`.
-pub fn address_level(a: &Values, b: &Values, explain: bool) -> (u8, String) {
+pub fn address_level(a: Values<'_>, b: Values<'_>, explain: bool) -> (u8, String) {
     if a.is_empty() || b.is_empty() {
         return (0, String::new());
     }
@@ -513,7 +513,7 @@ pub fn address_level(a: &Values, b: &Values, explain: bool) -> (u8, String) {
 }
 
 /// City level: 1 same, 2 close (typo, split word), 3 differ; with the values when `explain`.
-pub fn city_level(a: &Values, b: &Values, explain: bool) -> (u8, String) {
+pub fn city_level(a: Values<'_>, b: Values<'_>, explain: bool) -> (u8, String) {
     if a.is_empty() || b.is_empty() {
         return (0, String::new());
     }
@@ -547,7 +547,7 @@ pub fn dates_close(a: &str, b: &str) -> bool {
 }
 
 /// Date-of-birth level: 1 same, 2 close, 3 differ; with the values when `explain`.
-pub fn dob_level(a: &Values, b: &Values, explain: bool) -> (u8, String) {
+pub fn dob_level(a: Values<'_>, b: Values<'_>, explain: bool) -> (u8, String) {
     if a.is_empty() || b.is_empty() {
         return (0, String::new());
     }
@@ -568,8 +568,9 @@ pub fn dob_level(a: &Values, b: &Values, explain: bool) -> (u8, String) {
 mod tests {
     use super::*;
 
-    fn set(xs: &[&str]) -> Values {
-        xs.iter().map(|s| s.to_string()).collect()
+    /// A set of `xs`, held by the caller (read it with `.get(0)`).
+    fn set(xs: &[&str]) -> super::super::values::Sets<1> {
+        super::super::values::Sets::new([xs.iter().map(|&s| CompactString::from(s)).collect()])
     }
 
     #[test]
@@ -639,7 +640,7 @@ mod tests {
         );
         let a = "177 pridham st milton marsden nsw 3165";
         let b = "177 pridhamstreet milton marsden nsw 3165";
-        assert_eq!(address_level(&set(&[a]), &set(&[b]), false).0, {
+        assert_eq!(address_level(set(&[a]).get(0), set(&[b]).get(0), false).0, {
             let s = address_similarity_long(a, b);
             if s >= 1.0 {
                 1
@@ -663,7 +664,7 @@ mod tests {
                 >= 0.99
         );
         assert!(address_similarity(a, "12 kent st towradgi nsw 3107") < 0.5);
-        assert_eq!(address_level(&set(&[a]), &set(&[]), true).0, 0);
+        assert_eq!(address_level(set(&[a]).get(0), set(&[]).get(0), true).0, 0);
     }
 
     #[test]
@@ -691,7 +692,7 @@ mod tests {
         assert!(dates_close("1908-04-19", "1908-04-91"));
         assert!(dates_close("1908-04-12", "1908-12-04"));
         assert!(!dates_close("1908-04-19", "1956-04-09"));
-        assert_eq!(dob_level(&set(&["1908-04-19"]), &set(&["1956-04-09"]), true).0, 3);
+        assert_eq!(dob_level(set(&["1908-04-19"]).get(0), set(&["1956-04-09"]).get(0), true).0, 3);
     }
 
     #[test]

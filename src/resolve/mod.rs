@@ -30,7 +30,7 @@ pub mod compare;
 pub mod estimate;
 pub mod values;
 
-use values::Values;
+use values::{Sets, Values};
 
 use compare::{FEATURES, Feature, Gamma, Packed};
 pub use estimate::Weights;
@@ -56,27 +56,49 @@ struct Obs {
     names: Vec<PersonName>,
     /// The names' sound codes, index for index.
     sounds: Vec<compare::Sounds>,
-    /// Strong values that are not generic, by kind (filled from `strong` by [`split_strong`]).
-    emails: Values,
-    phones: Values,
-    ids: Values,
-    /// The kinds of `ids` (`order`, `account`).
-    id_kinds: Values,
+    /// Strong values that are not generic: emails, phones, identifiers and the identifiers'
+    /// kinds (`order`, `account`), filled from `found` by [`split_strong`].
+    strong: Sets<4>,
     /// Strong values as found, until generic values are known.
-    strong: Vec<(MentionKind, CompactString)>,
-    companies: Values,
-    /// The addresses without the observation's own city words, so that address and city are
-    /// compared apart (two neighbours share a city, not a street).
-    streets: Values,
-    cities: Values,
-    dobs: Values,
+    found: Vec<(MentionKind, CompactString)>,
+    /// Companies, streets, cities and birth dates. A street is an address without the
+    /// observation's own city words, so that address and city are compared apart (two
+    /// neighbours share a city, not a street).
+    soft: Sets<4>,
+}
+
+impl Obs {
+    fn emails(&self) -> Values<'_> {
+        self.strong.get(0)
+    }
+    fn phones(&self) -> Values<'_> {
+        self.strong.get(1)
+    }
+    fn ids(&self) -> Values<'_> {
+        self.strong.get(2)
+    }
+    fn id_kinds(&self) -> Values<'_> {
+        self.strong.get(3)
+    }
+    fn companies(&self) -> Values<'_> {
+        self.soft.get(0)
+    }
+    fn streets(&self) -> Values<'_> {
+        self.soft.get(1)
+    }
+    fn cities(&self) -> Values<'_> {
+        self.soft.get(2)
+    }
+    fn dobs(&self) -> Values<'_> {
+        self.soft.get(3)
+    }
 }
 
 /// What is read of an observation once its customer's detail is built: its record and its
-/// strong values (emails, phones, identifiers), 56 bytes against an observation's 216.
+/// strong values (emails, phones, identifiers, and their kinds).
 struct Held {
     record: usize,
-    strong: [Values; 3],
+    strong: Sets<4>,
 }
 
 /// What a cluster's guards look at: its members' given names, surnames and birth dates.
@@ -92,7 +114,7 @@ impl Guard {
         Guard {
             firsts: o.names.iter().filter(|n| !n.first.is_empty()).map(|n| n.first.clone()).collect(),
             lasts: o.names.iter().filter(|n| !n.last.is_empty()).map(|n| n.last.clone()).collect(),
-            dobs: o.dobs.iter().cloned().collect(),
+            dobs: o.dobs().iter().cloned().collect(),
         }
     }
 
@@ -392,7 +414,7 @@ fn observations<R: Borrow<RecordEntities> + Sync>(records: &[R]) -> Vec<Obs> {
 /// the `generic` ones.
 fn split_strong(o: &mut Obs, generic: impl Fn(&str) -> bool) {
     let (mut emails, mut phones, mut ids, mut id_kinds) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (k, v) in std::mem::take(&mut o.strong) {
+    for (k, v) in std::mem::take(&mut o.found) {
         if generic(&v) {
             continue;
         }
@@ -405,13 +427,12 @@ fn split_strong(o: &mut Obs, generic: impl Fn(&str) -> bool) {
             }
         };
     }
-    (o.emails, o.phones, o.ids, o.id_kinds) =
-        (Values::new(emails), Values::new(phones), Values::new(ids), Values::new(id_kinds));
+    o.strong = Sets::new([emails, phones, ids, id_kinds]);
 }
 
 /// An observation's strong values that are not generic (after [`split_strong`]).
 fn strong_values(o: &Obs) -> impl Iterator<Item = &CompactString> {
-    o.emails.iter().chain(o.phones.iter()).chain(o.ids.iter())
+    o.emails().iter().chain(o.phones()).chain(o.ids())
 }
 
 /// The observations of record `ri`, one per party, in the order the parties are first mentioned.
@@ -440,31 +461,29 @@ fn record_observations(ri: usize, r: &RecordEntities) -> Vec<Obs> {
                     o.names.push(n);
                 }
             }
-            MentionKind::Email | MentionKind::Phone | MentionKind::Identifier => {
-                o.strong.push((m.kind, m.norm.clone()))
-            }
+            MentionKind::Email | MentionKind::Phone | MentionKind::Identifier => o.found.push((m.kind, m.norm.clone())),
             MentionKind::Company => found.companies.push(m.norm.clone()),
             MentionKind::Address => found.addresses.push(m.norm.clone()),
             MentionKind::City => found.cities.push(m.norm.clone()),
             MentionKind::Dob => found.dobs.push(m.norm.clone()),
         }
     }
-    obs.retain(|(o, _)| !o.names.is_empty() || !o.strong.is_empty());
+    obs.retain(|(o, _)| !o.names.is_empty() || !o.found.is_empty());
     obs.into_iter()
         .map(|(mut o, found)| {
             o.names.shrink_to_fit();
-            o.strong.shrink_to_fit();
+            o.found.shrink_to_fit();
             o.sounds = o.names.iter().map(compare::Sounds::of).collect();
-            o.companies = Values::new(found.companies);
-            o.cities = Values::new(found.cities);
-            o.dobs = Values::new(found.dobs);
-            let city_words: BTreeSet<&str> = o.cities.iter().flat_map(|c| c.split(' ')).collect();
-            o.streets = found
+            let city_words: BTreeSet<&str> = found.cities.iter().flat_map(|c| c.split(' ')).collect();
+            let streets: Vec<CompactString> = found
                 .addresses
                 .iter()
                 .map(|a| a.split(' ').filter(|t| !city_words.contains(t)).collect::<Vec<_>>().join(" "))
                 .filter(|a| !a.is_empty())
+                .map(CompactString::from)
                 .collect();
+            drop(city_words);
+            o.soft = Sets::new([found.companies, streets, found.cities, found.dobs]);
             o
         })
         .collect()
@@ -507,7 +526,7 @@ fn block_keys(o: &Obs) -> Vec<BlockKey> {
     let mut keys: Vec<BlockKey> = strong_values(o).map(|v| block_key(b's', &[v])).collect();
     // A birth date with either initial: a date alone is shared by too many strangers, and
     // a record whose given name or surname was replaced still keeps the other.
-    for d in &o.dobs {
+    for d in o.dobs() {
         for n in &o.names {
             for part in [&n.first, &n.last] {
                 if let Some(c) = part.chars().next() {
@@ -516,7 +535,7 @@ fn block_keys(o: &Obs) -> Vec<BlockKey> {
             }
         }
     }
-    for a in &o.streets {
+    for a in o.streets() {
         keys.extend(address_blocks(a));
     }
     for (n, sound) in o.names.iter().zip(&o.sounds) {
@@ -535,7 +554,7 @@ fn name_keys(o: &Obs, n: &PersonName, sound: &compare::Sounds, keys: &mut Vec<Bl
         let (x, y) = if fc <= lc { (fc, lc) } else { (lc, fc) };
         keys.push(block_key(b'b', &[x, y]));
     }
-    for c in &o.cities {
+    for c in o.cities() {
         if !lc.is_empty() {
             keys.push(block_key(b'c', &[lc, c]));
         }
@@ -543,7 +562,7 @@ fn name_keys(o: &Obs, n: &PersonName, sound: &compare::Sounds, keys: &mut Vec<Bl
             keys.push(block_key(b'f', &[fc, c]));
         }
     }
-    for c in &o.companies {
+    for c in o.companies() {
         keys.push(block_key(b'o', &[lc, c]));
     }
 }
@@ -597,7 +616,7 @@ fn name_order<'a>(o: &'a Obs, record: &'a str, key: BlockKey) -> Order<'a> {
     };
     let (first, last) = named.map_or(("", ""), |n| (n.first.as_str(), n.last.as_str()));
     let (first, last) = if key_kind(key) == b'b' && last < first { (last, first) } else { (first, last) };
-    (first, last, o.streets.iter().next().map_or("", CompactString::as_str), record, o.party)
+    (first, last, o.streets().iter().next().map_or("", CompactString::as_str), record, o.party)
 }
 
 /// Calls `f` with each candidate pair of a block's members (see [`windowed`]).
@@ -893,7 +912,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         Plan::Incremental(_, prev) => {
             let mut values: rustc_hash::FxHashSet<&str> = prev.generic.iter().map(String::as_str).collect();
             for o in obs.iter().filter(|o| prev.fresh.contains(&records[o.record].key)) {
-                values.extend(o.strong.iter().map(|(_, v)| v.as_str()));
+                values.extend(o.found.iter().map(|(_, v)| v.as_str()));
             }
             Some(values)
         }
@@ -901,7 +920,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     };
     let mut holders: FxHashMap<&str, Vec<usize>> = FxHashMap::default();
     for (i, o) in obs.iter().enumerate() {
-        for (_, v) in &o.strong {
+        for (_, v) in &o.found {
             if weighed.as_ref().is_none_or(|w| w.contains(v.as_str())) {
                 holders.entry(v.as_str()).or_default().push(i);
             }
@@ -1261,10 +1280,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     let held: Vec<Held> = if incremental {
         Vec::new()
     } else {
-        std::mem::take(&mut obs)
-            .into_par_iter()
-            .map(|o| Held { record: o.record, strong: [o.emails, o.phones, o.ids] })
-            .collect()
+        std::mem::take(&mut obs).into_par_iter().map(|o| Held { record: o.record, strong: o.strong }).collect()
     };
     // A strong value's owning customer (by index); `None` when several hold it. Only values
     // that some record mentions loosely are looked up.
@@ -1289,9 +1305,11 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         }
         for &i in ms.iter() {
             let (record, strong) = match held.get(i) {
-                Some(h) => (h.record, [&h.strong[0], &h.strong[1], &h.strong[2]]),
-                None => (obs[i].record, [&obs[i].emails, &obs[i].phones, &obs[i].ids]),
+                Some(h) => (h.record, &h.strong),
+                None => (obs[i].record, &obs[i].strong),
             };
+            // Emails, phones and identifiers (not their kinds).
+            let strong = [strong.get(0), strong.get(1), strong.get(2)];
             for v in strong.into_iter().flat_map(Values::iter).filter(|v| loose.contains(v.as_str())) {
                 value_owner.entry(v.as_str()).and_modify(|o| *o = o.filter(|&x| x == ci)).or_insert(Some(ci));
             }
@@ -1905,9 +1923,11 @@ fn compare_obs<'a>(a: &'a Obs, b: &'a Obs, explain: bool) -> Compared<'a> {
         names = Some((na, nb));
     }
     let mut shared = Vec::new();
-    for (f, va, vb) in
-        [(Feature::Email, &a.emails, &b.emails), (Feature::Phone, &a.phones, &b.phones), (Feature::Id, &a.ids, &b.ids)]
-    {
+    for (f, va, vb) in [
+        (Feature::Email, a.emails(), b.emails()),
+        (Feature::Phone, a.phones(), b.phones()),
+        (Feature::Id, a.ids(), b.ids()),
+    ] {
         if va.is_empty() || vb.is_empty() {
             continue;
         }
@@ -1917,14 +1937,14 @@ fn compare_obs<'a>(a: &'a Obs, b: &'a Obs, explain: bool) -> Compared<'a> {
             if explain {
                 shared.extend(both.map(|v| (f, v.clone())));
             }
-        } else if f != Feature::Id || !a.id_kinds.is_disjoint(&b.id_kinds) {
+        } else if f != Feature::Id || !a.id_kinds().is_disjoint(b.id_kinds()) {
             // Identifiers differ only between two of one kind (two accounts, not an account and an order).
             g[f.index()] = 2;
         }
     }
     let mut company = String::new();
-    if !a.companies.is_empty() && !b.companies.is_empty() {
-        match a.companies.common(&b.companies).next() {
+    if !a.companies().is_empty() && !b.companies().is_empty() {
+        match a.companies().common(b.companies()).next() {
             Some(c) => {
                 g[Feature::Company.index()] = 1;
                 if explain {
@@ -1939,11 +1959,11 @@ fn compare_obs<'a>(a: &'a Obs, b: &'a Obs, explain: bool) -> Compared<'a> {
             }
         }
     }
-    let (l, address) = compare::address_level(&a.streets, &b.streets, explain);
+    let (l, address) = compare::address_level(a.streets(), b.streets(), explain);
     g[Feature::Address.index()] = l;
-    let (l, city) = compare::city_level(&a.cities, &b.cities, explain);
+    let (l, city) = compare::city_level(a.cities(), b.cities(), explain);
     g[Feature::City.index()] = l;
-    let (l, dob) = compare::dob_level(&a.dobs, &b.dobs, explain);
+    let (l, dob) = compare::dob_level(a.dobs(), b.dobs(), explain);
     g[Feature::Dob.index()] = l;
     Compared { gamma: g, names, shared, company, address, city, dob }
 }

@@ -1,48 +1,86 @@
-//! A small sorted set of strings for an observation's attribute values.
+//! Small sorted sets of strings for an observation's attribute values.
 //!
 //! An observation holds one or two values per attribute, and there are as many observations as
 //! records: a `BTreeSet<String>` allocates a node of eleven slots (about 280 bytes) for even one
-//! value, a boxed slice exactly what it holds.
+//! value, and a boxed slice per attribute made eight allocations an observation. [`Sets`] holds
+//! several attributes' sets in one exact-size allocation; [`Values`] is one of them.
 
 use dossier_schema::CompactString;
 
-/// Sorted, distinct strings in one exact-size allocation (none when empty), each inline up to
-/// 24 bytes (most values are shorter, so most sets make one allocation, not one a value).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Values(Box<[CompactString]>);
+/// `N` attributes' sets of sorted, distinct strings in one allocation (none when all are
+/// empty), each string inline up to 24 bytes (most values are shorter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sets<const N: usize> {
+    values: Box<[CompactString]>,
+    /// Where each set ends in `values`.
+    ends: [u32; N],
+}
 
-impl Values {
-    /// The set of `v`'s distinct strings.
-    pub fn new(mut v: Vec<CompactString>) -> Values {
-        v.sort_unstable();
-        v.dedup();
-        Values(v.into_boxed_slice())
+impl<const N: usize> Default for Sets<N> {
+    fn default() -> Self {
+        Sets { values: Box::default(), ends: [0; N] }
+    }
+}
+
+impl<const N: usize> Sets<N> {
+    /// The sets of each list's distinct strings, in order.
+    pub fn new(lists: [Vec<CompactString>; N]) -> Sets<N> {
+        let mut values = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+        let mut ends = [0; N];
+        for (list, end) in lists.into_iter().zip(&mut ends) {
+            let from = values.len();
+            values.extend(list);
+            values[from..].sort_unstable();
+            let mut len = from;
+            for i in from..values.len() {
+                if len == from || values[i] != values[len - 1] {
+                    values.swap(len, i);
+                    len += 1;
+                }
+            }
+            values.truncate(len);
+            // An observation's values are a record's mentions: far fewer than 2^32.
+            *end = u32::try_from(len).unwrap_or(u32::MAX);
+        }
+        Sets { values: values.into_boxed_slice(), ends }
     }
 
+    /// Set `i` (below `N`).
+    pub fn get(&self, i: usize) -> Values<'_> {
+        let from = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        Values(&self.values[from..self.ends[i] as usize])
+    }
+}
+
+/// One set of sorted, distinct strings (see [`Sets`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Values<'a>(&'a [CompactString]);
+
+impl<'a> Values<'a> {
     /// Whether it holds nothing.
-    pub fn is_empty(&self) -> bool {
+    pub fn is_empty(self) -> bool {
         self.0.is_empty()
     }
 
     /// How many values it holds.
-    pub fn len(&self) -> usize {
+    pub fn len(self) -> usize {
         self.0.len()
     }
 
     /// The values, in order.
-    pub fn iter(&self) -> std::slice::Iter<'_, CompactString> {
+    pub fn iter(self) -> std::slice::Iter<'a, CompactString> {
         self.0.iter()
     }
 
     /// Whether `s` is one of the values.
-    pub fn contains(&self, s: &str) -> bool {
+    pub fn contains(self, s: &str) -> bool {
         self.0.binary_search_by(|x| x.as_str().cmp(s)).is_ok()
     }
 
     /// The values both hold, in order (a merge of the two sorted lists).
-    pub fn common<'a>(&'a self, other: &'a Values) -> impl Iterator<Item = &'a CompactString> + 'a {
+    pub fn common(self, other: Values<'a>) -> impl Iterator<Item = &'a CompactString> + 'a {
         let (mut i, mut j) = (0, 0);
-        let (a, b) = (&self.0, &other.0);
+        let (a, b) = (self.0, other.0);
         std::iter::from_fn(move || {
             while i < a.len() && j < b.len() {
                 match a[i].cmp(&b[j]) {
@@ -60,29 +98,17 @@ impl Values {
     }
 
     /// Whether the two share no value.
-    pub fn is_disjoint(&self, other: &Values) -> bool {
+    pub fn is_disjoint(self, other: Values<'a>) -> bool {
         self.common(other).next().is_none()
     }
 }
 
-impl<'a> IntoIterator for &'a Values {
+impl<'a> IntoIterator for Values<'a> {
     type Item = &'a CompactString;
     type IntoIter = std::slice::Iter<'a, CompactString>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
-    }
-}
-
-impl FromIterator<CompactString> for Values {
-    fn from_iter<I: IntoIterator<Item = CompactString>>(iter: I) -> Values {
-        Values::new(iter.into_iter().collect())
-    }
-}
-
-impl FromIterator<String> for Values {
-    fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> Values {
-        Values::new(iter.into_iter().map(CompactString::from).collect())
     }
 }
 
@@ -92,19 +118,36 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeSet;
 
+    fn list(xs: &[String]) -> Vec<CompactString> {
+        xs.iter().map(CompactString::from).collect()
+    }
+
     proptest! {
         #[test]
-        fn behaves_as_a_btreeset(a in proptest::collection::vec("[a-d]{0,2}", 0..8),
-                                 b in proptest::collection::vec("[a-d]{0,2}", 0..8)) {
+        fn each_set_behaves_as_a_btreeset(a in proptest::collection::vec("[a-d]{0,2}", 0..8),
+                                          b in proptest::collection::vec("[a-d]{0,2}", 0..8),
+                                          c in proptest::collection::vec("[a-d]{0,2}", 0..8)) {
             let (sa, sb): (BTreeSet<String>, BTreeSet<String>) = (a.iter().cloned().collect(), b.iter().cloned().collect());
-            let (va, vb): (Values, Values) = (a.iter().cloned().collect(), b.iter().cloned().collect());
+            let sets = Sets::new([list(&a), list(&c), list(&b)]);
+            let (va, vb) = (sets.get(0), sets.get(2));
+            let sc: BTreeSet<String> = c.iter().cloned().collect();
+            prop_assert_eq!(sets.get(1).iter().map(|x| x.to_string()).collect::<Vec<_>>(), sc.iter().cloned().collect::<Vec<_>>());
             prop_assert_eq!(va.iter().map(|x| x.to_string()).collect::<Vec<_>>(), sa.iter().cloned().collect::<Vec<_>>());
-            prop_assert_eq!(va.common(&vb).map(|x| x.to_string()).collect::<Vec<_>>(), sa.intersection(&sb).cloned().collect::<Vec<_>>());
-            prop_assert_eq!(va.is_disjoint(&vb), sa.is_disjoint(&sb));
+            prop_assert_eq!(va.common(vb).map(|x| x.to_string()).collect::<Vec<_>>(), sa.intersection(&sb).cloned().collect::<Vec<_>>());
+            prop_assert_eq!(va.is_disjoint(vb), sa.is_disjoint(&sb));
             prop_assert_eq!(va.len(), sa.len());
+            prop_assert_eq!(vb.len(), sb.len());
             for x in &b {
                 prop_assert_eq!(va.contains(x), sa.contains(x));
             }
         }
+    }
+
+    #[test]
+    fn empty_sets_make_no_allocation_and_read_empty() {
+        let sets: Sets<3> = Sets::new([Vec::new(), Vec::new(), Vec::new()]);
+        assert!(sets.values.is_empty());
+        assert!((0..3).all(|i| sets.get(i).is_empty()));
+        assert_eq!(sets, Sets::default());
     }
 }
