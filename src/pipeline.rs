@@ -798,17 +798,18 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let mut replaced: Vec<RecordEntities> = Vec::new();
     // The kept records take the place of what was read, in the same allocation (a million
     // records are 100 MB, and fresh memory is what costs most here: BENCHMARKS.md).
+    let mut keep = |touched: bool, e: RecordEntities| {
+        if touched {
+            replaced.push(e);
+            return None;
+        }
+        Some(e)
+    };
     let (stored, (mut old_links, other_links)): (Vec<RecordEntities>, _) = match prefetch.take()? {
         Some(l) => {
             let sources = &l.sources;
             let stored = (l.entities.into_iter())
-                .filter_map(|((s, item), e)| {
-                    if touched_items.contains(&sources[s as usize], &item) {
-                        replaced.push(e);
-                        return None;
-                    }
-                    Some(e)
-                })
+                .filter_map(|((s, item), e)| keep(touched_items.contains(&sources[s as usize], &item), e))
                 .collect();
             (stored, (l.links, l.others))
         }
@@ -818,15 +819,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                 let touched = touched_items.contains(source, item);
                 (memo.is_some() || !touched).then_some(touched)
             };
-            let stored = (state.all_entities(class)?.into_iter())
-                .filter_map(|(touched, e)| {
-                    if touched {
-                        replaced.push(e);
-                        return None;
-                    }
-                    Some(e)
-                })
-                .collect();
+            let stored = (state.all_entities(class)?.into_iter()).filter_map(|(touched, e)| keep(touched, e)).collect();
             // Which links are not members' matters only to an incremental resolution (the memo).
             (stored, state.all_links(memo.is_some())?)
         }

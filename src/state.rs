@@ -445,13 +445,13 @@ impl State {
     /// [`State::all_links`], given up (empty maps) once `stop` is set.
     fn links_until(&self, others: bool, stop: &std::sync::atomic::AtomicBool) -> Result<(Links, Links), StateError> {
         use dossier_schema::CompactString;
-        // In table order: key order walks the primary key's index and looks each row's role up
-        // in the table, a random read per link.
         // Sized once (links outnumber keys only a little): rehashing a growing map of 600k keys
         // moves every entry each time into fresh memory.
         let count: i64 = self.conn.query_row("SELECT count(*) FROM links", [], |r| r.get(0))?;
         let mut all = Links::with_capacity_and_hasher(usize::try_from(count).unwrap_or(0), Default::default());
         let mut other = Links::default();
+        // In table order: key order walks the primary key's index and looks each row's role up
+        // in the table, a random read per link.
         let mut st = self.conn.prepare("SELECT key, customer, role = 'member' FROM links")?;
         let mut rows = st.query([])?;
         while let Some(row) = rows.next()? {
