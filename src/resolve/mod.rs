@@ -905,13 +905,31 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     let mut obs = observations(records);
 
     lap("observations");
+    // Record key → index, for an incremental run's fresh records and regions and then
+    // everyone's parts.
+    let key_index =
+        || -> FxHashMap<&str, u32> { records.iter().enumerate().map(|(i, r)| (r.key.as_str(), i as u32)).collect() };
+    let mut record_index: Option<FxHashMap<&str, u32>> = None;
+    // Whether each record is fresh (an incremental run asks it of every observation, more than
+    // once: by index, not by key).
+    let fresh: Vec<bool> = match plan {
+        Plan::Incremental(_, prev) => {
+            let current = record_index.insert(key_index());
+            let mut fresh = vec![false; records.len()];
+            for i in prev.fresh.iter().filter_map(|k| current.get(k.as_str())) {
+                fresh[*i as usize] = true;
+            }
+            fresh
+        }
+        _ => Vec::new(),
+    };
     // 2. Generic strong values: shared by many different surnames, or role addresses. An
     //    incremental run weighs only the values of changed records and those generic before:
     //    any other value has the holders it had, so it is still not generic.
     let weighed: Option<rustc_hash::FxHashSet<&str>> = match plan {
         Plan::Incremental(_, prev) => {
             let mut values: rustc_hash::FxHashSet<&str> = prev.generic.iter().map(String::as_str).collect();
-            for o in obs.iter().filter(|o| prev.fresh.contains(&records[o.record].key)) {
+            for o in obs.iter().filter(|o| fresh[o.record]) {
                 values.extend(o.found.iter().map(|(_, v)| v.as_str()));
             }
             Some(values)
@@ -1016,15 +1034,11 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     //    observations and every customer a change can reach; every other customer stands as
     //    the run before found it (taken whole when alone in its region, else put back together
     //    from its own members' pairs).
-    // Record key → index, for an incremental run's regions and then everyone's parts.
-    let key_index =
-        || -> FxHashMap<&str, u32> { records.iter().enumerate().map(|(i, r)| (r.key.as_str(), i as u32)).collect() };
-    let mut record_index: Option<FxHashMap<&str, u32>> = None;
     let (region, alone): (Option<Vec<u32>>, Vec<bool>) = match plan {
         Plan::Incremental(m, prev) => {
-            let current = record_index.insert(key_index());
+            let current = record_index.get_or_insert_with(key_index);
             let (region, alone) =
-                regions(records, &obs, &per_obs, &block_of, &blocks, current, prev, seeds, &|a, b| {
+                regions(records, &obs, &per_obs, &block_of, &blocks, current, &fresh, prev, seeds, &|a, b| {
                     let c = compare_obs(&obs[a], &obs[b], false);
                     passes(&c.gamma, tf_of(&c.gamma, c.names), &m.weights).is_some()
                 });
@@ -1414,12 +1428,6 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     let mut wanted: std::collections::HashSet<&str> = resolved_customers.iter().flatten().map(String::as_str).collect();
     let links: LinkMap = match plan {
         Plan::Incremental(_, prev) => {
-            let mut fresh = vec![false; linked.len()];
-            for k in &prev.fresh {
-                if let Some(&ri) = index_of.get(k.as_str()) {
-                    fresh[ri as usize] = true;
-                }
-            }
             let (mut links, mut moved) = (LinkMap::default(), rustc_hash::FxHashSet::default());
             // Records of the last run's links found here: when fewer than all, the others are gone.
             let mut found = 0;
@@ -1429,10 +1437,11 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
                 found += usize::from(old.is_some());
                 let old = old.map_or(&[][..], Vec::as_slice);
                 let ids = ids_of(cs);
+                // (`fresh` ends with the records: a parent key that is no record is not fresh.)
                 if !same_ids(old, &ids) {
                     wanted.extend(old.iter().map(CompactString::as_str).chain(ids.iter().copied()));
                     moved.insert(CompactString::from(key));
-                } else if !fresh[ri] {
+                } else if !fresh.get(ri).copied().unwrap_or(false) {
                     continue;
                 }
                 if !ids.is_empty() {
@@ -1620,6 +1629,7 @@ fn regions(
     block_of: &FxHashMap<BlockKey, u32>,
     blocks: &Blocks,
     current: &FxHashMap<&str, u32>,
+    fresh: &[bool],
     prev: &Previous,
     mut seeds: Vec<usize>,
     merges: &(dyn Fn(usize, usize) -> bool + Sync),
@@ -1637,7 +1647,7 @@ fn regions(
     for (key, cs) in &prev.links {
         let others = prev.others.get(key).map_or(&[][..], Vec::as_slice);
         let ri = current.get(key.as_str()).map(|&i| i as usize);
-        let changed = ri.is_none() || prev.fresh.contains(key.as_str());
+        let changed = ri.is_none_or(|ri| fresh[ri]);
         for c in cs.iter().filter(|c| !others.contains(c)) {
             let n = *number.entry(c.as_str()).or_insert_with(|| {
                 cust_obs.push(Vec::new());
@@ -1660,14 +1670,14 @@ fn regions(
     let obs_custs = |i: usize| &custs[custs_start[obs[i].record]..custs_start[obs[i].record + 1]];
     // Fresh records, and any observation the previous run did not place.
     for (i, o) in obs.iter().enumerate() {
-        if obs_custs(i).is_empty() || prev.fresh.contains(&records[o.record].key) {
+        if obs_custs(i).is_empty() || fresh[o.record] {
             seeds.push(i);
         }
     }
     // Blocks a change pushed across the size limit: their pairs appear or vanish.
     let mut delta: FxHashMap<BlockKey, (usize, usize)> = FxHashMap::default();
     for (i, o) in obs.iter().enumerate() {
-        if prev.fresh.contains(&records[o.record].key) {
+        if fresh[o.record] {
             for k in &per_obs[i] {
                 delta.entry(*k).or_default().0 += 1;
             }
@@ -1687,7 +1697,7 @@ fn regions(
             }
         }
     }
-    let is_fresh = |i: usize| prev.fresh.contains(&records[obs[i].record].key);
+    let is_fresh = |i: usize| fresh[obs[i].record];
     let changed_blocks: Vec<usize> = delta.keys().filter_map(|k| block_of.get(k).map(|&b| b as usize)).collect();
     blocks.sort_where(obs, records, changed_blocks, |_| true);
     // (On every core: each windowed block finds its members in name order again.)
