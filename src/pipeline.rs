@@ -927,7 +927,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         }
     }
     tracing::debug!(rewritten, "records relinked");
-    drop(stored);
+    // A million records take a while to free: on another core, while this one writes.
+    rayon::spawn(move || drop(stored));
     // The customers whose documents and stored rows change: after an incremental resolution,
     // those resolved again, those a record now or no longer links to, and those gone; every
     // one after a full resolution, or when the roles' views changed.
@@ -966,6 +967,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             commit.redirects.push((old.to_string(), new.to_string()));
         }
     }
+    drop(new_ids);
+    rayon::spawn(move || drop(old_links));
 
     stage(&mut report, "relinking", t);
     let t = Instant::now();
