@@ -25,14 +25,15 @@ pub struct DatabaseConnector {
 }
 
 /// One column of one row, as text (`None` for NULL).
-type Cells = Vec<(String, Option<String>)>;
+/// A row: each column's name (shared by every row of a read) and its value as text.
+type Cells = Vec<(Arc<str>, Option<String>)>;
 
 macro_rules! decode_row {
     ($row:expr, $( $t:ty => $f:expr ),* $(,)?) => {{
         let row = $row;
         let mut cells: Cells = Vec::with_capacity(row.columns().len());
         for (i, col) in row.columns().iter().enumerate() {
-            let name = col.name().to_string();
+            let name: Arc<str> = Arc::from(col.name());
             let mut value: Option<Option<String>> = None;
             $(
                 if value.is_none() {
@@ -77,7 +78,7 @@ fn sqlite_read(conn: &rusqlite::Connection, sql: &str, row: &mut dyn FnMut(Cells
         Ok(s) => s,
         Err(e) => return failed(e),
     };
-    let names: Vec<String> = stmt.column_names().into_iter().map(str::to_string).collect();
+    let names: Vec<Arc<str>> = stmt.column_names().into_iter().map(Arc::from).collect();
     let mut rows = match stmt.query([]) {
         Ok(r) => r,
         Err(e) => return failed(e),
@@ -326,7 +327,7 @@ fn row_item(source: &str, t: &TableSpec, cells: Cells) -> Result<Item, String> {
                 text.push_str(": ");
                 text.push_str(v);
                 text.push('\n');
-                r.fields.insert(name.clone(), v.clone());
+                r.fields.insert(name.to_string(), v.clone());
             }
         }
         hasher.update(&[1]);
@@ -340,7 +341,7 @@ fn row_item(source: &str, t: &TableSpec, cells: Cells) -> Result<Item, String> {
         None => format!("{} {}", t.name, key_parts.join(",")),
     };
     let date_col =
-        t.date.clone().or_else(|| cells.iter().map(|(n, _)| n).find(|n| crate::text::is_date_field(n)).cloned());
+        t.date.clone().or_else(|| cells.iter().map(|(n, _)| n).find(|n| crate::text::is_date_field(n)).map(|n| n.to_string()));
     r.date = date_col.and_then(|c| cell(&cells, &c)).and_then(crate::text::parse_date);
     let version = match t.updated.as_deref().and_then(|u| cell(&cells, u)) {
         Some(v) => format!("u:{v}"),
@@ -430,6 +431,12 @@ fn cell<'a>(cells: &'a Cells, c: &str) -> Option<&'a str> {
 
 /// A row's key values, as text that the server can compare again with the key columns.
 fn key_values(t: &TableSpec, cells: &Cells) -> Result<Vec<String>, String> {
+    Ok(key_refs(t, cells)?.into_iter().map(str::to_string).collect())
+}
+
+/// [`key_values`], borrowed from the row (most tables have a key of one or two columns, and a
+/// listing looks at every row's).
+fn key_refs<'a>(t: &TableSpec, cells: &'a Cells) -> Result<smallvec::SmallVec<[&'a str; 2]>, String> {
     t.key
         .iter()
         .map(|k| match cell(cells, k) {
@@ -439,7 +446,7 @@ fn key_values(t: &TableSpec, cells: &Cells) -> Result<Vec<String>, String> {
                  other columns, or give it a `query` that selects the key as text",
                 t.name
             )),
-            Some(v) => Ok(v.to_string()),
+            Some(v) => Ok(v),
         })
         .collect()
 }
@@ -543,24 +550,34 @@ impl DatabaseConnector {
         loop {
             let sql = page_sql(self.kind, t, select, filter, after.as_deref(), rows);
             let mut bad: Option<String> = None;
-            let mut paged = |cells: Cells| match key_values(t, &cells) {
-                // A key the server does not put after the last one cannot be paged through.
-                Ok(key) if after.as_ref() == Some(&key) => {
-                    bad = Some(format!(
-                        "table `{}`: its key ({}) does not order its rows; give the table a `query` to read it in one pass",
-                        t.name,
-                        t.key.join(", ")
-                    ));
-                    Step::Stop
-                }
-                Ok(key) => {
-                    let step = row(cells);
-                    after = Some(key);
-                    step
-                }
-                Err(e) => {
-                    bad = Some(e);
-                    Step::Stop
+            let mut paged = |cells: Cells| {
+                let checked = match key_refs(t, &cells) {
+                    // A key the server does not put after the last one cannot be paged through.
+                    Ok(key) if after.as_deref().is_some_and(|a| a.iter().map(String::as_str).eq(key.iter().copied())) => {
+                        Err(format!(
+                            "table `{}`: its key ({}) does not order its rows; give the table a `query` to read it in one pass",
+                            t.name,
+                            t.key.join(", ")
+                        ))
+                    }
+                    Ok(key) => {
+                        // The last key, in the strings of the one before (a listing reads every row).
+                        let last = after.get_or_insert_with(Vec::new);
+                        last.resize(key.len(), String::new());
+                        for (l, k) in last.iter_mut().zip(&key) {
+                            l.clear();
+                            l.push_str(k);
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                match checked {
+                    Ok(()) => row(cells),
+                    Err(e) => {
+                        bad = Some(e);
+                        Step::Stop
+                    }
                 }
             };
             let read = pool.read(&sql, &mut paged).await;
@@ -654,17 +671,28 @@ impl DatabaseConnector {
         };
         let cols: Vec<String> = t.key.iter().chain(std::iter::once(upd)).map(|c| quote_ident(self.kind, c)).collect();
         let mut changed: Vec<(String, Option<String>)> = Vec::new();
+        // (Every row of the table passes here: its locator is built in place, and its version is
+        // compared with the known one before any is made.)
         let mut unchanged = |cells: Cells| {
-            let Ok(parts) = key_values(t, &cells) else { return Step::Next };
-            let locator = format!("{}/{}", t.name, parts.join(","));
-            let version = cell(&cells, upd).map(|u| format!("u:{u}"));
-            match version {
-                Some(version) if self.known.get(&locator) == Some(&version) => {
-                    let item = Item { locator, version, size: 0, payload: Payload::Records(Vec::new()) };
+            let Ok(parts) = key_refs(t, &cells) else { return Step::Next };
+            let mut locator = String::with_capacity(t.name.len() + 1 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+            locator.push_str(&t.name);
+            locator.push('/');
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    locator.push(',');
+                }
+                locator.push_str(p);
+            }
+            drop(parts);
+            let value = cell(&cells, upd);
+            match (value, self.known.get(&locator)) {
+                (Some(u), Some(known)) if known.strip_prefix("u:") == Some(u) => {
+                    let item = Item { locator, version: known.clone(), size: 0, payload: Payload::Records(Vec::new()) };
                     if sink(item) { Step::Next } else { Step::Stop }
                 }
                 _ => {
-                    changed.push((locator, cell(&cells, upd).map(str::to_string)));
+                    changed.push((locator, value.map(str::to_string)));
                     Step::Next
                 }
             }

@@ -1053,7 +1053,8 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     lap("blocking");
 
     drop(block_of);
-    drop(per_obs);
+    // (A million small vectors: freed on another core.)
+    rayon::spawn(move || drop(per_obs));
     // 6. Candidate pairs, each observation's later neighbours (4 bytes a pair), compared. A
     //    block none of whose members is paired is passed over (and, if lazy, never sorted).
     let paired_obs = |i: u32| region.as_ref().is_none_or(|r| !skipped(r[i as usize]));
