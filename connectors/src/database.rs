@@ -340,8 +340,10 @@ fn row_item(source: &str, t: &TableSpec, cells: Cells) -> Result<Item, String> {
         }
         None => format!("{} {}", t.name, key_parts.join(",")),
     };
-    let date_col =
-        t.date.clone().or_else(|| cells.iter().map(|(n, _)| n).find(|n| crate::text::is_date_field(n)).map(|n| n.to_string()));
+    let date_col = t
+        .date
+        .clone()
+        .or_else(|| cells.iter().map(|(n, _)| n).find(|n| crate::text::is_date_field(n)).map(|n| n.to_string()));
     r.date = date_col.and_then(|c| cell(&cells, &c)).and_then(crate::text::parse_date);
     let version = match t.updated.as_deref().and_then(|u| cell(&cells, u)) {
         Some(v) => format!("u:{v}"),
@@ -553,7 +555,9 @@ impl DatabaseConnector {
             let mut paged = |cells: Cells| {
                 let checked = match key_refs(t, &cells) {
                     // A key the server does not put after the last one cannot be paged through.
-                    Ok(key) if after.as_deref().is_some_and(|a| a.iter().map(String::as_str).eq(key.iter().copied())) => {
+                    Ok(key)
+                        if after.as_deref().is_some_and(|a| a.iter().map(String::as_str).eq(key.iter().copied())) =>
+                    {
                         Err(format!(
                             "table `{}`: its key ({}) does not order its rows; give the table a `query` to read it in one pass",
                             t.name,
@@ -675,7 +679,8 @@ impl DatabaseConnector {
         // compared with the known one before any is made.)
         let mut unchanged = |cells: Cells| {
             let Ok(parts) = key_refs(t, &cells) else { return Step::Next };
-            let mut locator = String::with_capacity(t.name.len() + 1 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+            let mut locator =
+                String::with_capacity(t.name.len() + 1 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
             locator.push_str(&t.name);
             locator.push('/');
             for (i, p) in parts.iter().enumerate() {

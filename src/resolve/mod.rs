@@ -991,22 +991,30 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     };
 
     lap("generic values");
-    // 4. Blocking: every key's observations, in observation order.
-    let per_obs: Vec<Vec<BlockKey>> = obs.par_iter().map(block_keys).collect();
-    let mut block_of: FxHashMap<BlockKey, u32> = FxHashMap::default();
-    let mut block_keys_list: Vec<BlockKey> = Vec::new();
-    let mut members: Vec<Vec<u32>> = Vec::new();
-    for (i, keys) in per_obs.iter().enumerate() {
-        for k in keys {
-            let b = *block_of.entry(*k).or_insert_with(|| {
-                block_keys_list.push(*k);
-                members.push(Vec::new());
-                (members.len() - 1) as u32
-            });
-            members[b as usize].push(i as u32);
+    // 4. Blocking: every key's observations, in observation order. (An incremental run finds
+    //    the previous customers' members meanwhile, on the other core: both are mostly serial.)
+    let blocking = || {
+        let per_obs: Vec<Vec<BlockKey>> = obs.par_iter().map(block_keys).collect();
+        let mut block_of: FxHashMap<BlockKey, u32> = FxHashMap::default();
+        let mut block_keys_list: Vec<BlockKey> = Vec::new();
+        let mut members: Vec<Vec<u32>> = Vec::new();
+        for (i, keys) in per_obs.iter().enumerate() {
+            for k in keys {
+                let b = *block_of.entry(*k).or_insert_with(|| {
+                    block_keys_list.push(*k);
+                    members.push(Vec::new());
+                    (members.len() - 1) as u32
+                });
+                members[b as usize].push(i as u32);
+            }
         }
-    }
-    let blocks = Blocks::new(block_keys_list, members, matches!(plan, Plan::Incremental(..)), &obs, records);
+        let blocks = Blocks::new(block_keys_list, members, matches!(plan, Plan::Incremental(..)), &obs, records);
+        (per_obs, block_of, blocks)
+    };
+    let ((per_obs, block_of, blocks), before) = rayon::join(blocking, || match (plan, record_index.as_ref()) {
+        (Plan::Incremental(_, prev), Some(current)) => Some(Before::of(records.len(), &obs, current, &fresh, prev)),
+        _ => None,
+    });
     if tracing::enabled!(tracing::Level::DEBUG) {
         let mut per_kind: BTreeMap<char, usize> = BTreeMap::new();
         // (How many pairs a block makes does not depend on its order.)
@@ -1034,11 +1042,10 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     //    observations and every customer a change can reach; every other customer stands as
     //    the run before found it (taken whole when alone in its region, else put back together
     //    from its own members' pairs).
-    let (region, alone): (Option<Vec<u32>>, Vec<bool>) = match plan {
-        Plan::Incremental(m, prev) => {
-            let current = record_index.get_or_insert_with(key_index);
+    let (region, alone): (Option<Vec<u32>>, Vec<bool>) = match (plan, before) {
+        (Plan::Incremental(m, prev), Some(before)) => {
             let (region, alone) =
-                regions(records, &obs, &per_obs, &block_of, &blocks, current, &fresh, prev, seeds, &|a, b| {
+                regions(records, &obs, &per_obs, &block_of, &blocks, before, &fresh, prev, seeds, &|a, b| {
                     let c = compare_obs(&obs[a], &obs[b], false);
                     passes(&c.gamma, tf_of(&c.gamma, c.names), &m.weights).is_some()
                 });
@@ -1611,6 +1618,59 @@ fn exact<T>(mut v: Vec<T>) -> Vec<T> {
     e
 }
 
+/// The previous run's customers as an incremental run finds them among its observations.
+struct Before {
+    /// Where each record's observations start (observations are made record by record).
+    obs_start: Vec<usize>,
+    /// The customers that lost or changed a member: all of each is resolved again.
+    whole: Vec<u32>,
+    /// Each previous customer's current observations, by the customer's number.
+    cust_obs: Vec<Vec<usize>>,
+    /// Where each record's customers start in `custs`.
+    custs_start: Vec<usize>,
+    /// Each current record's previous customers (every observation of a record counts in each).
+    custs: Vec<u32>,
+}
+
+impl Before {
+    /// The previous customers, numbered, with their current observations; each current record's
+    /// customers.
+    fn of(records: usize, obs: &[Obs], current: &FxHashMap<&str, u32>, fresh: &[bool], prev: &Previous) -> Before {
+        // Observations are made record by record: each record's are a run of them.
+        let obs_start = row_starts(records, obs.iter().map(|o| o.record));
+        debug_assert!(obs.windows(2).all(|w| w[0].record <= w[1].record));
+        let obs_of_record = |r: usize| obs_start[r]..obs_start[r + 1];
+        let mut number: FxHashMap<&str, u32> = FxHashMap::default();
+        let mut whole: Vec<u32> = Vec::new();
+        let mut cust_obs: Vec<Vec<usize>> = Vec::new();
+        let mut record_custs: Vec<(u32, u32)> = Vec::with_capacity(prev.links.len());
+        for (key, cs) in &prev.links {
+            let others = prev.others.get(key).map_or(&[][..], Vec::as_slice);
+            let ri = current.get(key.as_str()).map(|&i| i as usize);
+            let changed = ri.is_none_or(|ri| fresh[ri]);
+            for c in cs.iter().filter(|c| !others.contains(c)) {
+                let n = *number.entry(c.as_str()).or_insert_with(|| {
+                    cust_obs.push(Vec::new());
+                    (cust_obs.len() - 1) as u32
+                });
+                if let Some(ri) = ri {
+                    cust_obs[n as usize].extend(obs_of_record(ri));
+                    record_custs.push((ri as u32, n));
+                }
+                if changed {
+                    // A customer that lost or changed a member: all of it is resolved again.
+                    whole.push(n);
+                }
+            }
+        }
+        // Sorted by record, then in the order the members map gave them (as observations took them).
+        record_custs.sort_by_key(|&(r, _)| r);
+        let custs_start = row_starts(records, record_custs.iter().map(|&(r, _)| r as usize));
+        let custs: Vec<u32> = record_custs.into_iter().map(|(_, n)| n).collect();
+        Before { obs_start, whole, cust_obs, custs_start, custs }
+    }
+}
+
 /// The region of each observation in an incremental run: 0 for those resolved again, else a
 /// number per group of the previous run's customers. A group is a union of whole customers
 /// that no changed pair reaches, so resolving it alone gives what the run before gave.
@@ -1629,45 +1689,14 @@ fn regions(
     per_obs: &[Vec<BlockKey>],
     block_of: &FxHashMap<BlockKey, u32>,
     blocks: &Blocks,
-    current: &FxHashMap<&str, u32>,
+    before: Before,
     fresh: &[bool],
     prev: &Previous,
     mut seeds: Vec<usize>,
     merges: &(dyn Fn(usize, usize) -> bool + Sync),
 ) -> (Vec<u32>, Vec<bool>) {
-    // Observations are made record by record: each record's are a run of them.
-    let obs_start = row_starts(records.len(), obs.iter().map(|o| o.record));
-    debug_assert!(obs.windows(2).all(|w| w[0].record <= w[1].record));
+    let Before { obs_start, mut whole, cust_obs, custs_start, custs } = before;
     let obs_of_record = |r: usize| obs_start[r]..obs_start[r + 1];
-    // The previous customers, numbered, with their current observations; each current record's
-    // customers (every observation of a record counts in each of them).
-    let mut number: FxHashMap<&str, u32> = FxHashMap::default();
-    let mut whole: Vec<u32> = Vec::new();
-    let mut cust_obs: Vec<Vec<usize>> = Vec::new();
-    let mut record_custs: Vec<(u32, u32)> = Vec::with_capacity(prev.links.len());
-    for (key, cs) in &prev.links {
-        let others = prev.others.get(key).map_or(&[][..], Vec::as_slice);
-        let ri = current.get(key.as_str()).map(|&i| i as usize);
-        let changed = ri.is_none_or(|ri| fresh[ri]);
-        for c in cs.iter().filter(|c| !others.contains(c)) {
-            let n = *number.entry(c.as_str()).or_insert_with(|| {
-                cust_obs.push(Vec::new());
-                (cust_obs.len() - 1) as u32
-            });
-            if let Some(ri) = ri {
-                cust_obs[n as usize].extend(obs_of_record(ri));
-                record_custs.push((ri as u32, n));
-            }
-            if changed {
-                // A customer that lost or changed a member: all of it is resolved again.
-                whole.push(n);
-            }
-        }
-    }
-    // Sorted by record, then in the order the members map gave them (as observations took them).
-    record_custs.sort_by_key(|&(r, _)| r);
-    let custs_start = row_starts(records.len(), record_custs.iter().map(|&(r, _)| r as usize));
-    let custs: Vec<u32> = record_custs.into_iter().map(|(_, n)| n).collect();
     let obs_custs = |i: usize| &custs[custs_start[obs[i].record]..custs_start[obs[i].record + 1]];
     // Fresh records, and any observation the previous run did not place.
     for (i, o) in obs.iter().enumerate() {
