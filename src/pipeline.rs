@@ -975,7 +975,6 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
             commit.redirects.push((old.to_string(), new.to_string()));
         }
     }
-    drop(new_ids);
     rayon::spawn(move || drop(old_links));
 
     stage(&mut report, "relinking", t);

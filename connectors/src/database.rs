@@ -24,8 +24,8 @@ pub struct DatabaseConnector {
     known: Arc<HashMap<String, String>>,
 }
 
-/// One column of one row, as text (`None` for NULL).
-/// A row: each column's name (shared by every row of a read) and its value as text.
+/// A row: each column's name (shared by every row of a read) and its value as text (`None` for
+/// NULL).
 type Cells = Vec<(Arc<str>, Option<String>)>;
 
 macro_rules! decode_row {
@@ -689,7 +689,6 @@ impl DatabaseConnector {
                 }
                 locator.push_str(p);
             }
-            drop(parts);
             let value = cell(&cells, upd);
             match (value, self.known.get(&locator)) {
                 (Some(u), Some(known)) if known.strip_prefix("u:") == Some(u) => {
