@@ -342,16 +342,26 @@ impl State {
         use rayon::prelude::*;
         /// Rows read before they are decoded on every core: enough to share out, little to hold.
         const CHUNK: usize = 8192;
-        // Each row's key rides along for an error message only (a chunk's worth at a time).
-        type Chunk<T> = Vec<(T, String, Vec<u8>)>;
+        /// Rows read, waiting to be decoded: each row's flag and where its key and entities lie
+        /// in one buffer. (A buffer a row was 1.3 million allocations at 100k customers, on the
+        /// thread every other waits for; the chunks go back to the reader to be filled again.)
+        struct Chunk<T> {
+            rows: Vec<(T, std::ops::Range<usize>, std::ops::Range<usize>)>,
+            bytes: Vec<u8>,
+        }
         let parse = |chunk: &mut Chunk<T>, out: &mut Vec<(T, RecordEntities)>| -> Result<(), StateError> {
+            let bytes = &chunk.bytes;
             let parsed: Result<Vec<_>, StateError> = chunk
+                .rows
                 .par_drain(..)
-                .map(|(flag, key, bytes)| {
-                    entities::decode(&bytes).map(|e| (flag, e)).map_err(|e| StateError::Entities(key, e))
+                .map(|(flag, key, at)| {
+                    entities::decode(&bytes[at])
+                        .map(|e| (flag, e))
+                        .map_err(|e| StateError::Entities(String::from_utf8_lossy(&bytes[key]).into_owned(), e))
                 })
                 .collect();
             out.extend(parsed?);
+            chunk.bytes.clear();
             Ok(())
         };
         // Sized once: each doubling of a million records' vector is 100 MB of fresh memory.
@@ -362,24 +372,34 @@ impl State {
         // gives rows one at a time, and reading then decoding in turn left the cores idle half
         // the time.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk<T>>(2);
+        let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Chunk<T>>(3);
         std::thread::scope(|s| {
             let decoder = s.spawn(move || -> Result<Vec<(T, RecordEntities)>, StateError> {
                 let mut out = Vec::with_capacity(count);
                 for mut chunk in rx {
                     parse(&mut chunk, &mut out)?;
+                    // (A reader that stopped takes none back.)
+                    let _ = back_tx.try_send(chunk);
                 }
                 Ok(out)
             });
             let read = (|| -> Result<(), StateError> {
+                let fresh = || Chunk { rows: Vec::with_capacity(CHUNK), bytes: Vec::new() };
                 let mut rows = st.query([])?;
-                let mut chunk: Chunk<T> = Vec::with_capacity(CHUNK);
+                let mut chunk: Chunk<T> = fresh();
                 while let Some(row) = rows.next()? {
                     if let Some(flag) = class(text_at(row, 0)?, text_at(row, 1)?) {
-                        chunk.push((flag, text_at(row, 3)?.to_string(), bytes_at(row, 2)?.to_vec()));
-                        if chunk.len() == CHUNK {
+                        let b = &mut chunk.bytes;
+                        let key = b.len()..b.len() + text_at(row, 3)?.len();
+                        b.extend_from_slice(text_at(row, 3)?.as_bytes());
+                        let at = b.len()..b.len() + bytes_at(row, 2)?.len();
+                        b.extend_from_slice(bytes_at(row, 2)?);
+                        chunk.rows.push((flag, key, at));
+                        if chunk.rows.len() == CHUNK {
+                            let next = back_rx.try_recv().unwrap_or_else(|_| fresh());
                             // Stopped, or the decoder failed (its error is the one to report).
                             if stop.load(std::sync::atomic::Ordering::Relaxed)
-                                || tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))).is_err()
+                                || tx.send(std::mem::replace(&mut chunk, next)).is_err()
                             {
                                 return Ok(());
                             }
@@ -409,22 +429,30 @@ impl State {
         let path = path.to_path_buf();
         std::thread::spawn(move || {
             let state = State::open(&path)?;
-            let (links, others) = state.links_until(true, &stop)?;
-            let mut sources: Vec<String> = Vec::new();
-            let entities = state.entities_until(
-                |source, item| {
-                    // Rows come in key order, so a source's rows (keys `source:…`) come together.
-                    let s = match sources.iter().rposition(|s| s == source) {
-                        Some(s) => s,
-                        None => {
-                            sources.push(source.to_string());
-                            sources.len() - 1
-                        }
-                    };
-                    Some((s as u32, dossier_schema::CompactString::from(item)))
-                },
-                &stop,
-            )?;
+            // The links are read on a thread and a connection of their own: each read is serial
+            // at heart, and one after the other they were most of the wait for stored records.
+            let read = std::thread::scope(|s| {
+                let links = s.spawn(|| State::open(&path)?.links_until(true, &stop));
+                let mut sources: Vec<String> = Vec::new();
+                let entities = state.entities_until(
+                    |source, item| {
+                        // Rows come in key order, so a source's rows (keys `source:…`) come together.
+                        let s = match sources.iter().rposition(|s| s == source) {
+                            Some(s) => s,
+                            None => {
+                                sources.push(source.to_string());
+                                sources.len() - 1
+                            }
+                        };
+                        Some((s as u32, dossier_schema::CompactString::from(item)))
+                    },
+                    &stop,
+                );
+                // (Joined whatever the entities gave: a failed read of either is the run's error.)
+                let links = links.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                Ok::<_, StateError>((sources, entities?, links?))
+            });
+            let (sources, entities, (links, others)) = read?;
             Ok((!stop.load(Ordering::Relaxed)).then_some(StoredRecords { sources, entities, links, others }))
         })
     }
@@ -447,9 +475,18 @@ impl State {
         use dossier_schema::CompactString;
         // Sized once (links outnumber keys only a little): rehashing a growing map of 600k keys
         // moves every entry each time into fresh memory.
-        let count: i64 = self.conn.query_row("SELECT count(*) FROM links", [], |r| r.get(0))?;
-        let mut all = Links::with_capacity_and_hasher(usize::try_from(count).unwrap_or(0), Default::default());
-        let mut other = Links::default();
+        let (count, other_count): (i64, Option<i64>) =
+            self.conn.query_row("SELECT count(*), sum(role IS NOT 'member') FROM links", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        let size = |n: i64| usize::try_from(n).unwrap_or(0);
+        let mut all = Links::with_capacity_and_hasher(size(count), Default::default());
+        let mut other = Links::with_capacity_and_hasher(
+            if others { size(other_count.unwrap_or(0)) } else { 0 },
+            Default::default(),
+        );
+        // Most records link to one customer: room for one, not the four a first push makes.
+        let one = || Vec::with_capacity(1);
         // In table order: key order walks the primary key's index and looks each row's role up
         // in the table, a random read per link.
         let mut st = self.conn.prepare("SELECT key, customer, role = 'member' FROM links")?;
@@ -460,9 +497,9 @@ impl State {
             }
             let (k, c) = (text_at(row, 0)?, CompactString::from(text_at(row, 1)?));
             if others && !row.get::<_, Option<bool>>(2)?.unwrap_or(false) {
-                other.entry(CompactString::from(k)).or_default().push(c.clone());
+                other.entry(CompactString::from(k)).or_insert_with(one).push(c.clone());
             }
-            all.entry(CompactString::from(k)).or_default().push(c);
+            all.entry(CompactString::from(k)).or_insert_with(one).push(c);
         }
         for ids in all.values_mut().chain(other.values_mut()) {
             ids.sort_unstable();
