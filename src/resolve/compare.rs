@@ -570,7 +570,7 @@ mod tests {
 
     /// A set of `xs`, held by the caller (read it with `.get(0)`).
     fn set(xs: &[&str]) -> super::super::values::Sets<1> {
-        super::super::values::Sets::new([xs.iter().map(|&s| CompactString::from(s)).collect()])
+        super::super::values::Sets::new([xs.iter().map(|&s| CompactString::from(s)).collect::<Vec<_>>()])
     }
 
     #[test]

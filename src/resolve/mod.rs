@@ -410,10 +410,13 @@ fn observations<R: Borrow<RecordEntities> + Sync>(records: &[R]) -> Vec<Obs> {
     records.par_iter().enumerate().flat_map_iter(|(ri, r)| record_observations(ri, r.borrow())).collect()
 }
 
+/// A few values on the stack, on their way into an observation's [`Sets`].
+type Inline = smallvec::SmallVec<[CompactString; 2]>;
+
 /// Moves an observation's strong values into its emails, phones and identifiers, leaving out
 /// the `generic` ones.
 fn split_strong(o: &mut Obs, generic: impl Fn(&str) -> bool) {
-    let (mut emails, mut phones, mut ids, mut id_kinds) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut emails, mut phones, mut ids, mut id_kinds) = (Inline::new(), Inline::new(), Inline::new(), Inline::new());
     for (k, v) in std::mem::take(&mut o.found) {
         if generic(&v) {
             continue;
@@ -436,21 +439,31 @@ fn strong_values(o: &Obs) -> impl Iterator<Item = &CompactString> {
 }
 
 /// The observations of record `ri`, one per party, in the order the parties are first mentioned.
-fn record_observations(ri: usize, r: &RecordEntities) -> Vec<Obs> {
+fn record_observations(ri: usize, r: &RecordEntities) -> smallvec::SmallVec<[Obs; 1]> {
     /// One party's values as they are found, before they are sorted into sets.
     #[derive(Default)]
     struct Found {
-        companies: Vec<CompactString>,
-        addresses: Vec<CompactString>,
-        cities: Vec<CompactString>,
-        dobs: Vec<CompactString>,
+        companies: Inline,
+        addresses: Inline,
+        cities: Inline,
+        dobs: Inline,
     }
-    let mut obs: Vec<(Obs, Found)> = Vec::new();
+    let mut obs: smallvec::SmallVec<[(Obs, Found); 1]> = smallvec::SmallVec::new();
     for m in r.mentions.iter().filter(|m| m.party != LOOSE) {
         let oi = match obs.iter().position(|(o, _)| o.party == m.party) {
             Some(i) => i,
             None => {
-                obs.push((Obs { record: ri, party: m.party, ..Default::default() }, Found::default()));
+                // Names and strong values sized once: half a million observations' vectors
+                // grown push by push, then shrunk, were a fifth of building them.
+                let count = |of: fn(MentionKind) -> bool| {
+                    r.mentions.iter().filter(|x| x.party == m.party && of(x.kind)).count()
+                };
+                let names = Vec::with_capacity(count(|k| k == MentionKind::Person));
+                let found = Vec::with_capacity(count(|k| {
+                    matches!(k, MentionKind::Email | MentionKind::Phone | MentionKind::Identifier)
+                }));
+                let o = Obs { record: ri, party: m.party, names, found, ..Default::default() };
+                obs.push((o, Found::default()));
                 obs.len() - 1
             }
         };
@@ -474,15 +487,24 @@ fn record_observations(ri: usize, r: &RecordEntities) -> Vec<Obs> {
             o.names.shrink_to_fit();
             o.found.shrink_to_fit();
             o.sounds = o.names.iter().map(compare::Sounds::of).collect();
-            let city_words: BTreeSet<&str> = found.cities.iter().flat_map(|c| c.split(' ')).collect();
-            let streets: Vec<CompactString> = found
+            // (Written word by word into the street: a city is a word or two, and a set of its
+            // words and a joined vector were four allocations an address.)
+            let city_word = |t: &str| found.cities.iter().any(|c| c.split(' ').any(|w| w == t));
+            let streets: Inline = found
                 .addresses
                 .iter()
-                .map(|a| a.split(' ').filter(|t| !city_words.contains(t)).collect::<Vec<_>>().join(" "))
+                .map(|a| {
+                    let mut street = CompactString::default();
+                    for (i, t) in a.split(' ').filter(|t| !city_word(t)).enumerate() {
+                        if i > 0 {
+                            street.push(' ');
+                        }
+                        street.push_str(t);
+                    }
+                    street
+                })
                 .filter(|a| !a.is_empty())
-                .map(CompactString::from)
                 .collect();
-            drop(city_words);
             o.soft = Sets::new([found.companies, streets, found.cities, found.dobs]);
             o
         })
@@ -1219,13 +1241,27 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
 
     lap("clustering");
     // 7. Customers: id from the earliest member (smallest record key, then party).
-    let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for i in 0..obs.len() {
-        let r = cl.find(i);
-        members.entry(r).or_default().push(i);
-    }
+    //    Each cluster's members in order, clusters by their root's place: counted, then laid
+    //    out in one vector (a map of a vector a cluster was 100,000 allocations).
+    let roots: Vec<u32> = (0..obs.len()).map(|i| cl.find(i) as u32).collect();
     drop(cl);
-    let groups: Vec<&Vec<usize>> = members.values().collect();
+    let mut ends: Vec<u32> = vec![0; obs.len() + 1];
+    for &r in &roots {
+        ends[r as usize + 1] += 1;
+    }
+    for i in 1..ends.len() {
+        ends[i] += ends[i - 1];
+    }
+    let mut members: Vec<usize> = vec![0; obs.len()];
+    let mut next = ends.clone();
+    for (i, &r) in roots.iter().enumerate() {
+        members[next[r as usize] as usize] = i;
+        next[r as usize] += 1;
+    }
+    drop((roots, next));
+    let groups: Vec<&[usize]> =
+        ends.windows(2).filter(|w| w[1] > w[0]).map(|w| &members[w[0] as usize..w[1] as usize]).collect();
+    drop(ends);
     let heads: Vec<(String, usize)> = groups
         .par_iter()
         .map(|ms| {
@@ -1306,12 +1342,15 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     };
     // A strong value's owning customer (by index); `None` when several hold it. Only values
     // that some record mentions loosely are looked up.
-    let loose: rustc_hash::FxHashSet<&str> = records
-        .iter()
-        .flat_map(|r| &r.mentions)
-        .filter(|m| m.party == LOOSE && m.kind.is_strong())
-        .map(|m| m.norm.as_str())
+    // (The records' loose strong mentions are few: found once, on every core, for both uses.)
+    let loose_mentions: Vec<(usize, &dossier_schema::Mention)> = records
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(ri, r)| {
+            r.mentions.iter().filter(|m| m.party == LOOSE && m.kind.is_strong()).map(move |m| (ri, m))
+        })
         .collect();
+    let loose: rustc_hash::FxHashSet<&str> = loose_mentions.iter().map(|(_, m)| m.norm.as_str()).collect();
     let mut value_owner: FxHashMap<&str, Option<usize>> = FxHashMap::default();
     // Links by (record, customer) index, not by key and id: a million records' links keyed by
     // two copied strings each were a tenth of a large run's memory. A record index at or past
@@ -1341,26 +1380,24 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
 
     lap("customers");
     // 8. Loose strong values link documents to the one customer holding them.
-    for (ri, r) in records.iter().enumerate() {
-        for m in r.mentions.iter().filter(|m| m.party == LOOSE && m.kind.is_strong()) {
-            // A value held by several customers identifies none of them.
-            let Some(Some(owner)) = value_owner.get(m.norm.as_str()) else {
-                continue;
-            };
-            link_role.entry((ri as u32, *owner as u32)).or_insert_with(|| {
-                (
-                    "mentions",
-                    vec![Evidence {
-                        kind: m.kind.into(),
-                        value: m.norm.clone(),
-                        other: Arc::from(r.key.as_str()),
-                        weight: 0.0,
-                    }],
-                )
-            });
-        }
+    for &(ri, m) in &loose_mentions {
+        // A value held by several customers identifies none of them.
+        let Some(Some(owner)) = value_owner.get(m.norm.as_str()) else {
+            continue;
+        };
+        link_role.entry((ri as u32, *owner as u32)).or_insert_with(|| {
+            (
+                "mentions",
+                vec![Evidence {
+                    kind: m.kind.into(),
+                    value: m.norm.clone(),
+                    other: Arc::from(records[ri].key.as_str()),
+                    weight: 0.0,
+                }],
+            )
+        });
     }
-    drop((value_owner, loose));
+    drop((value_owner, loose, loose_mentions));
     drop(held);
     lap("mentions");
     // (Inline: most records link to one customer, and a vector each was a million allocations.)
@@ -1437,20 +1474,40 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     let links: LinkMap = match plan {
         Plan::Incremental(_, prev) => {
             let (mut links, mut moved) = (LinkMap::default(), rustc_hash::FxHashSet::default());
-            // Records of the last run's links found here: when fewer than all, the others are gone.
-            let mut found = 0;
-            for (ri, cs) in linked.iter().enumerate() {
+            // Every record's ids against the last run's, on every core: how many of the last
+            // run's links are records here (when fewer than all, the others are gone), and the
+            // records whose ids differ (`true`) or that are fresh, with their old and new ids.
+            // (`fresh` ends with the records: a parent key that is no record is not fresh.)
+            type Differ<'x> = Vec<(usize, &'x [CompactString], smallvec::SmallVec<[&'x str; 2]>, bool)>;
+            let (found, differ) = linked
+                .par_iter()
+                .enumerate()
+                .fold(
+                    || (0usize, Differ::new()),
+                    |(mut found, mut differ), (ri, cs)| {
+                        let old = prev.links.get(key_of(ri as u32));
+                        found += usize::from(old.is_some());
+                        let old = old.map_or(&[][..], Vec::as_slice);
+                        let ids = ids_of(cs);
+                        let moved = !same_ids(old, &ids);
+                        if moved || fresh.get(ri).copied().unwrap_or(false) {
+                            differ.push((ri, old, ids, moved));
+                        }
+                        (found, differ)
+                    },
+                )
+                .reduce(
+                    || (0, Differ::new()),
+                    |(a, mut x), (b, y)| {
+                        x.extend(y);
+                        (a + b, x)
+                    },
+                );
+            for (ri, old, ids, differs) in differ {
                 let key = key_of(ri as u32);
-                let old = prev.links.get(key);
-                found += usize::from(old.is_some());
-                let old = old.map_or(&[][..], Vec::as_slice);
-                let ids = ids_of(cs);
-                // (`fresh` ends with the records: a parent key that is no record is not fresh.)
-                if !same_ids(old, &ids) {
+                if differs {
                     wanted.extend(old.iter().map(CompactString::as_str).chain(ids.iter().copied()));
                     moved.insert(CompactString::from(key));
-                } else if !fresh.get(ri).copied().unwrap_or(false) {
-                    continue;
                 }
                 if !ids.is_empty() {
                     let (k, v) = link(key, ids);

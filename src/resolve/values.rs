@@ -23,9 +23,15 @@ impl<const N: usize> Default for Sets<N> {
 }
 
 impl<const N: usize> Sets<N> {
-    /// The sets of each list's distinct strings, in order.
-    pub fn new(lists: [Vec<CompactString>; N]) -> Sets<N> {
-        let mut values = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+    /// The sets of each list's distinct strings, in order. (Any lists of known length: an
+    /// observation's are mostly inline, not allocated only to be moved here.)
+    pub fn new<L>(lists: [L; N]) -> Sets<N>
+    where
+        L: IntoIterator<Item = CompactString>,
+        L::IntoIter: ExactSizeIterator,
+    {
+        let lists = lists.map(IntoIterator::into_iter);
+        let mut values = Vec::with_capacity(lists.iter().map(ExactSizeIterator::len).sum());
         let mut ends = [0; N];
         for (list, end) in lists.into_iter().zip(&mut ends) {
             let from = values.len();
