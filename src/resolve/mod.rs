@@ -459,9 +459,7 @@ fn record_observations(ri: usize, r: &RecordEntities) -> smallvec::SmallVec<[Obs
                     r.mentions.iter().filter(|x| x.party == m.party && of(x.kind)).count()
                 };
                 let names = Vec::with_capacity(count(|k| k == MentionKind::Person));
-                let found = Vec::with_capacity(count(|k| {
-                    matches!(k, MentionKind::Email | MentionKind::Phone | MentionKind::Identifier)
-                }));
+                let found = Vec::with_capacity(count(MentionKind::is_strong));
                 let o = Obs { record: ri, party: m.party, names, found, ..Default::default() };
                 obs.push((o, Found::default()));
                 obs.len() - 1
