@@ -508,6 +508,12 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         tracing::warn!(interrupted, "an earlier run was interrupted; this run finishes its work");
     }
     let (run_id, started) = state.begin_run(opts.full)?;
+    // What the last incremental run left in the WAL goes back into the store on a core of its
+    // own while this run lists (see below).
+    let checkpoint = {
+        let path = state_path.clone();
+        std::thread::spawn(move || State::open(&path)?.checkpoint_passive())
+    };
     let entities = Entities::new(cfg);
 
     let mut commit = RunCommit { run: run_id, ..Default::default() };
@@ -521,6 +527,12 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     // something, they are read on another thread while extraction goes on (a run that changes
     // nothing never reads them).
     let memo = if opts.full { None } else { state.resolution_memo()? };
+    // An incremental run writes a few percent of the store: its WAL is checkpointed by the next
+    // run (above) or the server, not while this one's caller waits. A run that writes all of
+    // it checkpoints at its commit, so that no run starts with a whole store to copy.
+    if memo.is_some() {
+        state.defer_checkpoints()?;
+    }
     let mut prefetch = Prefetch::new(memo.is_some().then(|| state_path.clone()));
     let mut add_fresh = |spool: &mut crate::spool::Spool, r: Record, mentions: Vec<Mention>| {
         prefetch.begin();
@@ -794,6 +806,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         report.customers = state.customer_count()?;
         report.millis = t0.elapsed().as_millis() as u64;
         commit.report = report.clone();
+        checkpointed(checkpoint);
         state.commit_run(&commit)?;
         stage(&mut report, "state_commit", t);
         let t = Instant::now();
@@ -1000,6 +1013,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     commit.customers_replaced = changed.map(|ids| ids.into_iter().collect());
     commit.records = fresh;
     commit.report = report.clone();
+    checkpointed(checkpoint);
     state.commit_run(&commit)?;
     // The stored report was written above; the caller's copy also times that write and the merges.
     stage(&mut report, "state_commit", t);
@@ -1008,6 +1022,16 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     stage(&mut report, "merging", t);
     report.millis = t0.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// Waits for the checkpoint begun at the run's start, so that this run's commit writes the WAL
+/// from its start. A failed one loses nothing (the WAL stays; the next run tries again): logged.
+fn checkpointed(h: std::thread::JoinHandle<Result<(), crate::state::StateError>>) {
+    match h.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("checkpointing the state store: {e}; the next run tries again"),
+        Err(p) => tracing::warn!("checkpointing the state store: {}", crate::extraction::panic_reason(p.as_ref())),
+    }
 }
 
 /// Merges the index's segments after a run has committed; a failure there loses nothing (the
