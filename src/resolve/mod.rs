@@ -617,6 +617,52 @@ fn name_kind(key: BlockKey) -> bool {
 /// run can tell where a removed one sat.
 type Order<'a> = (&'a str, &'a str, &'a str, &'a str, u16);
 
+/// A name or street of an [`Order`] as a windowed block's sort compares it: its first 15 bytes
+/// and its length (16 for any longer) as one number, then, when that ties on a longer one, its
+/// other bytes. The same order as the text's, without a `memcmp` call for most comparisons
+/// (those calls were most of sorting the blocks a 1% run reaches).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Part<'a> {
+    head: u128,
+    text: &'a str,
+}
+
+impl<'a> Part<'a> {
+    fn of(text: &'a str) -> Part<'a> {
+        let b = text.as_bytes();
+        let n = b.len().min(15);
+        let mut head = [0u8; 16];
+        head[..n].copy_from_slice(&b[..n]);
+        // (A shorter text padded with zeros sorts first on its length, as it does on its bytes.)
+        head[15] = b.len().min(16) as u8;
+        Part { head: u128::from_be_bytes(head), text }
+    }
+}
+
+impl Ord for Part<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.head.cmp(&other.head).then_with(|| match self.text.len() {
+            // Equal heads of texts this short are equal texts.
+            0..=15 => std::cmp::Ordering::Equal,
+            _ => self.text.as_bytes()[15..].cmp(&other.text.as_bytes()[15..]),
+        })
+    }
+}
+
+impl PartialOrd for Part<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// An [`Order`] with its names and street as [`Part`]s: it sorts as the [`Order`] does.
+type SortKey<'a> = (Part<'a>, Part<'a>, Part<'a>, &'a str, u16);
+
+/// `o` as a [`SortKey`].
+fn sort_key(o: Order<'_>) -> SortKey<'_> {
+    (Part::of(o.0), Part::of(o.1), Part::of(o.2), o.3, o.4)
+}
+
 /// The [`Order`] of observation `o` of record `record` in windowed block `key`.
 fn name_order<'a>(o: &'a Obs, record: &'a str, key: BlockKey) -> Order<'a> {
     let mut keys = Vec::new();
@@ -699,7 +745,7 @@ impl Blocks {
                 .collect();
         } else {
             members.par_iter_mut().zip(&keys).filter(|(ms, k)| windowed(**k, ms.len())).for_each(|(ms, k)| {
-                ms.sort_by_cached_key(|&i| Self::order(obs, records, i, *k));
+                ms.sort_by_cached_key(|&i| sort_key(Self::order(obs, records, i, *k)));
             });
         }
         Blocks { keys, members, slot, sorted }
@@ -716,7 +762,7 @@ impl Blocks {
         match self.slot.get(b) {
             Some(&s) if s != u32::MAX => self.sorted[s as usize].get_or_init(|| {
                 let mut ms = self.members[b].clone();
-                ms.sort_by_cached_key(|&i| Self::order(obs, records, i, self.keys[b]));
+                ms.sort_by_cached_key(|&i| sort_key(Self::order(obs, records, i, self.keys[b])));
                 ms
             }),
             _ => &self.members[b],
@@ -2396,6 +2442,26 @@ mod tests {
     /// model: the customers it gives are the full run's, the others (`unchanged`) stand as the
     /// run `before` left them and as the full run finds them, and records link where the full
     /// run's do.
+    /// Names and streets sharing their first 15 bytes or not, as long as 15 bytes or not, with NULs.
+    const NAME: &str = "(aaaaaaaaaaaaaa)?[ab\\x00]{0,4}";
+
+    /// A test's [`Order`] from owned parts.
+    fn order_of(x: &(String, String, String, String, u16)) -> Order<'_> {
+        (&x.0, &x.1, &x.2, &x.3, x.4)
+    }
+
+    proptest::proptest! {
+        // Names sharing their first 16 bytes or not, with NULs, and parts after them.
+        #[test]
+        fn a_sort_key_orders_as_its_order_does(
+            a in (NAME, NAME, NAME, "[ab]{0,2}", 0u16..2),
+            b in (NAME, NAME, NAME, "[ab]{0,2}", 0u16..2),
+        ) {
+            let (x, y) = (order_of(&a), order_of(&b));
+            proptest::prop_assert_eq!(x.cmp(&y), sort_key(x).cmp(&sort_key(y)));
+        }
+    }
+
     fn assert_incremental_is_full(incremental: &Resolution, full: &Resolution, before: &Resolution) {
         let by_id = |r: &Resolution| -> HashMap<String, Customer> {
             r.customers.iter().map(|c| (c.id.clone(), c.clone())).collect()
