@@ -20,6 +20,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `mi_option_purge_delay` of mimalloc.h (libmimalloc-sys names no constant for it).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// `mi_option_allow_thp` of mimalloc.h.
+const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
+
 /// dossier: one search box over every customer silo.
 ///
 /// Crawls databases, PDFs, spreadsheets, mailboxes and ticket exports, works out
@@ -678,6 +681,17 @@ fn main() -> Result<()> {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() && !serves(&cli.command) {
         // SAFETY: sets a plain option before any thread starts; mimalloc reads it on each purge.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 100) };
+    }
+    // Transparent huge pages: mimalloc asks for them, and each first touch of one zeroes 2 MiB
+    // and each purge frees 2 MiB. On the 2-core VMs measured (free page reporting), a 1% run
+    // spent half its system time there: 4.1-4.6 -> 3.3-3.5 s without them, a full run 64 ->
+    // 60-63 s (BENCHMARKS.md). An operator's MIMALLOC_ALLOW_THP wins.
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // SAFETY: sets a plain option before any thread starts; mimalloc reads it when it maps memory.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0) };
+        // Mappings made before this line too (mimalloc's first arena), and worker processes.
+        // SAFETY: prctl with integer arguments only changes this process's use of huge pages.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }
     init_logging(cli.log_json, cli.verbose);
     match cli.command {
