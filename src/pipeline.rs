@@ -1001,11 +1001,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
 
     stage(&mut report, "relinking", t);
     let t = Instant::now();
-    store.commit(&mut writer, run_id)?;
-    stage(&mut report, "commit", t);
-    let t = Instant::now();
     report.customers = (resolution.customers.len() + resolution.unchanged.len()) as u64;
-    report.millis = t0.elapsed().as_millis() as u64;
     commit.customers = Some(match &changed {
         Some(ids) => resolution.customers.into_iter().filter(|c| ids.contains(&c.id)).collect(),
         None => resolution.customers,
@@ -1014,7 +1010,20 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     commit.records = fresh;
     commit.report = report.clone();
     checkpointed(checkpoint);
-    state.commit_run(&commit)?;
+    // The index commits on another core while the state store's rows are written; the store
+    // commits only once the index has, as it did after it (tests/crash.rs).
+    let (indexed, pending) = std::thread::scope(|s| {
+        let index = s.spawn(|| store.commit(&mut writer, run_id));
+        let pending = state.begin_commit(&commit);
+        (index.join(), pending)
+    });
+    indexed.map_err(|p| RunError::Background(crate::extraction::panic_reason(p.as_ref())))??;
+    let pending = pending?;
+    // (Both commits' work; `state_commit` is what is left of the store's.)
+    stage(&mut report, "commit", t);
+    let t = Instant::now();
+    report.millis = t0.elapsed().as_millis() as u64;
+    pending.finish(&report)?;
     // The stored report was written above; the caller's copy also times that write and the merges.
     stage(&mut report, "state_commit", t);
     let t = Instant::now();

@@ -252,6 +252,26 @@ pub struct StoredRecords {
     pub others: Links,
 }
 
+/// A run's rows written by [`State::begin_commit`], not committed yet; dropped, it writes nothing.
+pub struct PendingRun<'a> {
+    tx: rusqlite::Transaction<'a>,
+    run: i64,
+}
+
+impl PendingRun<'_> {
+    /// Writes the run's `report` (its failed items were written with the rows) and commits.
+    pub fn finish(self, report: &RunReport) -> Result<(), StateError> {
+        let mut report = report.clone();
+        report.errors.clear();
+        self.tx.execute(
+            "UPDATE runs SET finished = ?1, status = ?2, report = ?3 WHERE id = ?4",
+            params![chrono::Utc::now().to_rfc3339(), report.status, serde_json::to_string(&report)?, self.run],
+        )?;
+        self.tx.commit()?;
+        Ok(())
+    }
+}
+
 /// The state store.
 pub struct State {
     conn: Connection,
@@ -582,6 +602,13 @@ impl State {
 
     /// Everything a run learned, written in one transaction after the index commit.
     pub fn commit_run(&mut self, c: &RunCommit) -> Result<(), StateError> {
+        self.begin_commit(c)?.finish(&c.report)
+    }
+
+    /// Writes what [`State::commit_run`] writes but the run's report, in a transaction left open
+    /// until [`PendingRun::finish`], so that the rows are written while the index commits and
+    /// the store commits only after it.
+    pub fn begin_commit(&mut self, c: &RunCommit) -> Result<PendingRun<'_>, StateError> {
         let tx = self.conn.transaction()?;
         {
             let mut del_item = tx.prepare_cached("DELETE FROM items WHERE source = ?1 AND locator = ?2")?;
@@ -663,15 +690,8 @@ impl State {
             if let Some(v) = &c.views {
                 tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('views', ?1)", [v])?;
             }
-            let mut report = c.report.clone();
-            report.errors.clear();
-            tx.execute(
-                "UPDATE runs SET finished = ?1, status = ?2, report = ?3 WHERE id = ?4",
-                params![chrono::Utc::now().to_rfc3339(), report.status, serde_json::to_string(&report)?, c.run],
-            )?;
         }
-        tx.commit()?;
-        Ok(())
+        Ok(PendingRun { tx, run: c.run })
     }
 
     /// Marks a run failed.
