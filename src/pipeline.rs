@@ -515,6 +515,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         std::thread::spawn(move || State::open(&path)?.checkpoint_passive())
     };
     let entities = Entities::new(cfg);
+    // Built now, on the core left idle while the item versions are read, not by the first
+    // extraction beside the stored records' read.
+    std::thread::spawn(crate::entities::warm_up);
 
     let mut commit = RunCommit { run: run_id, ..Default::default() };
     let mut report =
