@@ -682,10 +682,10 @@ fn main() -> Result<()> {
         // SAFETY: sets a plain option before any thread starts; mimalloc reads it on each purge.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 100) };
     }
-    // Transparent huge pages: mimalloc asks for them, and each first touch of one zeroes 2 MiB
-    // and each purge frees 2 MiB. On the 2-core VMs measured (free page reporting), a 1% run
-    // spent half its system time there: 4.1-4.6 -> 3.3-3.5 s without them, a full run 64 ->
-    // 60-63 s (BENCHMARKS.md). An operator's MIMALLOC_ALLOW_THP wins.
+    // Transparent huge pages: mimalloc asks for them, each first touch of one zeroes 2 MiB and
+    // mimalloc purges 2 MiB at a time. On the 2-core VMs measured, a 1% run spent most of its
+    // system time zeroing them: 4.1-4.7 -> 3.3-4.2 s without them (six alternations), a full run
+    // 64 -> 60-63 s (BENCHMARKS.md). An operator's MIMALLOC_ALLOW_THP wins.
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
         // SAFETY: sets a plain option before any thread starts; mimalloc reads it when it maps memory.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0) };

@@ -113,7 +113,7 @@ fn mapped_kind(v: &str) -> FieldKind {
 }
 
 /// Builds on the calling thread what the first record's mentions would otherwise build on an
-/// extraction thread: the phone-number metadata (0.3 s of a core), the patterns, the name tables.
+/// extraction thread: the phone-number metadata, the patterns, the name tables.
 pub fn warm_up() {
     let _ = (email_re(), phone_re(), label_re());
     let _ = normalize::email("jane.smith@example.com");

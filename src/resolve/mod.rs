@@ -2438,10 +2438,6 @@ mod tests {
         assert_incremental_is_full(&incremental, &full, &full_before);
     }
 
-    /// Checks an incremental result against a full resolution of the same records with the same
-    /// model: the customers it gives are the full run's, the others (`unchanged`) stand as the
-    /// run `before` left them and as the full run finds them, and records link where the full
-    /// run's do.
     /// Names and streets sharing their first 15 bytes or not, as long as 15 bytes or not, with NULs.
     const NAME: &str = "(aaaaaaaaaaaaaa)?[ab\\x00]{0,4}";
 
@@ -2451,7 +2447,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        // Names sharing their first 16 bytes or not, with NULs, and parts after them.
+        // Orders whose names and streets share their first 15 bytes or not.
         #[test]
         fn a_sort_key_orders_as_its_order_does(
             a in (NAME, NAME, NAME, "[ab]{0,2}", 0u16..2),
@@ -2462,6 +2458,10 @@ mod tests {
         }
     }
 
+    /// Checks an incremental result against a full resolution of the same records with the same
+    /// model: the customers it gives are the full run's, the others (`unchanged`) stand as the
+    /// run `before` left them and as the full run finds them, and records link where the full
+    /// run's do.
     fn assert_incremental_is_full(incremental: &Resolution, full: &Resolution, before: &Resolution) {
         let by_id = |r: &Resolution| -> HashMap<String, Customer> {
             r.customers.iter().map(|c| (c.id.clone(), c.clone())).collect()
