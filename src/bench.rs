@@ -652,8 +652,7 @@ fn incremental_bench(
     let Some(model) = &res.learnt else { return (0.0, 0) };
     let mut previous = Previous {
         generic: res.generic.iter().map(|(v, _)| v.clone()).collect(),
-        links: res.links.clone(),
-        others: crate::resolve::others_of(&res.customers),
+        links: crate::resolve::PriorLinks::of(&res.links, &crate::resolve::others_of(&res.customers)),
         ..Default::default()
     };
     // The changed and added records are new; the others are the same ones, borrowed.

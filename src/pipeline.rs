@@ -831,13 +831,13 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         }
         Some(e)
     };
-    let (stored, (mut old_links, other_links)): (Vec<RecordEntities>, _) = match prefetch.take()? {
+    let (stored, mut old_links): (Vec<RecordEntities>, _) = match prefetch.take()? {
         Some(l) => {
             let sources = &l.sources;
             let stored = (l.entities.into_iter())
                 .filter_map(|((s, item), e)| keep(touched_items.contains(&sources[s as usize], &item), e))
                 .collect();
-            (stored, (l.links, l.others))
+            (stored, l.links)
         }
         None => {
             // The old versions of re-read items matter only to an incremental resolution (the memo).
@@ -846,8 +846,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                 (memo.is_some() || !touched).then_some(touched)
             };
             let stored = (state.all_entities(class)?.into_iter()).filter_map(|(touched, e)| keep(touched, e)).collect();
-            // Which links are not members' matters only to an incremental resolution (the memo).
-            (stored, state.all_links(memo.is_some())?)
+            (stored, state.all_links()?)
         }
     };
     let mut all: Vec<&RecordEntities> = stored.iter().chain(fresh.iter().map(|(_, _, e)| e)).collect();
@@ -878,7 +877,6 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let plan = match &kept {
         Some((model, _, memo)) => {
             previous = resolve::Previous {
-                others: other_links,
                 fresh: changed_keys,
                 replaced,
                 generic: memo.generic.iter().cloned().collect(),
@@ -938,12 +936,12 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     stage(&mut report, "index_writing", t);
     let t = Instant::now();
     // Unchanged records whose customers changed are rewritten from their stored copy.
-    let (empty, none) = (Vec::new(), Vec::new());
+    let empty = Vec::new();
     let new = |key: &str| resolution.links.get(key).unwrap_or(&empty);
     let moved = |key: &str| match &resolution.relinked {
         // An incremental resolution compared every record's links with these already.
         Some(keys) => keys.contains(key),
-        None => !resolve::same_ids(new(key), old_links.get(key).unwrap_or(&none)),
+        None => !resolve::same_ids(new(key), &old_links.get(key)),
     };
     // Found and read back from the index on every core (a 1% delete rewrites 2,000 records,
     // each a lookup and a document to decode); deleted together, then added.
@@ -979,14 +977,13 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     let mut old_members: HashMap<&str, Vec<&str>> = HashMap::new();
     // A record that linked to a customer gone links elsewhere or nowhere now: after an
     // incremental resolution, it is one of the relinked.
-    type Linked<'a> = (&'a dossier_schema::CompactString, &'a Vec<dossier_schema::CompactString>);
-    let before: Box<dyn Iterator<Item = Linked<'_>>> = match &resolution.relinked {
-        Some(keys) => Box::new(keys.iter().filter_map(|k| old_links.get_key_value(k.as_str()))),
-        None => Box::new(old_links.iter()),
+    let before: Box<dyn Iterator<Item = usize>> = match &resolution.relinked {
+        Some(keys) => Box::new(keys.iter().filter_map(|k| old_links.find(k))),
+        None => Box::new(0..old_links.len()),
     };
-    for (k, ids) in before {
-        for id in ids.iter().filter(|id| !new_ids.contains(id.as_str())) {
-            old_members.entry(id.as_str()).or_default().push(k.as_str());
+    for row in before {
+        for id in old_links.ids(row).filter(|id| !new_ids.contains(id)) {
+            old_members.entry(id).or_default().push(old_links.key(row));
         }
     }
     for (old, keys) in old_members {

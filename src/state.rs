@@ -14,8 +14,8 @@ use crate::resolve::RecordEntities;
 
 mod entities;
 
-/// Record key → customer ids.
-pub type Links = crate::resolve::LinkMap;
+/// The last run's links, in record key order.
+pub type Links = crate::resolve::PriorLinks;
 
 /// Column `i` of `row` as text, borrowed from the row (no copy for a value only looked at).
 fn text_at<'a>(row: &'a rusqlite::Row<'_>, i: usize) -> Result<&'a str, StateError> {
@@ -53,6 +53,9 @@ pub enum StateError {
     /// A record's entities could not be encoded.
     #[error("state store: the entities of record `{0}` could not be encoded: {1}")]
     Encode(String, postcard::Error),
+    /// The links did not come in key order (a store changed by hand).
+    #[error("state store: {0}; `dossier index --full` writes them again")]
+    LinkOrder(#[from] crate::resolve::prior::OutOfOrder),
     /// The store was written by a newer dossier.
     #[error("state store version {0} is newer than this dossier understands ({1}); upgrade dossier")]
     TooNew(i64, i64),
@@ -92,6 +95,14 @@ const MIGRATIONS: &[&str] = &[
     // 4: what was indexed of each mailbox, so an append is read alone.
     "CREATE TABLE containers(source TEXT NOT NULL, locator TEXT NOT NULL, len INTEGER NOT NULL,
         head TEXT NOT NULL, messages INTEGER NOT NULL, PRIMARY KEY(source, locator));",
+    // 5: links kept in key order, so a run reads them in the order of its records (the table is
+    //    the primary key's tree: one structure fewer to write, and a key-ordered read is a scan).
+    "CREATE TABLE links_by_key(key TEXT NOT NULL, customer TEXT NOT NULL, role TEXT, PRIMARY KEY(key, customer))
+        WITHOUT ROWID;
+     INSERT INTO links_by_key SELECT key, customer, role FROM links;
+     DROP TABLE links;
+     ALTER TABLE links_by_key RENAME TO links;
+     CREATE INDEX links_customer ON links(customer);",
 ];
 
 /// What was indexed of a mailbox or CSV file: its first `len` bytes (BLAKE3 `head`), holding
@@ -246,10 +257,8 @@ pub struct StoredRecords {
     pub sources: Vec<String>,
     /// Each record's (source number, item locator) and entities, in key order.
     pub entities: Vec<((u32, dossier_schema::CompactString), RecordEntities)>,
-    /// Record key → its customers.
+    /// Each record's customers, and which of them it is a member of.
     pub links: Links,
-    /// Record key → the customers it links to other than as a member.
-    pub others: Links,
 }
 
 /// A run's rows written by [`State::begin_commit`], not committed yet; dropped, it writes nothing.
@@ -454,7 +463,7 @@ impl State {
             // The links are read on a thread and a connection of their own: each read is serial
             // at heart, and one after the other they were most of the wait for stored records.
             let read = std::thread::scope(|s| {
-                let links = s.spawn(|| State::open(&path)?.links_until(true, &stop));
+                let links = s.spawn(|| State::open(&path)?.links_until(&stop));
                 let mut sources: Vec<String> = Vec::new();
                 let entities = state.entities_until(
                     |source, item| {
@@ -474,8 +483,8 @@ impl State {
                 let links = links.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 Ok::<_, StateError>((sources, entities?, links?))
             });
-            let (sources, entities, (links, others)) = read?;
-            Ok((!stop.load(Ordering::Relaxed)).then_some(StoredRecords { sources, entities, links, others }))
+            let (sources, entities, links) = read?;
+            Ok((!stop.load(Ordering::Relaxed)).then_some(StoredRecords { sources, entities, links }))
         })
     }
 
@@ -486,47 +495,26 @@ impl State {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Current record → customers links (each record's ids sorted), and with `others` those of
-    /// them that are not a member's (else an empty map), read in one pass over the links.
-    pub fn all_links(&self, others: bool) -> Result<(Links, Links), StateError> {
-        self.links_until(others, &std::sync::atomic::AtomicBool::new(false))
+    /// Every record's links to customers, with their roles.
+    pub fn all_links(&self) -> Result<Links, StateError> {
+        self.links_until(&std::sync::atomic::AtomicBool::new(false))
     }
 
-    /// [`State::all_links`], given up (empty maps) once `stop` is set.
-    fn links_until(&self, others: bool, stop: &std::sync::atomic::AtomicBool) -> Result<(Links, Links), StateError> {
-        use dossier_schema::CompactString;
-        // Sized once (links outnumber keys only a little): rehashing a growing map of 600k keys
-        // moves every entry each time into fresh memory.
-        // (Counting the exceptions reads the table; the count alone, a smaller index.)
-        let sql = if others {
-            "SELECT count(*), sum(role IS NOT 'member') FROM links"
-        } else {
-            "SELECT count(*), 0 FROM links"
-        };
-        let (count, other_count): (i64, Option<i64>) = self.conn.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        let size = |n: i64| usize::try_from(n).unwrap_or(0);
-        let mut all = Links::with_capacity_and_hasher(size(count), Default::default());
-        let mut other = Links::with_capacity_and_hasher(size(other_count.unwrap_or(0)), Default::default());
-        // Most records link to one customer: room for one, not the four a first push makes.
-        let one = || Vec::with_capacity(1);
-        // In table order: key order walks the primary key's index and looks each row's role up
-        // in the table, a random read per link.
-        let mut st = self.conn.prepare("SELECT key, customer, role = 'member' FROM links")?;
+    /// [`State::all_links`], given up (no links) once `stop` is set.
+    fn links_until(&self, stop: &std::sync::atomic::AtomicBool) -> Result<Links, StateError> {
+        let count: i64 = self.conn.query_row("SELECT count(*) FROM links", [], |r| r.get(0))?;
+        let mut links = crate::resolve::prior::PriorLinksBuilder::with_capacity(usize::try_from(count).unwrap_or(0));
+        // The table is its primary key's tree: this order is a scan.
+        let mut st = self.conn.prepare("SELECT key, customer, role = 'member' FROM links ORDER BY key, customer")?;
         let mut rows = st.query([])?;
         while let Some(row) = rows.next()? {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return Ok(Default::default());
             }
-            let (k, c) = (text_at(row, 0)?, CompactString::from(text_at(row, 1)?));
-            if others && !row.get::<_, Option<bool>>(2)?.unwrap_or(false) {
-                other.entry(CompactString::from(k)).or_insert_with(one).push(c.clone());
-            }
-            all.entry(CompactString::from(k)).or_insert_with(one).push(c);
+            // (A link from before roles were kept counts as no member's.)
+            links.push(text_at(row, 0)?, text_at(row, 1)?, row.get::<_, Option<bool>>(2)?.unwrap_or(false))?;
         }
-        for ids in all.values_mut().chain(other.values_mut()) {
-            ids.sort_unstable();
-        }
-        Ok((all, other))
+        Ok(links.finish())
     }
 
     /// Runs recorded, by status.
@@ -1018,9 +1006,13 @@ mod tests {
         s.commit_run(&RunCommit { run, records, customers: Some(customers), ..Default::default() }).unwrap();
 
         let read = State::read_stored_in_background(&p, Default::default()).join().unwrap().unwrap().unwrap();
-        let (links, others) = s.all_links(true).unwrap();
-        assert_eq!((read.links.len(), read.others.len()), (3, 1));
-        assert_eq!((&read.links, &read.others), (&links, &others));
+        let links = s.all_links().unwrap();
+        assert_eq!(read.links, links);
+        assert_eq!(links.len(), 3);
+        let roles =
+            |key: &str| links.find(key).map(|i| links.links(i).map(|(n, m)| (links.id(n), m)).collect::<Vec<_>>());
+        assert_eq!(roles("mail:inbox.mbox#1"), Some(vec![("c1", false), ("c2", true)]));
+        assert_eq!(roles("crm:customers/2"), Some(vec![("c2", true)]));
         assert_eq!(read.sources, ["crm", "mail"]);
         let inline = s.all_entities(|source, item| Some((source.to_string(), item.to_string()))).unwrap();
         let background: Vec<_> = read
@@ -1046,6 +1038,37 @@ mod tests {
         }
         let s = State::open(&p).unwrap();
         assert_eq!(s.runs(5, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn links_of_a_store_from_before_their_key_order_are_kept_and_read_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.sqlite");
+        {
+            let conn = Connection::open(&p).unwrap();
+            for m in &MIGRATIONS[..4] {
+                conn.execute_batch(m).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 4).unwrap();
+            conn.execute_batch(
+                "INSERT INTO links VALUES ('pdf:b', 'c2', 'member'), ('crm:a', 'c9', 'mentions'),
+                    ('crm:a', 'c1', 'member'), ('old:x', 'c1', NULL);",
+            )
+            .unwrap();
+        }
+        let s = State::open(&p).unwrap();
+        let links = s.all_links().unwrap();
+        let all: Vec<(&str, Vec<(&str, bool)>)> =
+            (0..links.len()).map(|i| (links.key(i), links.links(i).map(|(n, m)| (links.id(n), m)).collect())).collect();
+        assert_eq!(
+            all,
+            [
+                ("crm:a", vec![("c1", true), ("c9", false)]),
+                ("old:x", vec![("c1", false)]),
+                ("pdf:b", vec![("c2", true)])
+            ]
+        );
+        assert_eq!(s.linked_keys("c1").unwrap(), ["crm:a", "old:x"]);
     }
 
     #[test]

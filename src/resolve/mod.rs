@@ -28,8 +28,10 @@ use crate::entities::{LOOSE, normalize};
 
 pub mod compare;
 pub mod estimate;
+pub mod prior;
 pub mod values;
 
+pub use prior::PriorLinks;
 use values::{Sets, Values};
 
 use compare::{FEATURES, Feature, Gamma, Packed};
@@ -921,19 +923,16 @@ pub type LinkMap = FxHashMap<CompactString, Vec<CompactString>>;
 /// What an incremental run knows of the previous one.
 #[derive(Debug, Default)]
 pub struct Previous {
-    /// Record key → the customers it was linked to but not a member of (it mentions them, or
-    /// is a part of a record that does); every other link of `links` is a member's. Kept as
-    /// the exceptions: most links are members'.
-    pub others: LinkMap,
+    /// Each record's customers, and which of them it is a member of (the others it mentions,
+    /// or is a part of a record that does): to find the previous customers and tell which
+    /// customers' links change.
+    pub links: PriorLinks,
     /// Keys of the records extracted this run (new or changed).
     pub fresh: rustc_hash::FxHashSet<String>,
     /// The previous versions of records replaced or removed this run.
     pub replaced: Vec<RecordEntities>,
     /// The strong values found generic by the previous run.
     pub generic: std::collections::HashSet<String>,
-    /// Record key → the customers it was linked to (every role), to tell which customers'
-    /// links change.
-    pub links: LinkMap,
     /// Whether every customer is wanted in the result with its profile and links, not only the
     /// changed ones (the caller writes every customer again).
     pub every_customer: bool,
@@ -1077,10 +1076,15 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         let blocks = Blocks::new(block_keys_list, members, matches!(plan, Plan::Incremental(..)), &obs, records);
         (per_obs, block_of, blocks)
     };
-    let ((per_obs, block_of, blocks), before) = rayon::join(blocking, || match (plan, record_index.as_ref()) {
-        (Plan::Incremental(_, prev), Some(current)) => Some(Before::of(records.len(), &obs, current, &fresh, prev)),
+    // (With the previous run's link rows of the records, by a merge: both are in key order.)
+    let ((per_obs, block_of, blocks), before) = rayon::join(blocking, || match plan {
+        Plan::Incremental(_, prev) => {
+            let rows = prev.links.rows_of(records.iter().map(|r| r.key.as_str()));
+            Some((Before::of(&obs, &rows, &fresh, prev), rows))
+        }
         _ => None,
     });
+    let (before, prior_rows) = before.unzip();
     if tracing::enabled!(tracing::Level::DEBUG) {
         let mut per_kind: BTreeMap<char, usize> = BTreeMap::new();
         // (How many pairs a block makes does not depend on its order.)
@@ -1518,24 +1522,31 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     let links: LinkMap = match plan {
         Plan::Incremental(_, prev) => {
             let (mut links, mut moved) = (LinkMap::default(), rustc_hash::FxHashSet::default());
+            let old_links = &prev.links;
+            // Each record's row of the last run's links (found with the previous customers),
+            // then each parent's that is no record.
+            let mut rows = prior_rows.unwrap_or_default();
+            rows.extend(extra_keys.iter().map(|k| old_links.find(k).map(|r| r as u32)));
             // Every record's ids against the last run's, on every core: how many of the last
             // run's links are records here (when fewer than all, the others are gone), and the
-            // records whose ids differ (`true`) or that are fresh, with their old and new ids.
+            // records whose ids differ (`true`) or that are fresh, with their old row and new ids.
             // (`fresh` ends with the records: a parent key that is no record is not fresh.)
-            type Differ<'x> = Vec<(usize, &'x [CompactString], smallvec::SmallVec<[&'x str; 2]>, bool)>;
+            type Differ<'x> = Vec<(usize, Option<u32>, smallvec::SmallVec<[&'x str; 2]>, bool)>;
             let (found, differ) = linked
                 .par_iter()
+                .zip(&rows)
                 .enumerate()
                 .fold(
                     || (0usize, Differ::new()),
-                    |(mut found, mut differ), (ri, cs)| {
-                        let old = prev.links.get(key_of(ri as u32));
-                        found += usize::from(old.is_some());
-                        let old = old.map_or(&[][..], Vec::as_slice);
+                    |(mut found, mut differ), (ri, (cs, &row))| {
+                        found += usize::from(row.is_some());
                         let ids = ids_of(cs);
-                        let moved = !same_ids(old, &ids);
+                        let moved = match row {
+                            Some(row) => !old_links.ids(row as usize).eq(ids.iter().copied()),
+                            None => !ids.is_empty(),
+                        };
                         if moved || fresh.get(ri).copied().unwrap_or(false) {
-                            differ.push((ri, old, ids, moved));
+                            differ.push((ri, row, ids, moved));
                         }
                         (found, differ)
                     },
@@ -1547,10 +1558,11 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
                         (a + b, x)
                     },
                 );
-            for (ri, old, ids, differs) in differ {
+            for (ri, row, ids, differs) in differ {
                 let key = key_of(ri as u32);
                 if differs {
-                    wanted.extend(old.iter().map(CompactString::as_str).chain(ids.iter().copied()));
+                    let old = row.into_iter().flat_map(|r| old_links.ids(r as usize));
+                    wanted.extend(old.chain(ids.iter().copied()));
                     moved.insert(CompactString::from(key));
                 }
                 if !ids.is_empty() {
@@ -1558,10 +1570,14 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
                     links.insert(k, v);
                 }
             }
-            if found < prev.links.len() {
-                for (k, old) in prev.links.iter().filter(|(k, _)| !index_of.contains_key(k.as_str())) {
-                    wanted.extend(old.iter().map(CompactString::as_str));
-                    moved.insert(k.clone());
+            if found < old_links.len() {
+                let mut gone = vec![true; old_links.len()];
+                for r in rows.iter().flatten() {
+                    gone[*r as usize] = false;
+                }
+                for r in (0..old_links.len()).filter(|&r| gone[r]) {
+                    wanted.extend(old_links.ids(r));
+                    moved.insert(CompactString::from(old_links.key(r)));
                 }
             }
             relinked = Some(moved);
@@ -1734,40 +1750,36 @@ struct Before {
 }
 
 impl Before {
-    /// The previous customers, numbered, with their current observations; each current record's
-    /// customers.
-    fn of(records: usize, obs: &[Obs], current: &FxHashMap<&str, u32>, fresh: &[bool], prev: &Previous) -> Before {
+    /// The previous customers, by their numbers in `prev.links`, with their current
+    /// observations; each current record's customers. `rows`: each record's row of links.
+    fn of(obs: &[Obs], rows: &[Option<u32>], fresh: &[bool], prev: &Previous) -> Before {
+        let links = &prev.links;
         // Observations are made record by record: each record's are a run of them.
-        let obs_start = row_starts(records, obs.iter().map(|o| o.record));
+        let obs_start = row_starts(rows.len(), obs.iter().map(|o| o.record));
         debug_assert!(obs.windows(2).all(|w| w[0].record <= w[1].record));
-        let obs_of_record = |r: usize| obs_start[r]..obs_start[r + 1];
-        let mut number: FxHashMap<&str, u32> = FxHashMap::default();
         let mut whole: Vec<u32> = Vec::new();
-        let mut cust_obs: Vec<Vec<usize>> = Vec::new();
-        let mut record_custs: Vec<(u32, u32)> = Vec::with_capacity(prev.links.len());
-        for (key, cs) in &prev.links {
-            let others = prev.others.get(key).map_or(&[][..], Vec::as_slice);
-            let ri = current.get(key.as_str()).map(|&i| i as usize);
-            let changed = ri.is_none_or(|ri| fresh[ri]);
-            for c in cs.iter().filter(|c| !others.contains(c)) {
-                let n = *number.entry(c.as_str()).or_insert_with(|| {
-                    cust_obs.push(Vec::new());
-                    (cust_obs.len() - 1) as u32
-                });
-                if let Some(ri) = ri {
-                    cust_obs[n as usize].extend(obs_of_record(ri));
-                    record_custs.push((ri as u32, n));
-                }
-                if changed {
-                    // A customer that lost or changed a member: all of it is resolved again.
+        let mut cust_obs: Vec<Vec<usize>> = vec![Vec::new(); links.customers()];
+        let mut custs_start: Vec<usize> = Vec::with_capacity(rows.len() + 1);
+        let mut custs: Vec<u32> = Vec::with_capacity(rows.len());
+        let mut found = vec![false; links.len()];
+        for (ri, row) in rows.iter().enumerate() {
+            custs_start.push(custs.len());
+            let Some(row) = row.map(|r| r as usize) else { continue };
+            found[row] = true;
+            for (n, _) in links.links(row).filter(|&(_, member)| member) {
+                cust_obs[n as usize].extend(obs_start[ri]..obs_start[ri + 1]);
+                custs.push(n);
+                if fresh[ri] {
+                    // A customer that changed a member: all of it is resolved again.
                     whole.push(n);
                 }
             }
         }
-        // Sorted by record, then in the order the members map gave them (as observations took them).
-        record_custs.sort_by_key(|&(r, _)| r);
-        let custs_start = row_starts(records, record_custs.iter().map(|&(r, _)| r as usize));
-        let custs: Vec<u32> = record_custs.into_iter().map(|(_, n)| n).collect();
+        custs_start.push(custs.len());
+        // And one that lost a member.
+        for row in (0..links.len()).filter(|&r| !found[r]) {
+            whole.extend(links.links(row).filter(|&(_, member)| member).map(|(n, _)| n));
+        }
         Before { obs_start, whole, cust_obs, custs_start, custs }
     }
 }
@@ -2279,10 +2291,9 @@ mod tests {
         let gone = ["crm:2", "crm:3", "crm:4"];
         let after: Vec<RecordEntities> = before.iter().filter(|r| !gone.contains(&r.key.as_str())).cloned().collect();
         let previous = Previous {
-            others: others_of(&first.customers),
             replaced: before.iter().filter(|r| gone.contains(&r.key.as_str())).cloned().collect(),
             generic: first.generic.iter().map(|(v, _)| v.clone()).collect(),
-            links: first.links.clone(),
+            links: PriorLinks::of(&first.links, &others_of(&first.customers)),
             ..Default::default()
         };
         let incremental = resolve(&after, Plan::Incremental(&model, &previous));
@@ -2425,11 +2436,10 @@ mod tests {
         }
         new.sort_by(|a, b| a.key.cmp(&b.key));
         let previous = Previous {
-            others: others_of(&full_before.customers),
             fresh,
             replaced,
             generic: full_before.generic.iter().map(|(v, _)| v.clone()).collect(),
-            links: full_before.links.clone(),
+            links: PriorLinks::of(&full_before.links, &others_of(&full_before.customers)),
             every_customer: false,
         };
         let incremental = resolve(&new, Plan::Incremental(&model, &previous));
@@ -2563,11 +2573,10 @@ mod tests {
         fresh.insert("note:loose".into());
         new.sort_by(|a, b| a.key.cmp(&b.key));
         let previous = Previous {
-            others: others_of(&first.customers),
             fresh,
             replaced,
             generic: first.generic.iter().map(|(v, _)| v.clone()).collect(),
-            links: first.links.clone(),
+            links: PriorLinks::of(&first.links, &others_of(&first.customers)),
             every_customer: false,
         };
         let incremental = resolve(&new, Plan::Incremental(&model, &previous));
@@ -2592,9 +2601,8 @@ mod tests {
 
         // Nothing changed: nothing is resolved again, and the result stands.
         let still = Previous {
-            others: others_of(&full.customers),
             generic: full.generic.iter().map(|(v, _)| v.clone()).collect(),
-            links: full.links.clone(),
+            links: PriorLinks::of(&full.links, &others_of(&full.customers)),
             ..Default::default()
         };
         let again = resolve(&new, Plan::Incremental(&model, &still));
