@@ -715,29 +715,126 @@ fn paired(members: &[u32]) -> &[u32] {
 /// The blocks' members, each windowed block's in name order: sorted up front in a full run, on
 /// first use in an incremental one (whose few changes read few of its blocks).
 struct Blocks {
+    /// Each key's block number.
+    index: BlockIndex,
     keys: Vec<BlockKey>,
-    /// In observation order; windowed blocks sorted in place unless they are lazy.
-    members: Vec<Vec<u32>>,
+    /// Where each block's members start in `members` (one more entry than blocks).
+    start: Vec<u32>,
+    /// Each block's members in observation order, block after block; windowed blocks sorted in
+    /// place unless they are lazy.
+    members: Vec<u32>,
     /// A lazy windowed block's place in `sorted`, else `u32::MAX` (empty when none is lazy).
     slot: Vec<u32>,
     sorted: Vec<std::sync::OnceLock<Vec<u32>>>,
 }
 
+/// Each blocking key's block number. Keys are shared out among shards by a hash of their own,
+/// so that each shard's map is built on a core of its own (the map of a run's 800k blocks was
+/// the longest serial step of an incremental run); a shard's blocks are numbered in order of
+/// first appearance, after those of the shards before it.
+struct BlockIndex {
+    shards: Vec<FxHashMap<BlockKey, u32>>,
+    /// Each shard's first block number.
+    base: Vec<u32>,
+}
+
+impl BlockIndex {
+    /// The shard of `k` among `n` (a power of two). (The map hashes its keys again: the shard
+    /// is taken from other bits, or a shard's keys would crowd part of its map's buckets.)
+    fn shard(k: BlockKey, n: usize) -> usize {
+        (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize & (n - 1)
+    }
+
+    /// The block of `k`, if any observation has that key.
+    fn get(&self, k: BlockKey) -> Option<u32> {
+        let s = Self::shard(k, self.shards.len());
+        self.shards[s].get(&k).map(|&b| self.base[s] + b)
+    }
+}
+
 impl Blocks {
-    fn new(
-        keys: Vec<BlockKey>,
-        mut members: Vec<Vec<u32>>,
-        lazy: bool,
-        obs: &[Obs],
-        records: &[&RecordEntities],
-    ) -> Blocks {
-        let (mut slot, mut sorted) = (Vec::new(), Vec::new());
+    /// The blocks of each observation's keys (`per_obs`), on every core.
+    fn new(per_obs: &[Vec<BlockKey>], lazy: bool, obs: &[Obs], records: &[&RecordEntities]) -> Blocks {
+        Self::sharded(per_obs, rayon::current_num_threads().clamp(1, 8).next_power_of_two(), lazy, obs, records)
+    }
+
+    /// [`Blocks::new`] with the keys shared out among `n` shards (a power of two).
+    fn sharded(per_obs: &[Vec<BlockKey>], n: usize, lazy: bool, obs: &[Obs], records: &[&RecordEntities]) -> Blocks {
+        let mine = |s: usize| move |k: &&BlockKey| BlockIndex::shard(**k, n) == s;
+        // Each shard's map, its keys and member counts, and the block of each of its keys met
+        // (observation by observation), to place the members after.
+        type Shard = (FxHashMap<BlockKey, u32>, Vec<BlockKey>, Vec<u32>, Vec<u32>);
+        let shards: Vec<Shard> = (0..n)
+            .into_par_iter()
+            .map(|s| {
+                let (mut map, mut keys, mut count, mut which) =
+                    (FxHashMap::default(), Vec::new(), Vec::<u32>::new(), Vec::new());
+                for k in per_obs.iter().flatten().filter(mine(s)) {
+                    let b = *map.entry(*k).or_insert_with(|| {
+                        keys.push(*k);
+                        count.push(0);
+                        (keys.len() - 1) as u32
+                    });
+                    count[b as usize] += 1;
+                    which.push(b);
+                }
+                (map, keys, count, which)
+            })
+            .collect();
+        let blocks: usize = shards.iter().map(|s| s.1.len()).sum();
+        let (mut base, mut start) = (Vec::with_capacity(n), Vec::with_capacity(blocks + 1));
+        start.push(0u32);
+        for (_, keys, count, _) in &shards {
+            base.push(keys.len() as u32);
+            for c in count {
+                start.push(start[start.len() - 1] + c);
+            }
+        }
+        let mut first = 0;
+        for b in &mut base {
+            (*b, first) = (first, first + *b);
+        }
+        // Each shard's members fill a stretch of their own, in observation order.
+        let mut members = vec![0u32; start[blocks] as usize];
+        let mut rest: &mut [u32] = &mut members;
+        let mut stretches = Vec::with_capacity(n);
+        for (s, (_, keys, _, _)) in shards.iter().enumerate() {
+            let (b0, b1) = (base[s] as usize, base[s] as usize + keys.len());
+            let (stretch, tail) = std::mem::take(&mut rest).split_at_mut((start[b1] - start[b0]) as usize);
+            stretches.push((stretch, &start[b0..=b1]));
+            rest = tail;
+        }
+        stretches.into_par_iter().zip(&shards).enumerate().for_each(|(s, ((stretch, start), shard))| {
+            let mut fill: Vec<u32> = start.iter().map(|&x| x - start[0]).collect();
+            let mut which = shard.3.iter();
+            for (i, keys) in per_obs.iter().enumerate() {
+                for _ in keys.iter().filter(mine(s)) {
+                    if let Some(&b) = which.next() {
+                        stretch[fill[b as usize] as usize] = i as u32;
+                        fill[b as usize] += 1;
+                    }
+                }
+            }
+        });
+        let mut keys = Vec::with_capacity(blocks);
+        let mut maps = Vec::with_capacity(n);
+        for (map, k, _, _) in shards {
+            keys.extend(k);
+            maps.push(map);
+        }
+        let mut blocks = Blocks {
+            index: BlockIndex { shards: maps, base },
+            keys,
+            start,
+            members,
+            slot: Vec::new(),
+            sorted: Vec::new(),
+        };
         if lazy {
-            slot = keys
-                .iter()
-                .zip(&members)
-                .map(|(k, ms)| {
-                    if windowed(*k, ms.len()) {
+            let mut sorted = Vec::new();
+            blocks.slot = (0..blocks.keys.len())
+                .map(|b| {
+                    if windowed(blocks.keys[b], blocks.members(b).len()) {
                         sorted.push(std::sync::OnceLock::new());
                         (sorted.len() - 1) as u32
                     } else {
@@ -745,12 +842,39 @@ impl Blocks {
                     }
                 })
                 .collect();
+            blocks.sorted = sorted;
         } else {
-            members.par_iter_mut().zip(&keys).filter(|(ms, k)| windowed(**k, ms.len())).for_each(|(ms, k)| {
-                ms.sort_by_cached_key(|&i| sort_key(Self::order(obs, records, i, *k)));
+            // The windowed blocks' stretches, cut apart, sorted on every core.
+            let mut rows: Vec<(BlockKey, &mut [u32])> = Vec::new();
+            let mut rest: &mut [u32] = &mut blocks.members;
+            for (b, k) in blocks.keys.iter().enumerate() {
+                let len = (blocks.start[b + 1] - blocks.start[b]) as usize;
+                let (row, tail) = std::mem::take(&mut rest).split_at_mut(len);
+                rest = tail;
+                if windowed(*k, len) {
+                    rows.push((*k, row));
+                }
+            }
+            rows.into_par_iter().for_each(|(k, ms)| {
+                ms.sort_by_cached_key(|&i| sort_key(Self::order(obs, records, i, k)));
             });
         }
-        Blocks { keys, members, slot, sorted }
+        blocks
+    }
+
+    /// How many blocks there are.
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The block of key `k`, if any observation has it.
+    fn of(&self, k: BlockKey) -> Option<u32> {
+        self.index.get(k)
+    }
+
+    /// Block `b`'s members, in observation order unless it is windowed and not lazy.
+    fn members(&self, b: usize) -> &[u32] {
+        &self.members[self.start[b] as usize..self.start[b + 1] as usize]
     }
 
     /// Where observation `i` sorts in windowed block `k`.
@@ -763,11 +887,11 @@ impl Blocks {
     fn get(&self, b: usize, obs: &[Obs], records: &[&RecordEntities]) -> &[u32] {
         match self.slot.get(b) {
             Some(&s) if s != u32::MAX => self.sorted[s as usize].get_or_init(|| {
-                let mut ms = self.members[b].clone();
+                let mut ms = self.members(b).to_vec();
                 ms.sort_by_cached_key(|&i| sort_key(Self::order(obs, records, i, self.keys[b])));
                 ms
             }),
-            _ => &self.members[b],
+            _ => self.members(b),
         }
     }
 
@@ -786,7 +910,7 @@ impl Blocks {
         keep: impl Fn(u32, u32) -> bool,
     ) -> Neighbours {
         if !self.slot.is_empty() {
-            self.sort_where(obs, records, 0..self.keys.len(), |ms| ms.iter().any(|&i| wanted(i)));
+            self.sort_where(obs, records, 0..self.len(), |ms| ms.iter().any(|&i| wanted(i)));
         }
         Neighbours::build(obs.len(), |f| {
             for (b, k) in self.keys.iter().enumerate() {
@@ -810,7 +934,7 @@ impl Blocks {
         bs: impl IntoParallelIterator<Item = usize>,
         wanted: impl Fn(&[u32]) -> bool + Sync,
     ) {
-        bs.into_par_iter().filter(|&b| self.unsorted(b) && wanted(&self.members[b])).for_each(|b| {
+        bs.into_par_iter().filter(|&b| self.unsorted(b) && wanted(self.members(b))).for_each(|b| {
             self.get(b, obs, records);
         });
     }
@@ -1057,27 +1181,14 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
 
     lap("generic values");
     // 4. Blocking: every key's observations, in observation order. (An incremental run finds
-    //    the previous customers' members meanwhile, on the other core: both are mostly serial.)
+    //    the previous customers' members meanwhile, which takes a core for a third of the time.)
     let blocking = || {
         let per_obs: Vec<Vec<BlockKey>> = obs.par_iter().map(block_keys).collect();
-        let mut block_of: FxHashMap<BlockKey, u32> = FxHashMap::default();
-        let mut block_keys_list: Vec<BlockKey> = Vec::new();
-        let mut members: Vec<Vec<u32>> = Vec::new();
-        for (i, keys) in per_obs.iter().enumerate() {
-            for k in keys {
-                let b = *block_of.entry(*k).or_insert_with(|| {
-                    block_keys_list.push(*k);
-                    members.push(Vec::new());
-                    (members.len() - 1) as u32
-                });
-                members[b as usize].push(i as u32);
-            }
-        }
-        let blocks = Blocks::new(block_keys_list, members, matches!(plan, Plan::Incremental(..)), &obs, records);
-        (per_obs, block_of, blocks)
+        let blocks = Blocks::new(&per_obs, matches!(plan, Plan::Incremental(..)), &obs, records);
+        (per_obs, blocks)
     };
     // (With the previous run's link rows of the records, by a merge: both are in key order.)
-    let ((per_obs, block_of, blocks), before) = rayon::join(blocking, || match plan {
+    let ((per_obs, blocks), before) = rayon::join(blocking, || match plan {
         Plan::Incremental(_, prev) => {
             let rows = prev.links.rows_of(records.iter().map(|r| r.key.as_str()));
             Some((Before::of(&obs, &rows, &fresh, prev), rows))
@@ -1088,8 +1199,8 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     if tracing::enabled!(tracing::Level::DEBUG) {
         let mut per_kind: BTreeMap<char, usize> = BTreeMap::new();
         // (How many pairs a block makes does not depend on its order.)
-        for (k, ms) in blocks.keys.iter().zip(&blocks.members) {
-            block_pairs(*k, ms, |_, _| *per_kind.entry(char::from(key_kind(*k))).or_default() += 1);
+        for (b, k) in blocks.keys.iter().enumerate() {
+            block_pairs(*k, blocks.members(b), |_, _| *per_kind.entry(char::from(key_kind(*k))).or_default() += 1);
         }
         tracing::debug!("candidate pairs by block kind (before removing repeats): {per_kind:?}");
     }
@@ -1114,11 +1225,10 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     //    from its own members' pairs).
     let (region, alone): (Option<Vec<u32>>, Vec<bool>) = match (plan, before) {
         (Plan::Incremental(m, prev), Some(before)) => {
-            let (region, alone) =
-                regions(records, &obs, &per_obs, &block_of, &blocks, before, &fresh, prev, seeds, &|a, b| {
-                    let c = compare_obs(&obs[a], &obs[b], false);
-                    passes(&c.gamma, tf_of(&c.gamma, c.names), &m.weights).is_some()
-                });
+            let (region, alone) = regions(records, &obs, &per_obs, &blocks, before, &fresh, prev, seeds, &|a, b| {
+                let c = compare_obs(&obs[a], &obs[b], false);
+                passes(&c.gamma, tf_of(&c.gamma, c.names), &m.weights).is_some()
+            });
             (Some(region), alone)
         }
         _ => (None, Vec::new()),
@@ -1129,7 +1239,6 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
     let resolved = region.as_ref().map_or(obs.len(), |r| r.iter().filter(|&&x| x == 0).count());
     lap("blocking");
 
-    drop(block_of);
     // (A million small vectors: freed on another core.)
     rayon::spawn(move || drop(per_obs));
     // 6. Candidate pairs, each observation's later neighbours (4 bytes a pair), compared. A
@@ -1800,7 +1909,6 @@ fn regions(
     records: &[&RecordEntities],
     obs: &[Obs],
     per_obs: &[Vec<BlockKey>],
-    block_of: &FxHashMap<BlockKey, u32>,
     blocks: &Blocks,
     before: Before,
     fresh: &[bool],
@@ -1841,13 +1949,13 @@ fn regions(
         }
     }
     let is_fresh = |i: usize| fresh[obs[i].record];
-    let changed_blocks: Vec<usize> = delta.keys().filter_map(|k| block_of.get(k).map(|&b| b as usize)).collect();
+    let changed_blocks: Vec<usize> = delta.keys().filter_map(|k| blocks.of(*k).map(|b| b as usize)).collect();
     blocks.sort_where(obs, records, changed_blocks, |_| true);
     // (On every core: each windowed block finds its members in name order again.)
     let shifted: Vec<usize> = delta
         .par_iter()
         .flat_map_iter(|(k, (added, removed))| {
-            let Some(&b) = block_of.get(k) else { return Vec::new() };
+            let Some(b) = blocks.of(*k) else { return Vec::new() };
             let ms = blocks.get(b as usize, obs, records);
             let (now, before) = (ms.len(), (ms.len() + removed).saturating_sub(*added));
             let cut = key_kind(*k) == b's' && now.max(before) > MAX_BLOCK * 4;
@@ -1898,7 +2006,7 @@ fn regions(
             .flat_map_iter(|&a| {
                 let mut near: Vec<usize> = Vec::new();
                 for k in &per_obs[a] {
-                    let Some(&b) = block_of.get(k) else { continue };
+                    let Some(b) = blocks.of(*k) else { continue };
                     let all = blocks.get(b as usize, obs, records);
                     if !block_used(*k, all.len()) {
                         continue;
@@ -2329,7 +2437,35 @@ mod tests {
         }
     }
 
-    /// Record key → member-of customers, as the state store keeps them.
+    proptest::proptest! {
+        /// However many shards build them, each key's block holds the observations with that
+        /// key, in observation order.
+        #[test]
+        fn blocks_hold_each_keys_observations_in_order_whatever_the_shards(
+            per_obs in proptest::collection::vec(proptest::collection::vec(0u64..40, 0..5), 0..60),
+        ) {
+            // (Unwindowed keys: kind `s`; members stay in observation order.)
+            let per_obs: Vec<Vec<BlockKey>> =
+                per_obs.into_iter().map(|ks| ks.into_iter().map(|k| (u64::from(b's') << 56) | k).collect()).collect();
+            let mut want: BTreeMap<BlockKey, Vec<u32>> = BTreeMap::new();
+            for (i, ks) in per_obs.iter().enumerate() {
+                for k in ks {
+                    want.entry(*k).or_default().push(i as u32);
+                }
+            }
+            for n in [1, 2, 4, 8] {
+                let blocks = Blocks::sharded(&per_obs, n, true, &[], &[]);
+                proptest::prop_assert_eq!(blocks.len(), want.len());
+                for (k, ms) in &want {
+                    let b = blocks.of(*k).expect("every key has a block") as usize;
+                    proptest::prop_assert_eq!(blocks.keys[b], *k);
+                    proptest::prop_assert_eq!(blocks.members(b), ms.as_slice());
+                }
+                proptest::prop_assert_eq!(blocks.of((u64::from(b's') << 56) | 99), None);
+            }
+        }
+    }
+
     #[test]
     fn candidate_pairs_are_each_rows_later_neighbours_sorted_once_each() {
         // Pairs in both orders, repeated, with rows left empty: what blocks give.
