@@ -665,6 +665,33 @@ fn sort_key(o: Order<'_>) -> SortKey<'_> {
     (Part::of(o.0), Part::of(o.1), Part::of(o.2), o.3, o.4)
 }
 
+/// Sorts the members of windowed block `k` by their [`Order`].
+fn sort_block(ms: &mut [u32], obs: &[Obs], records: &[&RecordEntities], k: BlockKey) {
+    fetch_orders(ms, obs, records);
+    ms.sort_by_cached_key(|&i| {
+        let o = &obs[i as usize];
+        sort_key(name_order(o, &records[o.record].key, k))
+    });
+}
+
+/// Reads what the [`Order`]s of observations `ms` are made of into the cache. Each order reads
+/// its observation, then its names, street and record, each a read from memory that waits on
+/// the one before; read first in passes whose reads do not wait on each other, they are in the
+/// cache when the orders are made. (Sorting the blocks a 1% run reaches: 0.22-0.25 -> 0.16-0.18 s.)
+fn fetch_orders(ms: &[u32], obs: &[Obs], records: &[&RecordEntities]) {
+    let mut read = 0usize;
+    for &i in ms {
+        read = read.wrapping_add(obs[i as usize].record);
+    }
+    for &i in ms {
+        let o = &obs[i as usize];
+        let name = o.names.first().map_or(0, |n| n.first.len());
+        let street = o.streets().iter().next().map_or(0, CompactString::len);
+        read = read.wrapping_add(records[o.record].key.len() + name + street);
+    }
+    std::hint::black_box(read);
+}
+
 /// The [`Order`] of observation `o` of record `record` in windowed block `key`.
 fn name_order<'a>(o: &'a Obs, record: &'a str, key: BlockKey) -> Order<'a> {
     let mut keys = Vec::new();
@@ -856,7 +883,7 @@ impl Blocks {
                 }
             }
             rows.into_par_iter().for_each(|(k, ms)| {
-                ms.sort_by_cached_key(|&i| sort_key(Self::order(obs, records, i, k)));
+                sort_block(ms, obs, records, k);
             });
         }
         blocks
@@ -877,18 +904,12 @@ impl Blocks {
         &self.members[self.start[b] as usize..self.start[b + 1] as usize]
     }
 
-    /// Where observation `i` sorts in windowed block `k`.
-    fn order<'a>(obs: &'a [Obs], records: &[&'a RecordEntities], i: u32, k: BlockKey) -> Order<'a> {
-        let o = &obs[i as usize];
-        name_order(o, &records[o.record].key, k)
-    }
-
     /// Block `b`'s members, in name order if it is windowed.
     fn get(&self, b: usize, obs: &[Obs], records: &[&RecordEntities]) -> &[u32] {
         match self.slot.get(b) {
             Some(&s) if s != u32::MAX => self.sorted[s as usize].get_or_init(|| {
                 let mut ms = self.members(b).to_vec();
-                ms.sort_by_cached_key(|&i| sort_key(Self::order(obs, records, i, self.keys[b])));
+                sort_block(&mut ms, obs, records, self.keys[b]);
                 ms
             }),
             _ => self.members(b),
