@@ -938,16 +938,26 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
     // Unchanged records whose customers changed are rewritten from their stored copy.
     let empty = Vec::new();
     let new = |key: &str| resolution.links.get(key).unwrap_or(&empty);
-    let moved = |key: &str| match &resolution.relinked {
+    // (Each stored record's row of the last run's links, by a merge: both are in key order.)
+    let old_rows = match &resolution.relinked {
+        Some(_) => Vec::new(),
+        None => old_links.rows_of(stored.iter().map(|e| e.key.as_str())),
+    };
+    let moved = |i: usize, key: &str| match &resolution.relinked {
         // An incremental resolution compared every record's links with these already.
         Some(keys) => keys.contains(key),
-        None => !resolve::same_ids(new(key), &old_links.get(key)),
+        None => match old_rows[i] {
+            Some(r) => !old_links.ids(r as usize).eq(new(key).iter().map(|id| id.as_str())),
+            None => !new(key).is_empty(),
+        },
     };
     // Found and read back from the index on every core (a 1% delete rewrites 2,000 records,
     // each a lookup and a document to decode); deleted together, then added.
     let rewrite: Vec<(&str, Record)> = stored
         .par_iter()
-        .filter(|e| moved(&e.key))
+        .enumerate()
+        .filter(|(i, e)| moved(*i, &e.key))
+        .map(|(_, e)| e)
         .filter_map(|e| store.record(&e.key).map(|r| r.map(|r| (e.key.as_str(), r))).transpose())
         .collect::<Result<_, _>>()?;
     for (key, _) in &rewrite {

@@ -817,9 +817,12 @@ impl Blocks {
                 start.push(start[start.len() - 1] + c);
             }
         }
+        // (Each shard's block count, made its first block's number.)
         let mut first = 0;
         for b in &mut base {
-            (*b, first) = (first, first + *b);
+            let count = *b;
+            *b = first;
+            first += count;
         }
         // Each shard's members fill a stretch of their own, in observation order.
         let mut members = vec![0u32; start[blocks] as usize];
@@ -1843,11 +1846,6 @@ pub fn others_of(customers: &[Customer]) -> LinkMap {
         }
     }
     out
-}
-
-/// Whether two lists of customer ids are the same.
-pub fn same_ids(a: &[impl AsRef<str>], b: &[impl AsRef<str>]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.as_ref() == y.as_ref())
 }
 
 /// `v` in an allocation of its length: `shrink_to_fit` may keep the block in place (mimalloc
