@@ -57,11 +57,11 @@ impl PriorLinksBuilder {
         let last = l.ends.len().checked_sub(1).map(|k| l.key(k));
         match last.map(|last| (last.cmp(key), last)) {
             Some((std::cmp::Ordering::Equal, _)) => {
-                let from = l.link_ends.len().checked_sub(2).map_or(0, |k| l.link_ends[k] as usize);
-                if let Some(&c) = l.custs[from..].last()
-                    && l.ids[(c & !OTHER) as usize].as_str() >= customer
+                // (The last key's row is the last one: its last customer is the last pushed.)
+                if let Some(&c) = l.custs.last()
+                    && l.id(c) >= customer
                 {
-                    return Err(OutOfOrder(customer.to_string(), l.ids[(c & !OTHER) as usize].to_string()));
+                    return Err(OutOfOrder(customer.to_string(), l.id(c).to_string()));
                 }
             }
             Some((std::cmp::Ordering::Greater, last)) => return Err(OutOfOrder(key.to_string(), last.to_string())),
@@ -165,16 +165,6 @@ impl PriorLinks {
         None
     }
 
-    /// The customer ids of `key`, in order (none when it has no links).
-    pub fn get(&self, key: &str) -> Vec<&str> {
-        self.find(key).map(|i| self.ids(i).collect()).unwrap_or_default()
-    }
-
-    /// Each row's key and customer ids, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, Vec<&str>)> + '_ {
-        (0..self.len()).map(|i| (self.key(i), self.ids(i).collect()))
-    }
-
     /// The row of each of `keys` (`None` for a key without links): a merge when the keys are in
     /// order, as a run's records are, else a search each.
     pub fn rows_of<'k>(&self, keys: impl ExactSizeIterator<Item = &'k str> + Clone) -> Vec<Option<u32>> {
@@ -199,6 +189,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The customer ids of `key` (none when it has no links).
+    fn ids_of<'a>(p: &'a PriorLinks, key: &str) -> Vec<&'a str> {
+        p.find(key).map(|i| p.ids(i).collect()).unwrap_or_default()
+    }
+
     fn map(entries: &[(&str, &[&str])]) -> LinkMap {
         entries.iter().map(|(k, ids)| (CompactString::from(*k), ids.iter().map(|&i| i.into()).collect())).collect()
     }
@@ -210,10 +205,10 @@ mod tests {
         let p = PriorLinks::of(&links, &others);
         assert_eq!((p.len(), p.customers()), (3, 3));
         assert_eq!(p.key(0), "crm:1");
-        assert_eq!(p.get("crm:2"), ["c1", "c2"]);
+        assert_eq!(ids_of(&p, "crm:2"), ["c1", "c2"]);
         let row = p.find("crm:2").map(|i| p.links(i).map(|(n, m)| (p.id(n).to_string(), m)).collect::<Vec<_>>());
         assert_eq!(row, Some(vec![("c1".to_string(), true), ("c2".to_string(), false)]));
-        assert!(p.get("crm:3").is_empty());
+        assert!(ids_of(&p, "crm:3").is_empty());
         assert_eq!(p.find("pdf:a#p1"), Some(2));
         let keys = ["crm:0", "crm:1", "crm:2", "crm:3", "pdf:a#p1"];
         assert_eq!(p.rows_of(keys.iter().copied()), [None, Some(0), Some(1), None, Some(2)]);
@@ -232,7 +227,8 @@ mod tests {
         assert!(b.push("a", "c1", true).is_err());
         assert!(b.push("c", "c1", true).is_ok());
         let p = b.finish();
-        assert_eq!(p.iter().collect::<Vec<_>>(), [("b", vec!["c2", "c3"]), ("c", vec!["c1"])]);
+        let all: Vec<(&str, Vec<&str>)> = (0..p.len()).map(|i| (p.key(i), p.ids(i).collect())).collect();
+        assert_eq!(all, [("b", vec!["c2", "c3"]), ("c", vec!["c1"])]);
     }
 
     proptest! {
