@@ -773,7 +773,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         if let Some(why) = &sr.stopped {
             tracing::warn!(source = spec.name, "{why}");
             if opts.progress {
-                eprintln!("{:>12}  {why}", spec.name);
+                crate::tell(format_args!("{:>12}  {why}", spec.name));
             }
         } else if sr.deferred > 0 {
             tracing::warn!(
@@ -784,10 +784,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         }
         sr.millis = ts.elapsed().as_millis() as u64;
         if opts.progress {
-            eprintln!(
+            crate::tell(format_args!(
                 "{:>12}  {} items: {} new, {} changed, {} unchanged, {} moved, {} deleted, {} failed; {} records",
                 sr.source, sr.seen, sr.new, sr.changed, sr.unchanged, sr.moved, sr.deleted, sr.failed, sr.records
-            );
+            ));
         }
         report.sources.push(sr);
         // Items deleted (or failed) without a fresh record: the stored ones are needed too.

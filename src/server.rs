@@ -710,9 +710,11 @@ pub async fn serve(state: AppState, listen: &str) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() {
-        eprintln!("note: listening on {addr}, reachable from other machines; every route but /api/health needs a key");
+        crate::tell(format_args!(
+            "note: listening on {addr}, reachable from other machines; every route but /api/health needs a key"
+        ));
     }
-    eprintln!("dossier is serving http://{addr}/  (Ctrl-C stops it)");
+    crate::tell(format_args!("dossier is serving http://{addr}/  (Ctrl-C stops it)"));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut stop = std::pin::pin!(tokio::signal::ctrl_c());

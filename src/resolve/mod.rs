@@ -1930,7 +1930,6 @@ fn regions(
     mut seeds: Vec<usize>,
     merges: &(dyn Fn(usize, usize) -> bool + Sync),
 ) -> (Vec<u32>, Vec<bool>) {
-    let t0 = std::time::Instant::now();
     let Before { obs_start, mut whole, cust_obs, custs_start, custs } = before;
     let obs_of_record = |r: usize| obs_start[r]..obs_start[r + 1];
     let obs_custs = |i: usize| &custs[custs_start[obs[i].record]..custs_start[obs[i].record + 1]];
@@ -1966,7 +1965,6 @@ fn regions(
     let is_fresh = |i: usize| fresh[obs[i].record];
     let changed_blocks: Vec<usize> = delta.keys().filter_map(|k| blocks.of(*k).map(|b| b as usize)).collect();
     blocks.sort_where(obs, records, changed_blocks, |_| true);
-    eprintln!("TMP sorted {:?}", t0.elapsed());
     // (On every core: each windowed block finds its members in name order again.)
     let shifted: Vec<usize> = delta
         .par_iter()
@@ -1987,7 +1985,6 @@ fn regions(
         .collect();
     seeds.extend(shifted);
 
-    eprintln!("TMP shifts {:?}", t0.elapsed());
     drop(removed_at);
     // The closure: whole customers, whole records, and whatever merges with them.
     let mut in_s = vec![false; obs.len()];
@@ -2049,7 +2046,6 @@ fn regions(
         pending.extend(reached);
     }
 
-    eprintln!("TMP closure {:?}", t0.elapsed());
     // The rest: previous customers joined by records that were members of several.
     let mut parent: Vec<u32> = (0..cust_obs.len() as u32).collect();
     fn find(p: &mut [u32], mut x: u32) -> u32 {
