@@ -7,7 +7,7 @@
 
 // The library speaks through `tracing` and its return values; the few lines written to a
 // terminal on purpose say so where they are (a stray debug print fails clippy).
-#![warn(clippy::print_stdout, clippy::print_stderr)]
+#![warn(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)]
 
 pub mod access;
 pub mod bench;

@@ -5,6 +5,9 @@
 //! records by [`extract`], which dispatches on the format and is safe to run on
 //! hostile input: every parse is bounded by [`Limits`].
 
+// A library reports through its return values: a stray debug print fails clippy.
+#![warn(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)]
+
 pub mod database;
 pub mod extract;
 pub mod files;

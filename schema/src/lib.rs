@@ -1,6 +1,9 @@
 //! Shared types of dossier: every stage (connectors → extraction → entities →
 //! resolution → index → query → server) speaks in these types and nothing else.
 
+// A library reports through its return values: a stray debug print fails clippy.
+#![warn(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)]
+
 pub mod api;
 pub mod customer;
 pub mod index;
