@@ -11,7 +11,7 @@ use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use dossier_connectors::extract::{Extracted, Format};
-use dossier_connectors::{Extractor, SourceKind, connector_for};
+use dossier_connectors::{Extractor, Known, SourceKind, connector_for};
 use dossier_schema::{Item, ItemError, Mention, Payload, Record};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -81,21 +81,17 @@ fn bar(show: bool, len: u64, what: &str) -> ProgressBar {
 
 /// Moved or renamed files: a new file whose version (size and nanosecond modification time,
 /// which a rename or `mv` keeps) is that of exactly one vanished file, and no other new file's.
-/// Returns (old locator, index of the new item).
-fn find_moves<'a>(
-    known: &'a HashMap<String, String>,
-    seen: &HashSet<&str>,
-    items: &[Item],
-) -> Vec<(&'a String, usize)> {
-    let mut gone: HashMap<&str, Vec<&String>> = HashMap::new();
-    for (locator, version) in known.iter().filter(|(l, _)| !seen.contains(l.as_str())) {
-        gone.entry(version.as_str()).or_default().push(locator);
+/// Returns (index of the old locator in `known`, index of the new item).
+fn find_moves(known: &Known, seen: &[bool], items: &[Item]) -> Vec<(usize, usize)> {
+    let mut gone: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (_, version)) in known.iter().enumerate().filter(|(i, _)| !seen[*i]) {
+        gone.entry(version.as_str()).or_default().push(i);
     }
     if gone.is_empty() {
         return Vec::new();
     }
     let mut new: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, item) in items.iter().enumerate().filter(|(_, it)| !known.contains_key(&it.locator)) {
+    for (i, item) in items.iter().enumerate().filter(|(_, it)| !known.contains_key(it.locator.as_str())) {
         new.entry(item.version.as_str()).or_default().push(i);
     }
     let mut out = Vec::new();
@@ -104,7 +100,9 @@ fn find_moves<'a>(
             out.push((*old, *i));
         }
     }
-    out.sort();
+    // (In the order of the old locators, as the moves were carried over before.)
+    let locator = |i: usize| known.get_index(i).map(|(l, _)| l);
+    out.sort_by(|a, b| locator(a.0).cmp(&locator(b.0)).then(a.1.cmp(&b.1)));
     out
 }
 
@@ -138,12 +136,12 @@ fn carry_over(
 }
 
 /// What a source's listing found.
-struct Listing<'a> {
+struct Listing {
     /// The connector's report, or why the source could not be listed at all.
     scan: Result<dossier_connectors::ScanReport, String>,
-    /// The locators listed that an earlier run knew (the known ones: a table's listing sees
-    /// every row, and copies of them all were a tenth of its time): what is not here is gone.
-    seen: HashSet<&'a str>,
+    /// Which of the known items were listed, by their index in the known versions (a table's
+    /// listing sees every row): what is not is gone.
+    seen: Vec<bool>,
     /// Items listed, and of them new, changed and unchanged ones (by version).
     count: u64,
     new: u64,
@@ -151,11 +149,11 @@ struct Listing<'a> {
     unchanged: u64,
 }
 
-impl Listing<'_> {
+impl Listing {
     /// A listing that broke off for `reason`.
-    fn failed(spec: &dossier_connectors::SourceSpec, reason: String) -> Listing<'static> {
+    fn failed(spec: &dossier_connectors::SourceSpec, reason: String) -> Listing {
         let scan = Err(format!("source `{}`: listing stopped: {reason}", spec.name));
-        Listing { scan, seen: HashSet::new(), count: 0, new: 0, changed: 0, unchanged: 0 }
+        Listing { scan, seen: Vec::new(), count: 0, new: 0, changed: 0, unchanged: 0 }
     }
 
     /// Whether every item was listed, so an item not seen is gone.
@@ -166,14 +164,14 @@ impl Listing<'_> {
 
 /// Lists a source, handing on its new and changed items (every item in a full run) while
 /// `send` returns true.
-fn list<'a>(
+fn list(
     spec: &dossier_connectors::SourceSpec,
     base: &std::path::Path,
-    known: &'a std::sync::Arc<HashMap<String, String>>,
+    known: &std::sync::Arc<Known>,
     full: bool,
     send: &mut dyn FnMut(Item) -> bool,
-) -> Listing<'a> {
-    let mut seen = HashSet::with_capacity(known.len());
+) -> Listing {
+    let mut seen = vec![false; known.len()];
     let (mut count, mut new, mut changed, mut unchanged) = (0, 0, 0, 0);
     let scan = connector_for(spec, base)
         .and_then(|mut c| {
@@ -182,9 +180,9 @@ fn list<'a>(
             }
             c.scan(&mut |item| {
                 count += 1;
-                let entry = known.get_key_value(&item.locator);
-                let version = entry.map(|(locator, v)| {
-                    seen.insert(locator.as_str());
+                let entry = known.get_full(item.locator.as_str());
+                let version = entry.map(|(i, _, v)| {
+                    seen[i] = true;
                     v
                 });
                 match version {
@@ -214,7 +212,7 @@ fn finish_listing(
     report: &mut RunReport,
     spec: &dossier_connectors::SourceSpec,
     listing: Listing,
-    known: &HashMap<String, String>,
+    known: &Known,
     mut delete: impl FnMut(&str),
 ) {
     (sr.seen, sr.new, sr.changed, sr.unchanged) = (listing.count, listing.new, listing.changed, listing.unchanged);
@@ -231,7 +229,7 @@ fn finish_listing(
         }
     }
     if sr.complete && sr.error.is_none() {
-        for locator in known.keys().filter(|l| !listing.seen.contains(l.as_str())) {
+        for (locator, _) in known.iter().zip(&listing.seen).filter(|(_, seen)| !**seen).map(|(k, _)| k) {
             delete(locator);
             sr.deleted += 1;
         }
@@ -571,11 +569,12 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
         let mut carried: HashSet<usize> = HashSet::new();
         if let Some(l) = listing.as_mut().filter(|l| l.complete()) {
             // Moves first: their records are carried over to the new name, not read again.
-            for (old, i) in find_moves(&known, &l.seen, &items) {
-                let item = &items[i];
-                match carry_over(&store, &state, &spec.name, old, &item.locator) {
+            for (o, i) in find_moves(&known, &l.seen, &items) {
+                let (Some((old, _)), item) = (known.get_index(o), &items[i]) else { continue };
+                let old = old.to_string();
+                match carry_over(&store, &state, &spec.name, &old, &item.locator) {
                     Ok(records) => {
-                        store.delete_item(&writer, &spec.name, old);
+                        store.delete_item(&writer, &spec.name, &old);
                         commit.removed_items.push((spec.name.clone(), old.clone()));
                         commit.items.push((spec.name.clone(), item.locator.clone(), item.version.clone()));
                         touched_items.insert(&spec.name, old.clone());
@@ -584,11 +583,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                         }
                         // A moved mailbox keeps what was indexed of it: a message appended to it
                         // later is still read alone.
-                        if let Some(k) = indexed_parts.get(old) {
+                        if let Some(k) = indexed_parts.get(&old) {
                             commit.containers.push((spec.name.clone(), item.locator.clone(), k.clone()));
                         }
                         // Handled: not a delete.
-                        l.seen.insert(old.as_str());
+                        l.seen[o] = true;
                         carried.insert(i);
                         sr.moved += 1;
                         l.new -= 1;
@@ -713,7 +712,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                         }
                     } else {
                         store.delete_item(&writer, &spec.name, &item.locator);
-                        if known.contains_key(&item.locator) {
+                        if known.contains_key(item.locator.as_str()) {
                             touched_items.insert(&spec.name, item.locator.clone());
                         }
                         if let Payload::File(path) = &item.payload
@@ -763,7 +762,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
                 continue;
             }
             store.delete_item(&writer, &spec.name, &item.locator);
-            if known.contains_key(&item.locator) {
+            if known.contains_key(item.locator.as_str()) {
                 touched_items.insert(&spec.name, item.locator.clone());
             }
             // A failed item is remembered with its version so an unchanged bad file is not retried every run.

@@ -310,14 +310,17 @@ impl State {
     }
 
     /// Item versions of a source: locator → version.
-    pub fn item_versions(&self, source: &str) -> Result<HashMap<String, String>, StateError> {
+    pub fn item_versions(&self, source: &str) -> Result<dossier_connectors::Known, StateError> {
         // Sized once: a table's rows are hundreds of thousands of items.
         let count: i64 = self.conn.query_row("SELECT count(*) FROM items WHERE source = ?1", [source], |r| r.get(0))?;
-        let mut versions = HashMap::with_capacity(usize::try_from(count).unwrap_or(0));
+        let mut versions = dossier_connectors::Known::with_capacity_and_hasher(
+            usize::try_from(count).unwrap_or(0),
+            Default::default(),
+        );
         let mut st = self.conn.prepare("SELECT locator, version FROM items WHERE source = ?1")?;
-        for row in st.query_map([source], |r| Ok((r.get(0)?, r.get(1)?)))? {
-            let (locator, version) = row?;
-            versions.insert(locator, version);
+        let mut rows = st.query([source])?;
+        while let Some(row) = rows.next()? {
+            versions.insert(text_at(row, 0)?.into(), text_at(row, 1)?.into());
         }
         Ok(versions)
     }

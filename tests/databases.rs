@@ -336,7 +336,7 @@ fn list_with_known(
     ))
     .unwrap();
     let mut c = dossier_connectors::connector_for(&spec, Path::new(".")).unwrap();
-    c.set_known(std::sync::Arc::new(known.clone()));
+    c.set_known(std::sync::Arc::new(known.iter().map(|(l, v)| (l.as_str().into(), v.as_str().into())).collect()));
     let (mut all, mut full) = (BTreeMap::new(), BTreeSet::new());
     let report = c
         .scan(&mut |item| {

@@ -2,7 +2,7 @@
 //! sqlx). Read-only; rows stream one at a time, so a table of millions never sits in memory;
 //! every column type is turned into text.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ pub struct DatabaseConnector {
     url: String,
     tables: Vec<TableSpec>,
     /// Item versions from the last run, by locator; a row's is `u:` and its change-column value.
-    known: Arc<HashMap<String, String>>,
+    known: Arc<crate::Known>,
 }
 
 /// A row: each column's name (shared by every row of a read) and its value as text (`None` for
@@ -358,7 +358,7 @@ impl Connector for DatabaseConnector {
         &self.name
     }
 
-    fn set_known(&mut self, known: Arc<HashMap<String, String>>) {
+    fn set_known(&mut self, known: Arc<crate::Known>) {
         self.known = known;
     }
 
@@ -696,9 +696,10 @@ impl DatabaseConnector {
             let Ok(parts) = key_refs(t, &cells) else { return Step::Next };
             let locator = locator(t, &parts);
             let value = cell(&cells, upd);
-            match (value, self.known.get(&locator)) {
+            match (value, self.known.get(locator.as_str())) {
                 (Some(u), Some(known)) if known.strip_prefix("u:") == Some(u) => {
-                    let item = Item { locator, version: known.clone(), size: 0, payload: Payload::Records(Vec::new()) };
+                    let item =
+                        Item { locator, version: known.to_string(), size: 0, payload: Payload::Records(Vec::new()) };
                     if sink(item) { Step::Next } else { Step::Stop }
                 }
                 _ => {

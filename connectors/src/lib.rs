@@ -75,8 +75,15 @@ pub trait Connector: Send {
     /// changed (a database table with a change column) uses them to read only that; it passes
     /// on unchanged items with their old version and no content. Shared rather than copied: a
     /// table's known rows may be millions.
-    fn set_known(&mut self, _known: std::sync::Arc<std::collections::HashMap<String, String>>) {}
+    fn set_known(&mut self, _known: std::sync::Arc<Known>) {}
 }
+
+/// The item versions of a source's last run, by locator. A table's rows are hundreds of
+/// thousands of items, each looked up once or twice a listing: most locators and versions fit
+/// a [`CompactString`](dossier_schema::CompactString) without a heap allocation, FxHash hashes
+/// them, and an entry's index lets a listing mark it seen without a second table.
+pub type Known =
+    indexmap::IndexMap<dossier_schema::CompactString, dossier_schema::CompactString, rustc_hash::FxBuildHasher>;
 
 /// Builds the connector for a source spec. `base` resolves relative locations.
 pub fn connector_for(spec: &SourceSpec, base: &std::path::Path) -> Result<Box<dyn Connector>, ConnectorError> {
