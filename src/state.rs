@@ -312,7 +312,8 @@ impl State {
         conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
         // Reads of the store's file through a mapping, not copied by the kernel into SQLite's
         // page cache: an incremental run reads every record and link (1% change at 100k
-        // customers, four alternations: 4.3-5.8 -> 3.4-4.9 s). Capped by SQLite's own build
+        // customers: 4.3-5.8 -> 3.4-4.9 s over four alternations in a noisy hour, no difference
+        // beyond the noise over four more; its system time always lower). Capped by SQLite's own build
         // limit (2 GB by default); the WAL is read as before. Only this store, which dossier
         // alone writes: a mapped file cut short under a reader is a signal, not an error.
         conn.pragma_update(None, "mmap_size", 1i64 << 31)?;
