@@ -310,13 +310,6 @@ impl State {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // A WAL reused from its start is cut back to this (a full run's is the whole store).
         conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
-        // Reads of the store's file through a mapping, not copied by the kernel into SQLite's
-        // page cache: an incremental run reads every record and link (1% change at 100k
-        // customers: 4.3-5.8 -> 3.4-4.9 s over four alternations in a noisy hour, no difference
-        // beyond the noise over four more; its system time always lower). Capped by SQLite's own build
-        // limit (2 GB by default); the WAL is read as before. Only this store, which dossier
-        // alone writes: a mapped file cut short under a reader is a signal, not an error.
-        conn.pragma_update(None, "mmap_size", 1i64 << 31)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let latest = MIGRATIONS.len() as i64;
         if version > latest {
@@ -329,6 +322,20 @@ impl State {
             tx.commit()?;
         }
         Ok(State { conn })
+    }
+
+    /// [`State::open`], reading the store's file through a memory map rather than copies into
+    /// SQLite's page cache: for the connections that read every record and link of the store
+    /// (1% change at 100k customers: 4.3-5.8 -> 3.4-4.9 s over four alternations in a noisy
+    /// hour, within the noise over four more; its system time always lower). Not the run's own
+    /// connection: the pages it maps stay in its resident memory while it lives (a full run over
+    /// a store, which deletes every customer, peaked at 2.0 GB instead of 1.4). Capped by
+    /// SQLite's own build limit (2 GB); the WAL is read as before. Only this store, which dossier
+    /// alone writes: a mapped file cut short under a reader is a signal, not an error.
+    pub fn open_mapped(path: &Path) -> Result<State, StateError> {
+        let state = State::open(path)?;
+        state.conn.pragma_update(None, "mmap_size", 1i64 << 31)?;
+        Ok(state)
     }
 
     /// Item versions of a source: locator → version.
@@ -484,11 +491,11 @@ impl State {
         use std::sync::atomic::Ordering;
         let path = path.to_path_buf();
         std::thread::spawn(move || {
-            let state = State::open(&path)?;
+            let state = State::open_mapped(&path)?;
             // The links are read on a thread and a connection of their own: each read is serial
             // at heart, and one after the other they were most of the wait for stored records.
             let read = std::thread::scope(|s| {
-                let links = s.spawn(|| State::open(&path)?.links_until(&stop));
+                let links = s.spawn(|| State::open_mapped(&path)?.links_until(&stop));
                 let mut sources: Vec<String> = Vec::new();
                 let entities = state.entities_until(
                     |source, item| {
