@@ -450,6 +450,60 @@ pub struct IndexRun {
     pub report: crate::state::RunReport,
 }
 
+/// The runs of one kind in `dossier bench index` (its repeats), by wall time.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunKind {
+    /// `full`, `no change`, `1% changed`, `1% deleted`.
+    pub label: String,
+    /// How many ran.
+    pub runs: usize,
+    /// Median wall time, seconds (the mean of the middle two of an even count).
+    pub median_secs: f64,
+    /// Fastest run, seconds.
+    pub min_secs: f64,
+    /// Slowest run, seconds.
+    pub max_secs: f64,
+}
+
+/// What `dossier bench index` sums up: each kind's median and range, and the 1% runs' share of
+/// the full run, by medians.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexSummary {
+    /// One entry a kind, in the order they first ran.
+    pub kinds: Vec<RunKind>,
+    /// Median 1% changed run over median full run.
+    pub changed_share: Option<f64>,
+    /// Median 1% deleted run over median full run.
+    pub deleted_share: Option<f64>,
+}
+
+impl IndexSummary {
+    /// Sums up `runs` by label.
+    pub fn of(runs: &[IndexRun]) -> IndexSummary {
+        let mut kinds: Vec<RunKind> = Vec::new();
+        for label in runs.iter().map(|r| r.label.as_str()) {
+            if kinds.iter().any(|k| k.label == label) {
+                continue;
+            }
+            let mut secs: Vec<f64> = runs.iter().filter(|r| r.label == label).map(|r| r.wall_secs).collect();
+            secs.sort_by(f64::total_cmp);
+            let n = secs.len();
+            let median = if n % 2 == 1 { secs[n / 2] } else { (secs[n / 2 - 1] + secs[n / 2]) / 2.0 };
+            kinds.push(RunKind {
+                label: label.to_string(),
+                runs: n,
+                median_secs: median,
+                min_secs: secs[0],
+                max_secs: secs[n - 1],
+            });
+        }
+        let median = |label: &str| kinds.iter().find(|k| k.label == label).map(|k| k.median_secs);
+        let share = |label: &str| Some(median(label)? / median("full").filter(|&f| f > 0.0)?);
+        let (changed_share, deleted_share) = (share("1% changed"), share("1% deleted"));
+        IndexSummary { kinds, changed_share, deleted_share }
+    }
+}
+
 /// Errors of `dossier bench index`.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexBenchError {
@@ -689,5 +743,39 @@ mod resolve_bench_tests {
         assert_eq!(r.records, 3000);
         assert!(r.estimated && r.pairs > 0, "{r:?}");
         assert!(r.precision > 0.99 && r.recall > 0.95, "{r:?}");
+    }
+}
+
+#[cfg(test)]
+mod index_summary_tests {
+    use super::{IndexRun, IndexSummary};
+
+    fn run(label: &str, wall_secs: f64) -> IndexRun {
+        IndexRun { label: label.into(), wall_secs, peak_rss_mib: 0.0, report: Default::default() }
+    }
+
+    #[test]
+    fn repeats_are_summed_up_by_median_and_range_and_the_shares_by_medians() {
+        let runs = [
+            run("full", 100.0),
+            run("1% changed", 4.0),
+            run("1% deleted", 5.0),
+            run("full", 80.0),
+            run("1% changed", 3.0),
+            run("1% deleted", 5.5),
+            run("full", 90.0),
+            run("1% changed", 9.0),
+        ];
+        let s = IndexSummary::of(&runs);
+        let labels: Vec<&str> = s.kinds.iter().map(|k| k.label.as_str()).collect();
+        assert_eq!(labels, ["full", "1% changed", "1% deleted"]);
+        let full = &s.kinds[0];
+        assert_eq!((full.runs, full.median_secs, full.min_secs, full.max_secs), (3, 90.0, 80.0, 100.0));
+        // An even count's median is the mean of its middle two.
+        assert_eq!(s.kinds[2].median_secs, 5.25);
+        assert_eq!(s.changed_share, Some(4.0 / 90.0));
+        assert_eq!(s.deleted_share, Some(5.25 / 90.0));
+        // Without a full run there is no share.
+        assert_eq!(IndexSummary::of(&runs[1..3]).changed_share, None);
     }
 }

@@ -232,6 +232,11 @@ enum BenchCommand {
         /// Customers to generate.
         #[arg(long, default_value_t = 10_000)]
         customers: usize,
+        /// Run the four runs this many times (each repeat changes and deletes another 1%),
+        /// and give each kind's median and range, and the 1% runs' share of the full run by
+        /// medians: one run is at the mercy of the machine's noise.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
+        repeat: u32,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -491,7 +496,7 @@ fn serve(cfg: &Config, listen: Option<String>) -> Result<()> {
     Ok(())
 }
 
-fn bench_index(dir: &std::path::Path, customers: usize, json: bool) -> Result<()> {
+fn bench_index(dir: &std::path::Path, customers: usize, repeat: u32, json: bool) -> Result<()> {
     use dossier::bench;
     let exe = std::env::current_exe().context("finding this program to run `dossier index`")?;
     let config = dir.join("dossier.toml");
@@ -503,19 +508,30 @@ fn bench_index(dir: &std::path::Path, customers: usize, json: bool) -> Result<()
         generate_secs = Some(t.elapsed().as_secs_f64());
     }
     let mut runs = Vec::new();
-    eprintln!("full run");
-    runs.push(bench::index_run(&exe, &config, true, "full")?);
-    eprintln!("incremental run, nothing changed");
-    runs.push(bench::index_run(&exe, &config, false, "no change")?);
-    let (rows, files) = bench::alter_demo(dir, 10, 3, false)?;
-    eprintln!("incremental run after changing {rows} customer rows and {files} contracts");
-    runs.push(bench::index_run(&exe, &config, false, "1% changed")?);
-    let (rows, files) = bench::alter_demo(dir, 10, 7, true)?;
-    eprintln!("incremental run after deleting {rows} customer rows and {files} contracts");
-    runs.push(bench::index_run(&exe, &config, false, "1% deleted")?);
+    for k in 0..repeat {
+        let of = if repeat > 1 { format!(" ({} of {repeat})", k + 1) } else { String::new() };
+        eprintln!("full run{of}");
+        runs.push(bench::index_run(&exe, &config, true, "full")?);
+        eprintln!("incremental run, nothing changed{of}");
+        runs.push(bench::index_run(&exe, &config, false, "no change")?);
+        // Each repeat changes and deletes its own hundredth (every 100th row and contract from
+        // another offset; the changed and deleted offsets never meet).
+        let (rows, files) = bench::alter_demo(dir, 10, 3 + 10 * k, false)?;
+        eprintln!("incremental run after changing {rows} customer rows and {files} contracts{of}");
+        runs.push(bench::index_run(&exe, &config, false, "1% changed")?);
+        let (rows, files) = bench::alter_demo(dir, 10, 7 + 10 * k, true)?;
+        eprintln!("incremental run after deleting {rows} customer rows and {files} contracts{of}");
+        runs.push(bench::index_run(&exe, &config, false, "1% deleted")?);
+    }
     let index_mib = dir_size(&dir.join("index")) as f64 / (1 << 20) as f64;
+    let summary = bench::IndexSummary::of(&runs);
     if json {
-        let out = serde_json::json!({ "generate_secs": generate_secs, "runs": runs, "index_mib": index_mib });
+        let out = serde_json::json!({
+            "generate_secs": generate_secs,
+            "runs": runs,
+            "summary": summary,
+            "index_mib": index_mib,
+        });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
@@ -546,6 +562,17 @@ fn bench_index(dir: &std::path::Path, customers: usize, json: bool) -> Result<()
         println!();
     }
     println!("customers: {}; index on disk: {index_mib:.0} MiB", runs.last().map(|r| r.report.customers).unwrap_or(0));
+    if repeat > 1 {
+        println!("\n{:<11} {:>4} {:>9} {:>15}", "run", "runs", "median s", "range s");
+        for k in &summary.kinds {
+            println!("{:<11} {:>4} {:>9.2} {:>7.2} - {:<6.2}", k.label, k.runs, k.median_secs, k.min_secs, k.max_secs);
+        }
+    }
+    for (label, share) in [("1% changed", summary.changed_share), ("1% deleted", summary.deleted_share)] {
+        if let Some(share) = share {
+            println!("{label}: {:.1}% of the full run{}", share * 100.0, if repeat > 1 { " (medians)" } else { "" });
+        }
+    }
     Ok(())
 }
 
@@ -838,8 +865,8 @@ fn main() -> Result<()> {
                 );
             }
         }
-        Command::Bench { command: BenchCommand::Index { dir, customers, json } } => {
-            bench_index(&dir, customers, json)?;
+        Command::Bench { command: BenchCommand::Index { dir, customers, repeat, json } } => {
+            bench_index(&dir, customers, repeat, json)?;
         }
         Command::Bench { command: BenchCommand::Plot { results, out } } => {
             let mut points = Vec::new();

@@ -35,7 +35,8 @@ pub enum PlotError {
 }
 
 impl GrowthPoint {
-    /// Reads the figures of one `dossier bench index --json` result.
+    /// Reads the figures of one `dossier bench index --json` result (with `--repeat`, the
+    /// medians of its summary; the peak memory is the first full run's).
     pub fn from_json(v: &serde_json::Value) -> Result<GrowthPoint, PlotError> {
         let runs = v["runs"].as_array().ok_or(PlotError::Missing("runs"))?;
         let run = |label: &'static str| {
@@ -51,12 +52,19 @@ impl GrowthPoint {
             .iter()
             .filter_map(|s| s["records"].as_f64())
             .sum();
+        // A run kind's median when the result sums up repeats, else its one run's time.
+        let secs = |run: &serde_json::Value| -> Result<f64, PlotError> {
+            let median = v["summary"]["kinds"].as_array().and_then(|kinds| {
+                kinds.iter().find(|k| k["label"] == run["label"]).and_then(|k| k["median_secs"].as_f64())
+            });
+            median.map_or_else(|| num(&run["wall_secs"], "wall_secs"), Ok)
+        };
         Ok(GrowthPoint {
             customers: num(&full["report"]["customers"], "report.customers")?,
             records,
-            full_secs: num(&full["wall_secs"], "wall_secs")?,
-            changed_secs: num(&changed["wall_secs"], "wall_secs")?,
-            unchanged_secs: num(&unchanged["wall_secs"], "wall_secs")?,
+            full_secs: secs(full)?,
+            changed_secs: secs(changed)?,
+            unchanged_secs: secs(unchanged)?,
             peak_mib: num(&full["peak_rss_mib"], "peak_rss_mib")?,
             index_mib: num(&v["index_mib"], "index_mib")?,
         })
@@ -258,5 +266,17 @@ mod tests {
         assert!(xs.windows(2).all(|w| w[0] < w[1]), "{xs:?}");
         assert!(matches!(growth_svg(&[small]), Err(PlotError::TooFew(1))));
         assert!(matches!(GrowthPoint::from_json(&serde_json::json!({})), Err(PlotError::Missing(_))));
+    }
+
+    #[test]
+    fn a_result_with_repeats_reads_the_medians_of_its_summary() {
+        let mut v = result(10_000, 12.0, 500.0);
+        v["summary"] = serde_json::json!({ "kinds": [
+            { "label": "full", "runs": 3, "median_secs": 10.5, "min_secs": 9.0, "max_secs": 12.0 },
+            { "label": "1% changed", "runs": 3, "median_secs": 0.9, "min_secs": 0.8, "max_secs": 1.5 },
+        ] });
+        let p = GrowthPoint::from_json(&v).unwrap();
+        // "no change" has no summary entry here: its one run's time stands.
+        assert_eq!((p.full_secs, p.changed_secs, p.unchanged_secs), (10.5, 0.9, 0.3));
     }
 }
