@@ -1527,6 +1527,12 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         })
         .collect();
     let loose: rustc_hash::FxHashSet<&str> = loose_mentions.iter().map(|(_, m)| m.norm.as_str()).collect();
+    // An observation's record and strong values, wherever they are now (a full run has moved
+    // its observations into `held`).
+    let held_of = |i: usize| match held.get(i) {
+        Some(h) => (h.record, &h.strong),
+        None => (obs[i].record, &obs[i].strong),
+    };
     // Each observation's strong values looked up among them, in observation order (the
     // memory's) and on every core: 1.5 million lookups at 100k customers.
     let mut customer_of = vec![0u32; held.len().max(obs.len())];
@@ -1539,7 +1545,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
         .par_iter()
         .enumerate()
         .flat_map_iter(|(i, &ci)| {
-            let strong = held.get(i).map_or_else(|| &obs[i].strong, |h| &h.strong);
+            let (_, strong) = held_of(i);
             // Emails, phones and identifiers (not their kinds).
             [strong.get(0), strong.get(1), strong.get(2)]
                 .into_iter()
@@ -1568,8 +1574,7 @@ pub fn resolve<R: Borrow<RecordEntities> + Sync>(records: &[R], plan: Plan) -> R
             set.insert(id.clone());
         }
         for &i in ms.iter() {
-            // (`map_or_else`: a full run has moved its observations into `held`.)
-            let record = held.get(i).map_or_else(|| obs[i].record, |h| h.record);
+            let (record, _) = held_of(i);
             if !linked[record].contains(&(ci as u32)) {
                 linked[record].push(ci as u32);
             }
