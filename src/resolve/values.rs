@@ -4,6 +4,10 @@
 //! records: a `BTreeSet<String>` allocates a node of eleven slots (about 280 bytes) for even one
 //! value, and a boxed slice per attribute made eight allocations an observation. [`Sets`] holds
 //! several attributes' sets in one exact-size allocation; [`Values`] is one of them.
+//!
+//! Each set also keeps a 16-bit signature of its values (one bit a value, by hash): two sets
+//! whose signatures share no bit share no value, so most pairs of different people are told
+//! apart without reading their strings, which lie scattered over the heap.
 
 use dossier_schema::CompactString;
 
@@ -14,11 +18,13 @@ pub struct Sets<const N: usize> {
     values: Box<[CompactString]>,
     /// Where each set ends in `values`.
     ends: [u32; N],
+    /// Each set's signature (see [`signature`]).
+    sigs: [u16; N],
 }
 
 impl<const N: usize> Default for Sets<N> {
     fn default() -> Self {
-        Sets { values: Box::default(), ends: [0; N] }
+        Sets { values: Box::default(), ends: [0; N], sigs: [0; N] }
     }
 }
 
@@ -32,8 +38,8 @@ impl<const N: usize> Sets<N> {
     {
         let lists = lists.map(IntoIterator::into_iter);
         let mut values = Vec::with_capacity(lists.iter().map(ExactSizeIterator::len).sum());
-        let mut ends = [0; N];
-        for (list, end) in lists.into_iter().zip(&mut ends) {
+        let (mut ends, mut sigs) = ([0; N], [0; N]);
+        for ((list, end), sig) in lists.into_iter().zip(&mut ends).zip(&mut sigs) {
             let from = values.len();
             values.extend(list);
             values[from..].sort_unstable();
@@ -45,22 +51,31 @@ impl<const N: usize> Sets<N> {
                 }
             }
             values.truncate(len);
+            *sig = values[from..].iter().fold(0, |sig, v| sig | signature(v));
             // An observation's values are a record's mentions: far fewer than 2^32.
             *end = u32::try_from(len).unwrap_or(u32::MAX);
         }
-        Sets { values: values.into_boxed_slice(), ends }
+        Sets { values: values.into_boxed_slice(), ends, sigs }
     }
 
     /// Set `i` (below `N`).
     pub fn get(&self, i: usize) -> Values<'_> {
         let from = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        Values(&self.values[from..self.ends[i] as usize])
+        Values(&self.values[from..self.ends[i] as usize], self.sigs[i])
     }
 }
 
-/// One set of sorted, distinct strings (see [`Sets`]).
+/// A value's bit in its set's signature: one of 16, by hash.
+fn signature(v: &str) -> u16 {
+    use std::hash::BuildHasher;
+    // (The multiply spreads the hash into the top bits, which pick the bit.)
+    let h = rustc_hash::FxBuildHasher.hash_one(v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    1 << (h >> 60)
+}
+
+/// One set of sorted, distinct strings, with its signature (see [`Sets`]).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Values<'a>(&'a [CompactString]);
+pub struct Values<'a>(&'a [CompactString], u16);
 
 impl<'a> Values<'a> {
     /// Whether it holds nothing.
@@ -85,8 +100,9 @@ impl<'a> Values<'a> {
 
     /// The values both hold, in order (a merge of the two sorted lists).
     pub fn common(self, other: Values<'a>) -> impl Iterator<Item = &'a CompactString> + 'a {
-        let (mut i, mut j) = (0, 0);
         let (a, b) = (self.0, other.0);
+        // Sets whose signatures share no bit share no value: the merge starts at the end.
+        let (mut i, mut j) = (if self.1 & other.1 == 0 { a.len() } else { 0 }, 0);
         std::iter::from_fn(move || {
             while i < a.len() && j < b.len() {
                 match a[i].cmp(&b[j]) {
