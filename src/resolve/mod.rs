@@ -2125,18 +2125,24 @@ fn window_shifts(
     let fresh: Vec<bool> = ms.iter().map(|&m| is_fresh(m as usize)).collect();
     let mut removed: Vec<Order> = removed.to_vec();
     removed.sort_unstable();
+    // Where each removed member sat: before the first member now that sorts after it (found
+    // by halving, so a large block's members' orders are not all made and compared).
+    let at: Vec<usize> = removed
+        .iter()
+        .map(|gone| {
+            ms.partition_point(|&m| {
+                let o = &obs[m as usize];
+                name_order(o, &records[o.record].key, key) <= *gone
+            })
+        })
+        .collect();
     // Each untouched member's place in the previous run's order: its place now, less the
     // fresh members before it, plus the removed ones that sorted before it.
-    let order = |x: usize| {
-        let o = &obs[ms[x] as usize];
-        name_order(o, &records[o.record].key, key)
-    };
     let mut before = vec![usize::MAX; now];
     let (mut r, mut added) = (0, 0);
     let mut changes: Vec<usize> = Vec::new();
     for x in 0..now {
-        let here = order(x);
-        while r < removed.len() && removed[r] < here {
+        while r < at.len() && at[r] <= x {
             r += 1;
             changes.push(x);
         }
